@@ -1,0 +1,133 @@
+"""The metric catalogue: every name a rule may use in `metric:`, its kind and its labels.
+
+The observer writes counters and distributions into the series store with label *values* as a
+tuple in the order given here (tuples hash fast on the hot path); gauges are read from state at
+evaluation time. Rules, the loader's error messages and the docs all read this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    COUNTER = "counter"  # events counted per time bucket; a rule sums them over its window
+    RATIO = "ratio"  # numerator / denominator counters over the window (min_events on the denominator)
+    DISTRIBUTION = "distribution"  # observed values; a rule picks avg, max, min, count, p50..p99 over the window
+    GAUGE = "gauge"  # a current value read from state at evaluation time
+
+
+TASK_LABELS = ("task", "queue", "worker")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: Kind
+    labels: tuple[str, ...]
+    help: str
+    unit: str = ""  # "seconds", "bytes", "ratio" or "" — picks the humanizing filter in templates
+    numerator: str = ""  # ratios only
+    denominator: tuple[str, ...] = ()  # ratios only: counters summed
+
+
+def _counter(state: str, extra: tuple[str, ...] = ()) -> Metric:
+    return Metric(f"tasks_{state}", Kind.COUNTER, TASK_LABELS + extra, f"Tasks {state} (task-{state} events).")
+
+
+CATALOGUE: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        _counter("sent"),
+        _counter("received"),
+        _counter("started"),
+        _counter("succeeded"),
+        _counter("failed", ("exception",)),  # exception = class name only, e.g. "ValueError"
+        _counter("retried", ("exception",)),
+        _counter("rejected"),
+        _counter("revoked"),
+        Metric(
+            "task_failure_ratio",
+            Kind.RATIO,
+            TASK_LABELS,
+            "Failed / (succeeded + failed) over the window.",
+            "ratio",
+            numerator="tasks_failed",
+            denominator=("tasks_succeeded", "tasks_failed"),
+        ),
+        Metric(
+            "task_retry_ratio",
+            Kind.RATIO,
+            TASK_LABELS,
+            "Retried / (succeeded + failed + retried) over the window.",
+            "ratio",
+            numerator="tasks_retried",
+            denominator=("tasks_succeeded", "tasks_failed", "tasks_retried"),
+        ),
+        Metric(
+            "task_runtime_seconds",
+            Kind.DISTRIBUTION,
+            TASK_LABELS,
+            "Run time of finished tasks (task-succeeded runtime field; failed: failed - started).",
+            "seconds",
+        ),
+        Metric(
+            "task_queue_wait_seconds",
+            Kind.DISTRIBUTION,
+            TASK_LABELS,
+            "Time from sent (or ETA, or received when sent is unseen) to started.",
+            "seconds",
+        ),
+        Metric("queue_length", Kind.GAUGE, ("queue",), "Messages waiting in the broker queue.", ""),
+        Metric("queue_consumers", Kind.GAUGE, ("queue",), "Consumers attached to the queue.", ""),
+        Metric("workers_online", Kind.GAUGE, (), "Workers with a recent heartbeat.", ""),
+        Metric("worker_up", Kind.GAUGE, ("worker",), "1 while the worker heartbeats, 0 once lost or offline.", ""),
+        Metric("worker_lost", Kind.GAUGE, ("worker",), "1 when heartbeats stopped without worker-offline.", ""),
+        Metric("worker_offline", Kind.GAUGE, ("worker",), "1 when the worker said goodbye (worker-offline).", ""),
+        Metric("worker_active_tasks", Kind.GAUGE, ("worker",), "Tasks executing (heartbeat `active`).", ""),
+        Metric("worker_loadavg", Kind.GAUGE, ("worker",), "1-minute load average of the worker host.", ""),
+        Metric("worker_pool_size", Kind.GAUGE, ("worker",), "Pool processes/threads (inspect stats).", ""),
+        Metric(
+            "worker_saturation_ratio",
+            Kind.GAUGE,
+            ("worker",),
+            "Active tasks / pool size.",
+            "ratio",
+        ),
+        Metric("worker_memory_bytes", Kind.GAUGE, ("worker",), "Max RSS of the worker (inspect stats rusage).", "bytes"),
+        Metric(
+            "worker_cpu_ratio",
+            Kind.GAUGE,
+            ("worker",),
+            "CPU seconds used per wall second between two samples (rusage).",
+            "ratio",
+        ),
+        Metric(
+            "task_oldest_started_seconds",
+            Kind.GAUGE,
+            ("task", "queue"),
+            "Age of the oldest task started and not yet finished.",
+            "seconds",
+        ),
+        Metric(
+            "task_oldest_reserved_seconds",
+            Kind.GAUGE,
+            ("task", "queue"),
+            "Age of the oldest task received by a worker and not started (ETA tasks excluded until due).",
+            "seconds",
+        ),
+        Metric(
+            "task_last_succeeded_seconds",
+            Kind.GAUGE,
+            ("task",),
+            "Seconds since the task last succeeded (since alertd started when never seen).",
+            "seconds",
+        ),
+        Metric("events_silence_seconds", Kind.GAUGE, (), "Seconds since the last event from the broker.", "seconds"),
+        Metric("event_stream_up", Kind.GAUGE, (), "1 while connected to the broker's event stream.", ""),
+        Metric("broker_up", Kind.GAUGE, (), "1 while the last broker sample succeeded.", ""),
+    ]
+}
+
+DISTRIBUTION_STATS = ("avg", "min", "max", "count", "sum", "p50", "p75", "p90", "p95", "p99")

@@ -1,0 +1,53 @@
+"""Durations as users write them: `15s`, `2m`, `1h30m`, `7d`, `500ms` (Prometheus / Go style)."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+class DurationError(ValueError):
+    """A duration string that does not parse; the message says what is expected."""
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Parse a duration into seconds. Bare numbers are seconds."""
+    if isinstance(text, bool):
+        raise DurationError(f"expected a duration like 30s, 5m or 1h30m, got {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise DurationError(f"a duration cannot be negative, got {text!r}")
+        return float(text)
+    s = str(text).strip()
+    if s in ("0", ""):
+        if s == "":
+            raise DurationError("expected a duration like 30s, 5m or 1h30m, got an empty string")
+        return 0.0
+    pos = 0
+    total = 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise DurationError(f"expected a duration like 30s, 5m or 1h30m (units ms, s, m, h, d, w, y), got {s!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way a user would write them: 90 -> 1m30s, 0.25 -> 250ms."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1:
+        ms = round(seconds * 1000)
+        return f"{ms}ms" if ms else "0s"
+    rest = round(seconds)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out) or "0s"
