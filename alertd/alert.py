@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class AlertState(str, Enum):
+class AlertState(StrEnum):
     PENDING = "pending"  # condition true, waiting out `for`; never notified
     FIRING = "firing"
     RESOLVED = "resolved"

@@ -8,10 +8,10 @@ evaluation time. Rules, the loader's error messages and the docs all read this o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     COUNTER = "counter"  # events counted per time bucket; a rule sums them over its window
     RATIO = "ratio"  # numerator / denominator counters over the window (min_events on the denominator)
     DISTRIBUTION = "distribution"  # observed values; a rule picks avg, max, min, count, p50..p99 over the window
@@ -95,7 +95,7 @@ CATALOGUE: dict[str, Metric] = {
             "Active tasks / pool size.",
             "ratio",
         ),
-        Metric("worker_memory_bytes", Kind.GAUGE, ("worker",), "Max RSS of the worker (inspect stats rusage).", "bytes"),
+        Metric("worker_memory_bytes", Kind.GAUGE, ("worker",), "Max RSS (inspect stats rusage).", "bytes"),
         Metric(
             "worker_cpu_ratio",
             Kind.GAUGE,

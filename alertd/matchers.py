@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
@@ -19,7 +19,7 @@ class MatcherError(ValueError):
     """A matcher that does not parse; the message quotes it and says what is expected."""
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     EQ = "="
     NE = "!="
     RE = "=~"

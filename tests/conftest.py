@@ -66,7 +66,7 @@ def amqp_url() -> str:
     with kombu.Connection(AMQP_URL, connect_timeout=3) as conn:
         try:
             conn.ensure_connection(max_retries=1)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             pytest.fail(f"RabbitMQ is not answering at {AMQP_URL}: {e}; .ci/run starts it")
     return AMQP_URL
 
