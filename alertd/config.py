@@ -1,0 +1,141 @@
+"""alertd.yaml: one settings object for the whole daemon.
+
+Every section has a default, so `alertd run` with no file works: local Redis broker, SQLite state
+next to the working directory, the rule pack in ./rules, console delivery. Errors name file, line
+and field (alertd.yamlfile). Routing sections are modelled in alertd.notify.config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from alertd.durations import parse_duration
+from alertd.notify.config import InhibitRuleConfig, ReceiverConfig, RouteConfig, TimeIntervalConfig
+from alertd.yamlfile import Document, FileError, Problem, load_yaml, validate
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration field: accepts `30s`, `5m`, `1h30m` or a number of seconds."""
+
+DEFAULT_PATHS = ("alertd.yaml", "/etc/alertd/alertd.yaml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiConfig(Section):
+    listen: str = "127.0.0.1:9093"  # loopback by default: exposing the API is a deliberate choice
+    tokens_file: str | None = None  # lines "role:token" or "role:sha256:<hex>"; roles read, silence, admin
+    basic_auth_file: str | None = None  # lines "user:role:sha256:<hex>" for tools that only speak basic auth
+    max_body_bytes: int = 256 * 1024
+    external_url: str = ""  # used in links in notifications
+    cors_origins: list[str] = []
+
+
+class EventsConfig(Section):
+    durable_queue: str | None = None  # AMQP: a named durable event queue survives alertd restarts
+    durable_queue_ttl: Seconds = 3600.0  # how long queued events may wait for alertd
+    reconnect_max: Seconds = 30.0
+
+
+class SamplerConfig(Section):
+    interval: Seconds = 15.0
+    queues: list[str] = ["celery"]  # plus queues discovered from workers (inspect active_queues)
+    inspect: bool = True
+    inspect_timeout: Seconds = 2.0
+
+
+class ObserveConfig(Section):
+    max_tasks: int = Field(100_000, ge=100)
+    max_workers: int = Field(5_000, ge=1)
+    worker_lost_after: Seconds = 10.0  # floor; the real timeout is max(this, heartbeat freq x misses)
+    heartbeat_misses: float = Field(2.5, gt=1)
+    bucket: Seconds = 5.0  # resolution of rule windows
+    retention: Seconds = 3600.0  # longest window any rule may use
+    max_series: int = Field(10_000, ge=10)
+    expect_tasks: list[str] = []  # periodic tasks watched from start even before the first run
+
+
+class SilencesConfig(Section):
+    retention: Seconds = 5 * 86400.0  # expired silences kept this long, as in Alertmanager
+
+
+class HaConfig(Section):
+    replica: str = ""  # defaults to hostname:pid
+    claim_ttl: Seconds = 60.0
+
+
+class Config(Section):
+    broker: str = "redis://localhost:6379/0"
+    broker_transport_options: dict[str, Any] = {}
+    rule_files: list[str] = ["rules/*.yaml"]
+    store: str = "sqlite:///alertd-state.db"
+    templates_dir: str | None = None  # overrides templates by file name
+    api: ApiConfig = ApiConfig()
+    events: EventsConfig = EventsConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    observe: ObserveConfig = ObserveConfig()
+    silences: SilencesConfig = SilencesConfig()
+    ha: HaConfig = HaConfig()
+    receivers: list[ReceiverConfig] = []
+    route: RouteConfig | None = None
+    inhibit_rules: list[InhibitRuleConfig] = []
+    time_intervals: list[TimeIntervalConfig] = []
+
+    # Where the file was found; relative paths in it (rule_files, tokens_file, templates_dir,
+    # sqlite store) are resolved against this directory.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True, init=False)
+    source: str = Field("<defaults>", exclude=True, init=False)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_scheme(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        known = {"redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory"}
+        if scheme not in known:
+            raise ValueError("expected a broker URL such as redis://host:6379/0 or amqp://user:pass@host//")
+        return v
+
+    def path(self, p: str) -> Path:
+        """Resolve a path from the config file against the file's directory."""
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else self.base_dir / q
+
+    def rule_paths(self) -> list[Path]:
+        out: list[Path] = []
+        for pattern in self.rule_files:
+            full = self.path(pattern)
+            matches = sorted(full.parent.glob(full.name)) if any(c in full.name for c in "*?[") else [full]
+            out.extend(m for m in matches if m.is_file() or not any(c in full.name for c in "*?["))
+        return out
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The config file to use: --config, $ALERTD_CONFIG, ./alertd.yaml, /etc/alertd/alertd.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("ALERTD_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load_config(path: str | Path | None = None, *, text: str | None = None) -> Config:
+    """Load and validate alertd.yaml; defaults when path is None. Raises FileError."""
+    if path is None and text is None:
+        return Config()
+    name = str(path) if path is not None else "<config>"
+    doc: Document = load_yaml(name, text)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise FileError([Problem(name, 1, "", "expected a mapping of settings at the top level")])
+    cfg = validate(Config, doc, data)
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    return cfg.model_copy(update={"base_dir": base, "source": name})

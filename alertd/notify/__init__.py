@@ -1,0 +1,1 @@
+"""Notifications: the pipeline from a routed alert group to a delivered, recorded message."""
