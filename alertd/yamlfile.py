@@ -155,7 +155,7 @@ def validation_problems(err: pydantic.ValidationError, doc: Document, model: typ
             if allowed:
                 msg += f" (expected one of: {', '.join(sorted(allowed))})"
         problems.append(doc.problem(full, msg))
-    return problems
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def _message(e: Any) -> str:
@@ -208,7 +208,8 @@ def allowed_keys(model: type[pydantic.BaseModel], loc: Loc) -> list[str]:
         for t in _unwrap(tp):
             if isinstance(t, type) and issubclass(t, pydantic.BaseModel):
                 for fname, f in t.model_fields.items():
-                    keys.add(f.alias or fname)
+                    if f.init is not False:  # computed/internal fields are not for users to write
+                        keys.add(f.alias or fname)
     return sorted(keys)
 
 
