@@ -1,0 +1,1 @@
+"""Observation: what the Celery deployment is doing, derived from events and samples."""

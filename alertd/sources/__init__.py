@@ -1,0 +1,1 @@
+"""Where observations come from: the broker's event stream and periodic broker/worker samples."""

@@ -1,0 +1,55 @@
+"""Health of the event stream: the daemon's own vital signs.
+
+CONTRACT (written by sources/, read by observe/ for the events_silence_seconds and
+event_stream_up gauges, by the API and by /metrics). Keep these attribute names.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamHealth:
+    broker: str = ""  # redacted URL (no password)
+    transport: str = ""  # "redis-fast" | "kombu" | "replay"
+    connected: bool = False
+    connected_since: float | None = None
+    last_event_at: float | None = None  # local receive time of the newest event
+    events: int = 0  # events decoded (task.multi bodies count each event)
+    messages: int = 0  # broker messages read
+    malformed: int = 0  # messages or events skipped because they could not be decoded
+    reconnects: int = 0
+    last_error: str = ""  # redacted
+    # (disconnected_at, reconnected_at) of recent outages: the gap in the stream, for the API and tests
+    gaps: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=50))
+
+    def mark_connected(self, now: float) -> None:
+        if self.gaps and self.gaps[-1][1] is None:
+            self.gaps[-1] = (self.gaps[-1][0], now)
+            self.reconnects += 1
+        self.connected = True
+        self.connected_since = now
+
+    def mark_disconnected(self, now: float, error: str) -> None:
+        if self.connected or not self.gaps or self.gaps[-1][1] is not None:
+            self.gaps.append((now, None))
+        self.connected = False
+        self.connected_since = None
+        self.last_error = error
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "broker": self.broker,
+            "transport": self.transport,
+            "connected": self.connected,
+            "connected_since": self.connected_since,
+            "last_event_at": self.last_event_at,
+            "events": self.events,
+            "messages": self.messages,
+            "malformed": self.malformed,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "gaps": [list(g) for g in self.gaps],
+        }
