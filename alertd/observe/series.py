@@ -13,53 +13,220 @@ CONTRACT (shared by observe/ which writes and rules/ which reads; keep these sig
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from typing import Any
+
 Labels = tuple[str, ...]
+
+# Log-spaced bins: bin k holds values in (GAMMA**(k-1), GAMMA**k]. GAMMA = 1.04 bounds the
+# relative error of a quantile at 2 %, with ~60 bins per decade, so a bucket holding task runtimes
+# from 1 ms to 1 h uses a few hundred dict entries at most, usually a handful.
+GAMMA = 1.04
+_LOG_GAMMA = math.log(GAMMA)
+_ZERO_BIN = -(10**9)  # values <= 0 (a clamped queue wait, say) share one bin
+
+
+def _bin(value: float) -> int:
+    if value <= 0.0:
+        return _ZERO_BIN
+    return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def _bin_value(k: int) -> float:
+    if k == _ZERO_BIN:
+        return 0.0
+    # the midpoint (in relative terms) of (GAMMA**(k-1), GAMMA**k]
+    return 2.0 * GAMMA**k / (1.0 + GAMMA)
 
 
 class Distribution:
     """Count, sum, min, max and approximate quantiles of observed values over a window.
 
-    Quantiles come from log-spaced histogram bins (relative error a few percent), so merging
-    windows and series is exact for the bins and O(bins).
+    Quantiles come from log-spaced histogram bins (relative error <= 2 %), so merging windows and
+    series is exact for the bins and O(bins).
     """
 
-    count: int
-    sum: float
-    min: float
-    max: float
+    __slots__ = ("bins", "count", "max", "min", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.bins: dict[int, int] = {}
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        k = _bin(value)
+        bins = self.bins
+        bins[k] = bins.get(k, 0) + 1
 
     def quantile(self, q: float) -> float:
         """q in [0, 1]; nan when empty."""
-        raise NotImplementedError
+        if self.count == 0:
+            return math.nan
+        if q <= 0:
+            return self.min
+        if q >= 1:
+            return self.max
+        rank = q * (self.count - 1)  # 0-based rank, as numpy's "linear"/"lower" conventions place it
+        seen = 0
+        for k in sorted(self.bins):
+            seen += self.bins[k]
+            if seen > rank:
+                return min(max(_bin_value(k), self.min), self.max)
+        return self.max
 
     def stat(self, name: str) -> float:
         """One of alertd.catalogue.DISTRIBUTION_STATS: avg min max count sum p50 p75 p90 p95 p99."""
-        raise NotImplementedError
+        if name == "count":
+            return float(self.count)
+        if name == "sum":
+            return self.sum
+        if self.count == 0:
+            return math.nan
+        if name == "avg":
+            return self.sum / self.count
+        if name == "min":
+            return self.min
+        if name == "max":
+            return self.max
+        if name.startswith("p") and name[1:].isdigit():
+            return self.quantile(int(name[1:]) / 100.0)
+        raise ValueError(f"unknown distribution statistic {name!r}")
 
     def merge(self, other: Distribution) -> None:
-        raise NotImplementedError
+        if other.count == 0:
+            return
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        bins = self.bins
+        for k, n in other.bins.items():
+            bins[k] = bins.get(k, 0) + n
+
+
+class _Ring:
+    """One series: a slot per bucket, each tagged with the absolute bucket index it holds."""
+
+    __slots__ = ("epochs", "total", "values")
+
+    def __init__(self, size: int, distribution: bool) -> None:
+        self.epochs = [-1] * size
+        # floats for counters, Distribution | None for distributions
+        self.values: list[Any] = [None] * size if distribution else [0.0] * size
+        self.total = 0.0
 
 
 class SeriesStore:
+    """Counters and distributions per (metric, labels), bucketed by time."""
+
     def __init__(self, bucket_seconds: float = 5.0, retention_seconds: float = 3600.0, max_series: int = 10_000):
-        raise NotImplementedError
+        if bucket_seconds <= 0 or retention_seconds < bucket_seconds:
+            raise ValueError("need 0 < bucket_seconds <= retention_seconds")
+        self.bucket_seconds = float(bucket_seconds)
+        self.retention_seconds = float(retention_seconds)
+        self.max_series = max_series
+        self._size = int(math.ceil(retention_seconds / bucket_seconds)) + 1
+        self._counters: dict[str, dict[Labels, _Ring]] = defaultdict(dict)
+        self._dists: dict[str, dict[Labels, _Ring]] = defaultdict(dict)
+        self._dropped: dict[str, int] = defaultdict(int)
+
+    def _ring(self, table: dict[str, dict[Labels, _Ring]], metric: str, labels: Labels, dist: bool) -> _Ring | None:
+        series = table[metric]
+        ring = series.get(labels)
+        if ring is None:
+            if len(series) >= self.max_series:
+                self._dropped[metric] += 1
+                return None
+            ring = series[labels] = _Ring(self._size, dist)
+        return ring
 
     def count(self, metric: str, labels: Labels, now: float, n: float = 1.0) -> None:
-        raise NotImplementedError
+        ring = self._ring(self._counters, metric, labels, False)
+        if ring is None:
+            return
+        idx = int(now // self.bucket_seconds)
+        slot = idx % self._size
+        values: list[float] = ring.values
+        if ring.epochs[slot] != idx:
+            ring.epochs[slot] = idx
+            values[slot] = n
+        else:
+            values[slot] += n
+        ring.total += n
 
     def observe(self, metric: str, labels: Labels, value: float, now: float) -> None:
-        raise NotImplementedError
+        ring = self._ring(self._dists, metric, labels, True)
+        if ring is None:
+            return
+        idx = int(now // self.bucket_seconds)
+        slot = idx % self._size
+        values: list[Distribution | None] = ring.values
+        d = values[slot]
+        if ring.epochs[slot] != idx or d is None:
+            ring.epochs[slot] = idx
+            d = values[slot] = Distribution()
+        d.add(value)
+        ring.total += 1
+
+    def _slots(self, window: float, now: float) -> list[tuple[int, int]]:
+        """(slot, epoch) pairs of the buckets covering the window ending at now."""
+        idx = int(now // self.bucket_seconds)
+        n = max(1, min(self._size, int(math.ceil(window / self.bucket_seconds))))
+        return [(i % self._size, i) for i in range(idx - n + 1, idx + 1)]
 
     def sums(self, metric: str, window: float, now: float) -> dict[Labels, float]:
         """Per series, the counter's sum over the window ending at now (series with 0 omitted)."""
-        raise NotImplementedError
+        slots = self._slots(window, now)
+        out: dict[Labels, float] = {}
+        for labels, ring in self._counters.get(metric, {}).items():
+            epochs = ring.epochs
+            values: list[float] = ring.values
+            s = 0.0
+            for slot, epoch in slots:
+                if epochs[slot] == epoch:
+                    s += values[slot]
+            if s:
+                out[labels] = s
+        return out
 
     def distributions(self, metric: str, window: float, now: float) -> dict[Labels, Distribution]:
-        raise NotImplementedError
+        """Per series, the merged distribution over the window (empty series omitted)."""
+        slots = self._slots(window, now)
+        out: dict[Labels, Distribution] = {}
+        for labels, ring in self._dists.get(metric, {}).items():
+            epochs = ring.epochs
+            values: list[Distribution | None] = ring.values
+            merged: Distribution | None = None
+            for slot, epoch in slots:
+                d = values[slot]
+                if d is not None and epochs[slot] == epoch:
+                    if merged is None:
+                        merged = Distribution()
+                    merged.merge(d)
+            if merged is not None:
+                out[labels] = merged
+        return out
 
     def totals(self, metric: str) -> dict[Labels, float]:
-        """Cumulative counter values since start, for /metrics."""
-        raise NotImplementedError
+        """Cumulative counter values (or observation counts for distributions) since start, for /metrics."""
+        table = self._counters.get(metric) or self._dists.get(metric) or {}
+        return {labels: ring.total for labels, ring in table.items()}
 
     def dropped(self) -> dict[str, int]:
-        raise NotImplementedError
+        """Per metric, observations refused because the metric hit max_series."""
+        return dict(self._dropped)
+
+    def series_count(self, metric: str) -> int:
+        return len(self._counters.get(metric, {})) + len(self._dists.get(metric, {}))
+
+    def metrics(self) -> list[str]:
+        return sorted(set(self._counters) | set(self._dists))

@@ -1,0 +1,80 @@
+"""The series store against a naive model: windows, buckets, quantile error, the series cap."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alertd.observe.series import GAMMA, Distribution, SeriesStore
+
+BUCKET = 5.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.floats(0, 2000), st.sampled_from(["a", "b"]), st.integers(1, 3)), max_size=200),
+    window=st.sampled_from([5.0, 30.0, 60.0, 600.0]),
+)
+def test_window_sums_match_a_naive_count(events: list[tuple[float, str, int]], window: float) -> None:
+    store = SeriesStore(bucket_seconds=BUCKET, retention_seconds=900)
+    events.sort()
+    for t, label, n in events:
+        store.count("tasks_failed", (label,), t, n)
+    now = events[-1][0] if events else 0.0
+    # whole buckets: the window covers ceil(window / bucket) buckets ending with now's bucket
+    first_bucket = int(now // BUCKET) - math.ceil(window / BUCKET) + 1
+    expected: dict[tuple[str, ...], float] = {}
+    for t, label, n in events:
+        if int(t // BUCKET) >= first_bucket:
+            expected[(label,)] = expected.get((label,), 0) + n
+    assert store.sums("tasks_failed", window, now) == expected
+    assert store.totals("tasks_failed") == {
+        (lab,): float(sum(n for _, l2, n in events if l2 == lab)) for lab in {lab for _, lab, _ in events}
+    }
+
+
+def test_old_buckets_are_forgotten_when_the_ring_wraps() -> None:
+    store = SeriesStore(bucket_seconds=1, retention_seconds=10)
+    store.count("tasks_sent", ("t",), now=100.0, n=7)
+    assert store.sums("tasks_sent", 10, now=105.0) == {("t",): 7}
+    # 11 slots later the same slot is reused for a new bucket: the old 7 must not leak in
+    store.count("tasks_sent", ("t",), now=111.0, n=1)
+    assert store.sums("tasks_sent", 10, now=111.0) == {("t",): 1}
+    assert store.sums("tasks_sent", 10, now=200.0) == {}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=1e-4, max_value=1e5), min_size=1, max_size=300), st.sampled_from([0.5, 0.9, 0.99]))
+def test_quantiles_are_within_the_bin_error(values: list[float], q: float) -> None:
+    d = Distribution()
+    for v in values:
+        d.add(v)
+    ordered = sorted(values)
+    exact = ordered[int(q * (len(ordered) - 1))]
+    got = d.quantile(q)
+    assert exact / GAMMA <= got <= exact * GAMMA
+    assert d.stat("count") == len(values)
+    assert math.isclose(d.stat("avg"), sum(values) / len(values), rel_tol=1e-9)
+    assert d.stat("max") == max(values) and d.stat("min") == min(values)
+
+
+def test_distributions_merge_buckets_of_the_window() -> None:
+    store = SeriesStore(bucket_seconds=5, retention_seconds=600)
+    for i in range(100):
+        store.observe("task_runtime_seconds", ("t", "q", "w"), float(i + 1), now=1000.0 + i)
+    d = store.distributions("task_runtime_seconds", 60, now=1099.0)[("t", "q", "w")]
+    # the last 60 s = 12 buckets = the events at 1040..1099 (values 41..100)
+    assert d.count == 60 and d.min == 41 and d.max == 100
+    assert math.isnan(Distribution().quantile(0.5))
+
+
+def test_series_cap_drops_new_series_and_counts_them() -> None:
+    store = SeriesStore(max_series=3)
+    for i in range(5):
+        store.count("tasks_sent", (f"t{i}",), 0.0)
+    store.count("tasks_sent", ("t0",), 0.0)  # an existing series keeps working
+    assert store.series_count("tasks_sent") == 3
+    assert store.dropped() == {"tasks_sent": 2}
+    assert store.sums("tasks_sent", 60, 0.0)[("t0",)] == 2
