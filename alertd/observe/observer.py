@@ -1,0 +1,563 @@
+"""The observer: what the event stream and the samples say about tasks, workers and queues.
+
+Celery events are thin: only task-sent and task-received carry the task name, only task-sent the
+queue, and nothing says a worker died if it was SIGKILLed. The observer keeps two bounded tables
+(tasks in flight, by uuid; workers, by hostname) to join the rest of a task's events to its name
+and queue, and to notice silence. It writes counters and distributions into the series store as
+events arrive and answers gauges from its tables when the rules engine asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from alertd.clock import Clock
+from alertd.observe.series import Labels, SeriesStore
+from alertd.samples import BrokerSample, QueueSample, WorkerSample
+from alertd.sources.health import StreamHealth
+
+log = logging.getLogger(__name__)
+
+Watcher = Callable[[dict[str, Any]], None]
+Gauges = dict[str, dict[Labels, float]]
+
+FINAL_STATES = frozenset({"succeeded", "failed", "revoked", "rejected"})
+OFFLINE_FORGET_AFTER = 600.0  # a worker that said goodbye is listed this long (for "worker shut down")
+LOST_FORGET_AFTER = 3600.0  # a lost worker keeps its alert this long, then is forgotten (autoscaled pods)
+SAMPLE_STALE_AFTER = 300.0  # a queue or worker sample older than this is no longer reported
+TRACEBACK_LINES = 20
+FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
+
+_EXC_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)")
+
+
+# billiard wraps exceptions raised outside the task (hard time limits, lost workers) in this; the
+# real class is then only in the traceback's last line.
+_WRAPPERS = frozenset({"", "ExceptionWithTraceback", "ExceptionInfo"})
+
+
+def exception_class(text: Any, traceback: Any = None) -> str:
+    """'ValueError('x')' -> 'ValueError'; 'celery.exceptions.TimeLimitExceeded(1,)' -> 'TimeLimitExceeded'."""
+    m = _EXC_NAME.match(text) if isinstance(text, str) else None
+    name = m.group(1).rsplit(".", 1)[-1] if m else ""
+    if name in _WRAPPERS and isinstance(traceback, str):
+        lines = [ln for ln in traceback.strip().splitlines() if ln and not ln[0].isspace()]
+        if lines and not lines[-1].startswith("Traceback"):
+            head = lines[-1].split(":", 1)[0].strip()
+            if _EXC_NAME.fullmatch(head):
+                return head.rsplit(".", 1)[-1]
+    return name
+
+
+def trim_traceback(tb: Any, lines: int = TRACEBACK_LINES) -> str:
+    """The last lines of a traceback: where it failed matters, the framework frames above do not."""
+    if not isinstance(tb, str):
+        return ""
+    parts = tb.rstrip().splitlines()
+    if len(parts) <= lines:
+        return "\n".join(parts)
+    return "\n".join(["...", *parts[-lines:]])
+
+
+def _eta_seconds(value: Any) -> float | None:
+    """Celery sends eta as an ISO 8601 string (or None); epoch seconds are accepted too."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+class Task:
+    """One task in flight. Slots: a full table holds 100k of these."""
+
+    __slots__ = ("eta", "name", "queue", "received", "retries", "sent", "started", "state", "worker")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.queue = ""
+        self.worker = ""
+        self.state = "pending"
+        self.sent: float | None = None  # event timestamps (the sender's clock)
+        self.received: float | None = None
+        self.started: float | None = None
+        self.eta: float | None = None
+        self.retries = 0
+
+
+class Worker:
+    __slots__ = (
+        "active",
+        "cpu_at",
+        "cpu_ratio",
+        "cpu_seconds",
+        "first_seen",
+        "freq",
+        "hostname",
+        "last_heartbeat",
+        "loadavg",
+        "memory_bytes",
+        "offline_at",
+        "pid",
+        "pool_size",
+        "processed",
+        "queues",
+        "sample_at",
+        "sw_ident",
+        "sw_ver",
+    )
+
+    def __init__(self, hostname: str, now: float) -> None:
+        self.hostname = hostname
+        self.first_seen = now
+        self.last_heartbeat = now  # local receive time: immune to the worker's clock skew
+        self.freq = 2.0
+        self.active = 0
+        self.processed = 0
+        self.loadavg = 0.0
+        self.sw_ident = ""
+        self.sw_ver = ""
+        self.pid = 0
+        self.offline_at: float | None = None
+        self.pool_size: int | None = None
+        self.memory_bytes: int | None = None
+        self.cpu_seconds: float | None = None
+        self.cpu_at: float | None = None
+        self.cpu_ratio: float | None = None
+        self.sample_at: float | None = None
+        self.queues: tuple[str, ...] = ()
+
+
+class Observer:
+    """Bounded task and worker tables fed by events and samples; gauges on demand."""
+
+    def __init__(
+        self,
+        series: SeriesStore,
+        clock: Clock,
+        *,
+        max_tasks: int = 100_000,
+        max_workers: int = 1_000,
+        worker_lost_after: float = 10.0,
+        heartbeat_misses: float = 2.5,
+        health: StreamHealth | None = None,
+    ) -> None:
+        self.series = series
+        self.clock = clock
+        self.max_tasks = max_tasks
+        self.max_workers = max_workers
+        self.worker_lost_after = worker_lost_after
+        self.heartbeat_misses = heartbeat_misses
+        self.health = health
+        self.started_at = clock.now()
+        self.tasks: dict[str, Task] = {}
+        self.workers: dict[str, Worker] = {}
+        self.queues: dict[str, QueueSample] = {}
+        self.broker: BrokerSample | None = None
+        self.last_success: dict[str, float] = {}
+        self.expected: set[str] = set()
+        self._watchers: dict[str, list[Watcher]] = {}
+        self._watch_all: list[Watcher] = []
+        self._finished: dict[str, None] = {}  # recently finished uuids, oldest first (an ordered set)
+        self._stats = {
+            "events": 0,
+            "malformed": 0,
+            "duplicates": 0,
+            "tasks_evicted": 0,
+            "workers_evicted": 0,
+            "unknown_types": 0,
+        }
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_events(self, events: Iterable[Any]) -> None:
+        """The hot path: one batch from a source. Never raises; bad events are counted and skipped."""
+        for event in events:
+            try:
+                self._on_event(event)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                self._stats["malformed"] += 1
+                if self._stats["malformed"] <= 10 or self._stats["malformed"] % 1000 == 0:
+                    log.warning("malformed event skipped (%d so far): %s", self._stats["malformed"], e)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if not isinstance(kind, str):
+            raise TypeError("event type is not a string")
+        self._stats["events"] += 1
+        now = event.get("local_received") or self.clock.now()
+        if kind.startswith("task-"):
+            self._on_task_event(kind[5:], event, now)
+        elif kind.startswith("worker-"):
+            self._on_worker_event(kind[7:], event, now)
+        else:
+            self._stats["unknown_types"] += 1
+            return
+        if self._watch_all or kind in self._watchers:
+            self._notify_watchers(kind, event)
+
+    def _on_task_event(self, state: str, e: dict[str, Any], now: float) -> None:
+        uuid = e["uuid"]
+        if not isinstance(uuid, str):
+            raise TypeError("task uuid is not a string")
+        ts = float(e.get("timestamp") or now)
+        task = self.tasks.get(uuid)
+        if task is None:
+            if state in FINAL_STATES and uuid in self._finished:
+                # Celery reports some endings twice (a hard time limit: once from the pool, once
+                # from the request); counting both would double the failure rate.
+                self._stats["duplicates"] += 1
+                return
+            if state in FINAL_STATES and "name" not in e:
+                # A final event for a task we never saw start (alertd restarted meanwhile): still count it.
+                task = Task()
+            else:
+                task = self.tasks[uuid] = Task()
+                if len(self.tasks) > self.max_tasks:
+                    del self.tasks[next(iter(self.tasks))]
+                    self._stats["tasks_evicted"] += 1
+        if e.get("name"):
+            task.name = str(e["name"])
+        hostname = e.get("hostname")
+        if state == "sent":
+            task.queue = str(e.get("queue") or e.get("routing_key") or task.queue)
+            task.sent = ts
+            task.eta = _eta_seconds(e.get("eta"))
+            task.retries = int(e.get("retries") or 0)
+        else:
+            if hostname:
+                task.worker = str(hostname)
+                self._touch_worker(task.worker, now)
+            if state == "received":
+                task.received = ts
+                if task.eta is None:
+                    task.eta = _eta_seconds(e.get("eta"))
+                if not task.queue:
+                    info = e.get("delivery_info")
+                    if isinstance(info, dict):
+                        task.queue = str(info.get("routing_key") or "")
+        task.state = state
+        labels = (task.name, task.queue, task.worker)
+        series = self.series
+        if state in ("failed", "retried"):
+            series.count(f"tasks_{state}", (*labels, exception_class(e.get("exception"), e.get("traceback"))), now)
+        elif state in ("sent", "received", "started", "succeeded", "rejected", "revoked"):
+            series.count(f"tasks_{state}", labels, now)
+        if state == "started":
+            task.started = ts
+            base = max(task.sent, task.eta) if task.sent is not None and task.eta is not None else task.sent
+            if base is None:
+                base = task.received if task.eta is None else max(task.received or task.eta, task.eta)
+            if base is not None:
+                series.observe("task_queue_wait_seconds", labels, max(0.0, ts - base), now)
+        elif state == "succeeded":
+            runtime = e.get("runtime")
+            if isinstance(runtime, int | float):
+                series.observe("task_runtime_seconds", labels, float(runtime), now)
+            if task.name:
+                self.last_success[task.name] = now
+        elif state == "failed" and task.started is not None:
+            series.observe("task_runtime_seconds", labels, max(0.0, ts - task.started), now)
+        elif state == "retried":
+            task.retries += 1
+            task.started = None
+            task.received = None
+        if state in FINAL_STATES:
+            self.tasks.pop(uuid, None)
+            self._finished[uuid] = None
+            if len(self._finished) > FINISHED_REMEMBERED:
+                del self._finished[next(iter(self._finished))]
+
+    def _touch_worker(self, hostname: str, now: float) -> Worker:
+        w = self.workers.get(hostname)
+        if w is None:
+            w = self.workers[hostname] = Worker(hostname, now)
+            if len(self.workers) > self.max_workers:
+                self._evict_worker()
+        return w
+
+    def _evict_worker(self) -> None:
+        # Prefer forgetting a worker that is gone over one that is alive.
+        now = self.clock.now()
+        gone = [w for w in self.workers.values() if self._worker_state(w, now) != "online"]
+        victim = min(gone or self.workers.values(), key=lambda w: w.last_heartbeat)
+        del self.workers[victim.hostname]
+        self._stats["workers_evicted"] += 1
+
+    def _on_worker_event(self, kind: str, e: dict[str, Any], now: float) -> None:
+        hostname = e["hostname"]
+        if not isinstance(hostname, str):
+            raise TypeError("worker hostname is not a string")
+        w = self._touch_worker(hostname, now)
+        if kind == "offline":
+            w.offline_at = now
+            return
+        w.offline_at = None
+        w.last_heartbeat = now
+        freq = e.get("freq")
+        if isinstance(freq, int | float) and freq > 0:
+            w.freq = float(freq)
+        if isinstance(e.get("active"), int):
+            w.active = e["active"]
+        if isinstance(e.get("processed"), int):
+            w.processed = e["processed"]
+        load = e.get("loadavg")
+        if isinstance(load, list | tuple) and load and isinstance(load[0], int | float):
+            w.loadavg = float(load[0])
+        w.sw_ident = str(e.get("sw_ident") or w.sw_ident)
+        w.sw_ver = str(e.get("sw_ver") or w.sw_ver)
+        if isinstance(e.get("pid"), int):
+            w.pid = e["pid"]
+
+    # -- watchers (event rules) ------------------------------------------------------------
+
+    def watch(self, callback: Watcher, types: frozenset[str] | None = None) -> Callable[[], None]:
+        """Call `callback` with each enriched event of `types` (all when None); returns unsubscribe."""
+        if types is None:
+            self._watch_all.append(callback)
+        else:
+            for t in types:
+                self._watchers.setdefault(t, []).append(callback)
+
+        def unsubscribe() -> None:
+            if types is None:
+                if callback in self._watch_all:
+                    self._watch_all.remove(callback)
+            else:
+                for t in types:
+                    cbs = self._watchers.get(t, [])
+                    if callback in cbs:
+                        cbs.remove(callback)
+                    if not cbs:
+                        self._watchers.pop(t, None)
+
+        return unsubscribe
+
+    def _notify_watchers(self, kind: str, event: dict[str, Any]) -> None:
+        enriched = self.enrich(event)
+        for cb in (*self._watchers.get(kind, ()), *self._watch_all):
+            try:
+                cb(enriched)
+            except Exception:  # a broken rule must not stop ingestion
+                log.exception("event watcher failed")
+
+    def enrich(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event plus task name, queue, worker and exception class joined from the task table."""
+        out = dict(event)
+        uuid = event.get("uuid")
+        task = self.tasks.get(uuid) if isinstance(uuid, str) else None
+        out["task"] = event.get("name") or (task.name if task else "")
+        out["queue"] = event.get("queue") or (task.queue if task else "")
+        out["worker"] = event.get("hostname") or (task.worker if task else "")
+        if "exception" in event:
+            out["exception_repr"] = event.get("exception") or ""
+            out["exception"] = exception_class(event.get("exception"), event.get("traceback"))
+        if "traceback" in event:
+            out["traceback"] = trim_traceback(event.get("traceback"))
+        return out
+
+    # -- samples ---------------------------------------------------------------------------
+
+    def on_queue_sample(self, s: QueueSample) -> None:
+        self.queues[s.queue] = s
+
+    def on_worker_sample(self, s: WorkerSample) -> None:
+        w = self.workers.get(s.worker)
+        if w is None:
+            # Seen by inspect before any heartbeat reached us: listed, but not "online" until it beats.
+            w = self._touch_worker(s.worker, s.at)
+            w.last_heartbeat = -math.inf
+        if s.pool_size is not None:
+            w.pool_size = s.pool_size
+        if s.memory_bytes is not None:
+            w.memory_bytes = s.memory_bytes
+        if s.cpu_seconds is not None:
+            if w.cpu_seconds is not None and w.cpu_at is not None and s.at > w.cpu_at:
+                w.cpu_ratio = max(0.0, (s.cpu_seconds - w.cpu_seconds) / (s.at - w.cpu_at))
+            w.cpu_seconds, w.cpu_at = s.cpu_seconds, s.at
+        if s.queues:
+            w.queues = s.queues
+        w.sample_at = s.at
+
+    def on_broker_sample(self, s: BrokerSample) -> None:
+        self.broker = s
+
+    def expect_task(self, name: str) -> None:
+        """Report task_last_succeeded_seconds for `name` even before it is first seen (dead man's switch)."""
+        self.expected.add(name)
+
+    # -- gauges ----------------------------------------------------------------------------
+
+    def _worker_state(self, w: Worker, now: float) -> str:
+        if w.offline_at is not None:
+            return "offline"
+        if now - w.last_heartbeat > max(self.worker_lost_after, w.freq * self.heartbeat_misses):
+            return "lost"
+        return "online"
+
+    def _forget_gone_workers(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            seen = w.last_heartbeat if w.last_heartbeat != -math.inf else (w.sample_at or now)
+            if w.offline_at is not None:
+                if now - w.offline_at > OFFLINE_FORGET_AFTER:
+                    del self.workers[w.hostname]
+            elif now - seen > LOST_FORGET_AFTER:
+                del self.workers[w.hostname]
+
+    def gauges(self, now: float) -> Gauges:
+        """Every gauge of the catalogue, keyed by metric name; label tuples in catalogue order."""
+        self._forget_gone_workers(now)
+        g: Gauges = {
+            name: {}
+            for name in (
+                "queue_length",
+                "queue_consumers",
+                "worker_up",
+                "worker_lost",
+                "worker_offline",
+                "worker_active_tasks",
+                "worker_loadavg",
+                "worker_pool_size",
+                "worker_saturation_ratio",
+                "worker_memory_bytes",
+                "worker_cpu_ratio",
+                "task_oldest_started_seconds",
+                "task_oldest_reserved_seconds",
+                "task_last_succeeded_seconds",
+            )
+        }
+        for q, s in self.queues.items():
+            if now - s.at <= SAMPLE_STALE_AFTER:
+                g["queue_length"][(q,)] = float(s.messages)
+                if s.consumers is not None:
+                    g["queue_consumers"][(q,)] = float(s.consumers)
+        online = 0
+        for w in self.workers.values():
+            key = (w.hostname,)
+            state = self._worker_state(w, now)
+            if w.last_heartbeat == -math.inf and state != "offline":
+                continue  # known only from inspect; no heartbeat seen yet
+            up = state == "online"
+            online += up
+            g["worker_up"][key] = float(up)
+            g["worker_lost"][key] = float(state == "lost")
+            g["worker_offline"][key] = float(state == "offline")
+            if not up:
+                continue
+            g["worker_active_tasks"][key] = float(w.active)
+            g["worker_loadavg"][key] = w.loadavg
+            fresh = w.sample_at is not None and now - w.sample_at <= SAMPLE_STALE_AFTER
+            if fresh and w.pool_size:
+                g["worker_pool_size"][key] = float(w.pool_size)
+                g["worker_saturation_ratio"][key] = w.active / w.pool_size
+            if fresh and w.memory_bytes is not None:
+                g["worker_memory_bytes"][key] = float(w.memory_bytes)
+            if fresh and w.cpu_ratio is not None:
+                g["worker_cpu_ratio"][key] = w.cpu_ratio
+        g["workers_online"] = {(): float(online)}
+        self._oldest(g, now)
+        for name in self.expected | set(self.last_success):
+            g["task_last_succeeded_seconds"][(name,)] = now - self.last_success.get(name, self.started_at)
+        last_event = self.health.last_event_at if self.health else None
+        g["events_silence_seconds"] = {(): now - (last_event if last_event is not None else self.started_at)}
+        g["event_stream_up"] = {(): float(self.health.connected)} if self.health else {}
+        g["broker_up"] = {(): float(self.broker.ok)} if self.broker else {}
+        return g
+
+    def _oldest(self, g: Gauges, now: float) -> None:
+        # One pass over the table. Task timestamps are the workers' clocks; converting "now" to
+        # their clock is not possible, so ages use our clock and clamp at 0.
+        started = g["task_oldest_started_seconds"]
+        reserved = g["task_oldest_reserved_seconds"]
+        for t in self.tasks.values():
+            key = (t.name, t.queue)
+            if t.state == "started" and t.started is not None:
+                age = now - t.started
+                if age > started.get(key, -1.0):
+                    started[key] = max(0.0, age)
+            elif t.state == "received" and t.received is not None:
+                since = t.received if t.eta is None else max(t.received, t.eta)
+                if since > now:
+                    continue  # an ETA/countdown task waiting for its time is not stuck
+                age = now - since
+                if age > reserved.get(key, -1.0):
+                    reserved[key] = max(0.0, age)
+
+    # -- views and state -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {**self._stats, "tasks_tracked": len(self.tasks), "workers_tracked": len(self.workers)}
+
+    def workers_snapshot(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        out = []
+        for w in sorted(self.workers.values(), key=lambda w: w.hostname):
+            out.append(
+                {
+                    "hostname": w.hostname,
+                    "state": self._worker_state(w, now),
+                    "last_heartbeat": w.last_heartbeat if w.last_heartbeat != -math.inf else None,
+                    "freq": w.freq,
+                    "active": w.active,
+                    "processed": w.processed,
+                    "loadavg": w.loadavg,
+                    "pool_size": w.pool_size,
+                    "memory_bytes": w.memory_bytes,
+                    "cpu_ratio": w.cpu_ratio,
+                    "sw_ident": w.sw_ident,
+                    "sw_ver": w.sw_ver,
+                    "queues": list(w.queues),
+                }
+            )
+        return out
+
+    def tasks_snapshot(self, limit: int = 100) -> list[dict[str, Any]]:
+        out = []
+        for uuid, t in list(self.tasks.items())[-limit:]:
+            out.append(
+                {
+                    "uuid": uuid,
+                    "name": t.name,
+                    "queue": t.queue,
+                    "worker": t.worker,
+                    "state": t.state,
+                    "sent": t.sent,
+                    "received": t.received,
+                    "started": t.started,
+                    "eta": t.eta,
+                    "retries": t.retries,
+                }
+            )
+        return out
+
+    def export_state(self) -> dict[str, Any]:
+        """What a restart must not forget: last successes (dead man's switches) and known workers."""
+        return {
+            "last_success": dict(self.last_success),
+            "workers": {
+                w.hostname: {"last_heartbeat": w.last_heartbeat, "freq": w.freq, "offline_at": w.offline_at}
+                for w in self.workers.values()
+                if w.last_heartbeat != -math.inf
+            },
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        for name, at in (state.get("last_success") or {}).items():
+            if isinstance(at, int | float):
+                self.last_success[str(name)] = max(float(at), self.last_success.get(str(name), 0.0))
+        for hostname, d in (state.get("workers") or {}).items():
+            if hostname in self.workers or not isinstance(d, dict):
+                continue
+            w = self._touch_worker(str(hostname), float(d.get("last_heartbeat") or 0.0))
+            w.freq = float(d.get("freq") or 2.0)
+            w.offline_at = d.get("offline_at")
