@@ -167,7 +167,7 @@ async def test_durable_event_queue_keeps_events_sent_while_alertd_was_down(
     queue = f"q-{unique}"
     durable = f"alertd-test-events-{unique}"
     kw = {"durable_queue": durable, "durable_queue_ttl": 60.0}
-    observer, series, health, source = make_pipeline(amqp_url, **kw)
+    _observer, _series, _health, source = make_pipeline(amqp_url, **kw)
     await source.start()
     await source.wait_connected(15)
     worker: CeleryWorker = celery_worker_factory(amqp_url, queues=[queue])
@@ -177,7 +177,7 @@ async def test_durable_event_queue_keeps_events_sent_while_alertd_was_down(
         for i in range(4):
             app.send_task("t.add", (i, 1), queue=queue)
         await asyncio.sleep(2.0)  # the worker runs them while nobody consumes the event queue
-        observer2, series2, _, source2 = make_pipeline(amqp_url, **kw)
+        _observer2, series2, _, source2 = make_pipeline(amqp_url, **kw)
         await source2.start()
         now = WallClock().now
         await wait_for(
@@ -193,7 +193,7 @@ async def test_durable_event_queue_keeps_events_sent_while_alertd_was_down(
 
 
 async def test_malformed_messages_are_counted_and_skipped(redis_url: str, unique: str) -> None:
-    observer, series, health, source = make_pipeline(redis_url)
+    observer, _series, health, source = make_pipeline(redis_url)
     await source.start()
     try:
         await source.wait_connected()
@@ -214,7 +214,7 @@ async def test_malformed_messages_are_counted_and_skipped(redis_url: str, unique
 
 async def test_global_keyprefix_is_honoured(redis_url: str, unique: str, celery_worker_factory: Any) -> None:
     prefix = f"pfx-{unique}:"
-    observer, series, health, source = make_pipeline(redis_url, transport_options={"global_keyprefix": prefix})
+    observer, _series, _health, source = make_pipeline(redis_url, transport_options={"global_keyprefix": prefix})
     await source.start()
     try:
         await source.wait_connected()
@@ -229,7 +229,7 @@ async def test_global_keyprefix_is_honoured(redis_url: str, unique: str, celery_
 
 async def test_source_reconnects_after_the_redis_server_dies(redis_server: Any) -> None:
     url = redis_server.url
-    observer, series, health, source = make_pipeline(url, reconnect_max=0.5)
+    observer, _series, health, source = make_pipeline(url, reconnect_max=0.5)
     await source.start()
     try:
         await source.wait_connected()
