@@ -134,7 +134,7 @@ class SeriesStore:
         self.bucket_seconds = float(bucket_seconds)
         self.retention_seconds = float(retention_seconds)
         self.max_series = max_series
-        self._size = int(math.ceil(retention_seconds / bucket_seconds)) + 1
+        self._size = math.ceil(retention_seconds / bucket_seconds) + 1
         self._counters: dict[str, dict[Labels, _Ring]] = defaultdict(dict)
         self._dists: dict[str, dict[Labels, _Ring]] = defaultdict(dict)
         self._dropped: dict[str, int] = defaultdict(int)
@@ -180,7 +180,7 @@ class SeriesStore:
     def _slots(self, window: float, now: float) -> list[tuple[int, int]]:
         """(slot, epoch) pairs of the buckets covering the window ending at now."""
         idx = int(now // self.bucket_seconds)
-        n = max(1, min(self._size, int(math.ceil(window / self.bucket_seconds))))
+        n = max(1, min(self._size, math.ceil(window / self.bucket_seconds)))
         return [(i % self._size, i) for i in range(idx - n + 1, idx + 1)]
 
     def sums(self, metric: str, window: float, now: float) -> dict[Labels, float]:
