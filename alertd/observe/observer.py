@@ -196,17 +196,18 @@ class Observer:
             raise TypeError("event type is not a string")
         self._stats["events"] += 1
         now = event.get("local_received") or self.clock.now()
+        task: Task | None = None
         if kind.startswith("task-"):
-            self._on_task_event(kind[5:], event, now)
+            task = self._on_task_event(kind[5:], event, now)
         elif kind.startswith("worker-"):
             self._on_worker_event(kind[7:], event, now)
         else:
             self._stats["unknown_types"] += 1
             return
         if self._watch_all or kind in self._watchers:
-            self._notify_watchers(kind, event)
+            self._notify_watchers(kind, event, task)
 
-    def _on_task_event(self, state: str, e: dict[str, Any], now: float) -> None:
+    def _on_task_event(self, state: str, e: dict[str, Any], now: float) -> Task | None:
         uuid = e["uuid"]
         if not isinstance(uuid, str):
             raise TypeError("task uuid is not a string")
@@ -217,7 +218,7 @@ class Observer:
                 # Celery reports some endings twice (a hard time limit: once from the pool, once
                 # from the request); counting both would double the failure rate.
                 self._stats["duplicates"] += 1
-                return
+                return None
             if state in FINAL_STATES and "name" not in e:
                 # A final event for a task we never saw start (alertd restarted meanwhile): still count it.
                 task = Task()
@@ -277,6 +278,7 @@ class Observer:
             self._finished[uuid] = None
             if len(self._finished) > FINISHED_REMEMBERED:
                 del self._finished[next(iter(self._finished))]
+        return task
 
     def _touch_worker(self, hostname: str, now: float) -> Worker:
         w = self.workers.get(hostname)
@@ -343,19 +345,22 @@ class Observer:
 
         return unsubscribe
 
-    def _notify_watchers(self, kind: str, event: dict[str, Any]) -> None:
-        enriched = self.enrich(event)
+    def _notify_watchers(self, kind: str, event: dict[str, Any], task: Task | None) -> None:
+        if task is None and kind.startswith("task-"):
+            return  # a duplicate final event: already reported
+        enriched = self.enrich(event, task)
         for cb in (*self._watchers.get(kind, ()), *self._watch_all):
             try:
                 cb(enriched)
             except Exception:  # a broken rule must not stop ingestion
                 log.exception("event watcher failed")
 
-    def enrich(self, event: dict[str, Any]) -> dict[str, Any]:
+    def enrich(self, event: dict[str, Any], task: Task | None = None) -> dict[str, Any]:
         """The event plus task name, queue, worker and exception class joined from the task table."""
         out = dict(event)
         uuid = event.get("uuid")
-        task = self.tasks.get(uuid) if isinstance(uuid, str) else None
+        if task is None and isinstance(uuid, str):
+            task = self.tasks.get(uuid)
         out["task"] = event.get("name") or (task.name if task else "")
         out["queue"] = event.get("queue") or (task.queue if task else "")
         out["worker"] = event.get("hostname") or (task.worker if task else "")

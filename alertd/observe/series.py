@@ -83,6 +83,13 @@ class Distribution:
                 return min(max(_bin_value(k), self.min), self.max)
         return self.max
 
+    def count_at_most(self, bound: float) -> int:
+        """Observations <= bound, to within one bin (for Prometheus histogram buckets)."""
+        if bound >= self.max:
+            return self.count
+        limit = _bin(bound)
+        return sum(n for k, n in self.bins.items() if k <= limit)
+
     def stat(self, name: str) -> float:
         """One of alertd.catalogue.DISTRIBUTION_STATS: avg min max count sum p50 p75 p90 p95 p99."""
         if name == "count":
@@ -116,9 +123,11 @@ class Distribution:
 class _Ring:
     """One series: a slot per bucket, each tagged with the absolute bucket index it holds."""
 
-    __slots__ = ("epochs", "total", "values")
+    __slots__ = ("cumulative", "epochs", "total", "values")
 
     def __init__(self, size: int, distribution: bool) -> None:
+        # Since start, for /metrics histograms (Prometheus wants cumulative buckets, not windows).
+        self.cumulative = Distribution() if distribution else None
         self.epochs = [-1] * size
         # floats for counters, Distribution | None for distributions
         self.values: list[Any] = [None] * size if distribution else [0.0] * size
@@ -176,6 +185,7 @@ class SeriesStore:
             d = values[slot] = Distribution()
         d.add(value)
         ring.total += 1
+        ring.cumulative.add(value)  # type: ignore[union-attr]
 
     def _slots(self, window: float, now: float) -> list[tuple[int, int]]:
         """(slot, epoch) pairs of the buckets covering the window ending at now."""
@@ -220,6 +230,10 @@ class SeriesStore:
         """Cumulative counter values (or observation counts for distributions) since start, for /metrics."""
         table = self._counters.get(metric) or self._dists.get(metric) or {}
         return {labels: ring.total for labels, ring in table.items()}
+
+    def cumulative(self, metric: str) -> dict[Labels, Distribution]:
+        """Per series, every value observed since start (for /metrics histograms)."""
+        return {labels: ring.cumulative for labels, ring in self._dists.get(metric, {}).items() if ring.cumulative}
 
     def dropped(self) -> dict[str, int]:
         """Per metric, observations refused because the metric hit max_series."""
