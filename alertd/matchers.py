@@ -100,7 +100,7 @@ def parse_matcher(text: str) -> Matcher:
     s = text.strip()
     m = _NAME.match(s)
     if not m:
-        raise MatcherError(f"invalid matcher {text!r}: expected a label name first, as in queue=\"default\"")
+        raise MatcherError(f'invalid matcher {text!r}: expected a label name first, as in queue="default"')
     name = m.group(0)
     rest = s[m.end() :].lstrip()
     for op in _OPS:
@@ -115,7 +115,7 @@ def parse_matcher(text: str) -> Matcher:
             raise MatcherError(f"invalid matcher {text!r}: unexpected text after the closing quote")
     else:
         if any(c in raw for c in '"{},'):
-            raise MatcherError(f"invalid matcher {text!r}: quote values that contain \", {{, }} or ,")
+            raise MatcherError(f'invalid matcher {text!r}: quote values that contain ", {{, }} or ,')
         value = raw
     return Matcher.create(name, op, value)
 

@@ -111,8 +111,11 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Prob
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
-            key = yaml.load(yaml.serialize(knode), Loader=_StrictLoader) if not isinstance(
-                knode, yaml.ScalarNode) else _StrictLoader(knode.value).construct_object(knode)
+            key = (
+                yaml.load(yaml.serialize(knode), Loader=_StrictLoader)
+                if not isinstance(knode, yaml.ScalarNode)
+                else _StrictLoader(knode.value).construct_object(knode)
+            )
             sub = (*loc, key if isinstance(key, str | int) else str(key))
             if key in out:
                 problems.append(Problem(name, knode.start_mark.line + 1, dotted(sub), "duplicate key"))
@@ -139,8 +142,9 @@ def validate(model: type[M], doc: Document, data: Any = None, root: Loc = ()) ->
         raise FileError(validation_problems(err, doc, model, root)) from None
 
 
-def validation_problems(err: pydantic.ValidationError, doc: Document, model: type[pydantic.BaseModel],
-                        root: Loc = ()) -> list[Problem]:
+def validation_problems(
+    err: pydantic.ValidationError, doc: Document, model: type[pydantic.BaseModel], root: Loc = ()
+) -> list[Problem]:
     problems = []
     for e in err.errors(include_url=False):
         loc: Loc = tuple(p for p in e["loc"] if isinstance(p, str | int))
@@ -162,11 +166,17 @@ def _message(e: Any) -> str:
     msg = str(e["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     if e["type"] == "missing":
         return "required field is missing"
     inp = e.get("input")
-    if e["type"] not in ("missing", "extra_forbidden") and isinstance(inp, str | int | float) and len(str(inp)) < 80:
+    shown = isinstance(inp, str | int | float) and repr(inp) in msg
+    if (
+        e["type"] not in ("missing", "extra_forbidden")
+        and isinstance(inp, str | int | float)
+        and len(str(inp)) < 80
+        and not shown
+    ):
         msg += f" (got {inp!r})"
     return msg
 

@@ -84,8 +84,7 @@ class SqliteStore:
 
     def _bump(self, kind: str) -> None:
         self.db.execute(
-            "INSERT INTO versions (kind, version) VALUES (?, 1) "
-            "ON CONFLICT(kind) DO UPDATE SET version = version + 1",
+            "INSERT INTO versions (kind, version) VALUES (?, 1) ON CONFLICT(kind) DO UPDATE SET version = version + 1",
             (kind,),
         )
 
@@ -116,8 +115,12 @@ class SqliteStore:
 
     async def purge(self, now: float) -> int:
         with self.db:
-            kinds = [r[0] for r in self.db.execute(
-                "SELECT DISTINCT kind FROM docs WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))]
+            kinds = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT DISTINCT kind FROM docs WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)
+                )
+            ]
             n = self.db.execute("DELETE FROM docs WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)).rowcount
             n += self.db.execute("DELETE FROM history WHERE ts < ?", (now - self.history_retention,)).rowcount
             self.db.execute("DELETE FROM claims WHERE until < ?", (now,))
@@ -131,15 +134,26 @@ class SqliteStore:
         with self.db:
             cur = self.db.execute(
                 "INSERT INTO history (ts, kind, receiver, group_key, alertnames, entry) VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.ts, entry.kind, entry.receiver, entry.group_key, "," + ",".join(entry.alertnames) + ",",
-                 orjson.dumps(doc)),
+                (
+                    entry.ts,
+                    entry.kind,
+                    entry.receiver,
+                    entry.group_key,
+                    "," + ",".join(entry.alertnames) + ",",
+                    orjson.dumps(doc),
+                ),
             )
         entry.id = cur.lastrowid
 
     async def history(self, query: HistoryQuery) -> list[HistoryEntry]:
         sql, args = "SELECT id, entry FROM history WHERE 1=1", []
-        for col, op, val in (("ts", ">=", query.since), ("ts", "<=", query.until), ("kind", "=", query.kind),
-                             ("receiver", "=", query.receiver), ("group_key", "=", query.group_key)):
+        for col, op, val in (
+            ("ts", ">=", query.since),
+            ("ts", "<=", query.until),
+            ("kind", "=", query.kind),
+            ("receiver", "=", query.receiver),
+            ("group_key", "=", query.group_key),
+        ):
             if val is not None:
                 sql += f" AND {col} {op} ?"
                 args.append(val)
