@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ FINAL_STATES = frozenset({"succeeded", "failed", "revoked", "rejected"})
 OFFLINE_FORGET_AFTER = 600.0  # a worker that said goodbye is listed this long (for "worker shut down")
 LOST_FORGET_AFTER = 3600.0  # a lost worker keeps its alert this long, then is forgotten (autoscaled pods)
 SAMPLE_STALE_AFTER = 300.0  # a queue or worker sample older than this is no longer reported
+MEMORY_HISTORY = 3600.0  # memory growth is measured over this much sample history
+MEMORY_HISTORY_MIN = 600.0  # and not before this much exists (one restart's warm-up is not a leak)
 TRACEBACK_LINES = 20
 FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
 
@@ -107,6 +110,7 @@ class Worker:
         "last_heartbeat",
         "loadavg",
         "memory_bytes",
+        "memory_history",
         "offline_at",
         "pid",
         "pool_size",
@@ -131,6 +135,7 @@ class Worker:
         self.offline_at: float | None = None
         self.pool_size: int | None = None
         self.memory_bytes: int | None = None
+        self.memory_history: deque[tuple[float, int]] = deque(maxlen=1024)
         self.cpu_seconds: float | None = None
         self.cpu_at: float | None = None
         self.cpu_ratio: float | None = None
@@ -163,6 +168,7 @@ class Observer:
         self.tasks: dict[str, Task] = {}
         self.workers: dict[str, Worker] = {}
         self.queues: dict[str, QueueSample] = {}
+        self._growing_since: dict[str, float] = {}  # queue -> since when it has not got shorter
         self.broker: BrokerSample | None = None
         self.last_success: dict[str, float] = {}
         self.expected: set[str] = set()
@@ -374,6 +380,9 @@ class Observer:
     # -- samples ---------------------------------------------------------------------------
 
     def on_queue_sample(self, s: QueueSample) -> None:
+        prev = self.queues.get(s.queue)
+        if s.messages == 0 or prev is None or s.messages < prev.messages:
+            self._growing_since[s.queue] = s.at
         self.queues[s.queue] = s
 
     def on_worker_sample(self, s: WorkerSample) -> None:
@@ -386,6 +395,10 @@ class Observer:
             w.pool_size = s.pool_size
         if s.memory_bytes is not None:
             w.memory_bytes = s.memory_bytes
+            history = w.memory_history
+            history.append((s.at, s.memory_bytes))
+            while history and s.at - history[0][0] > MEMORY_HISTORY:
+                history.popleft()
         if s.cpu_seconds is not None:
             if w.cpu_seconds is not None and w.cpu_at is not None and s.at > w.cpu_at:
                 w.cpu_ratio = max(0.0, (s.cpu_seconds - w.cpu_seconds) / (s.at - w.cpu_at))
@@ -427,6 +440,8 @@ class Observer:
             for name in (
                 "queue_length",
                 "queue_consumers",
+                "queue_stranded_messages",
+                "queue_not_draining_seconds",
                 "worker_up",
                 "worker_lost",
                 "worker_offline",
@@ -435,6 +450,7 @@ class Observer:
                 "worker_pool_size",
                 "worker_saturation_ratio",
                 "worker_memory_bytes",
+                "worker_memory_growth_bytes_per_hour",
                 "worker_cpu_ratio",
                 "task_oldest_started_seconds",
                 "task_oldest_reserved_seconds",
@@ -446,6 +462,9 @@ class Observer:
                 g["queue_length"][(q,)] = float(s.messages)
                 if s.consumers is not None:
                     g["queue_consumers"][(q,)] = float(s.consumers)
+                    g["queue_stranded_messages"][(q,)] = float(s.messages) if s.consumers == 0 else 0.0
+                since = self._growing_since.get(q, s.at)
+                g["queue_not_draining_seconds"][(q,)] = s.at - since if s.messages > 0 else 0.0
         online = 0
         for w in self.workers.values():
             key = (w.hostname,)
@@ -467,6 +486,9 @@ class Observer:
                 g["worker_saturation_ratio"][key] = w.active / w.pool_size
             if fresh and w.memory_bytes is not None:
                 g["worker_memory_bytes"][key] = float(w.memory_bytes)
+                (t0, m0), (t1, m1) = w.memory_history[0], w.memory_history[-1]
+                if t1 - t0 >= MEMORY_HISTORY_MIN:
+                    g["worker_memory_growth_bytes_per_hour"][key] = (m1 - m0) / (t1 - t0) * 3600.0
             if fresh and w.cpu_ratio is not None:
                 g["worker_cpu_ratio"][key] = w.cpu_ratio
         g["workers_online"] = {(): float(online)}
