@@ -1,0 +1,492 @@
+"""The evaluator: rules + observations -> alerts with a lifecycle. Pure and deterministic.
+
+It reads the series store and the observer's gauges at each group's interval on the injected
+clock, and never does I/O: the daemon persists export_state() and feeds alerts() to the notifier.
+
+Lifecycle per (rule, label set): inactive -> pending (condition true, waiting out `for`) ->
+firing -> resolved. `keep_firing_for` holds a firing alert through short dips; `recover_below` /
+`recover_above` make a firing alert resolve only once the value is clearly back (hysteresis).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alertd.alert import Alert, AlertState
+from alertd.catalogue import CATALOGUE, Kind
+from alertd.clock import Clock
+from alertd.matchers import matches_all
+from alertd.observe.series import Distribution, Labels, SeriesStore
+from alertd.rules.loader import DEFAULT_RESOLVE_AFTER, Group, Rule, RuleSet
+from alertd.rules.templating import render_all
+
+log = logging.getLogger(__name__)
+
+GaugeReader = Callable[[float], Mapping[str, Mapping[Labels, float]]]
+Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Callable[[], None]]
+
+SERIES_LIMIT_ALERT = "AlertdRuleSeriesLimit"
+SERIES_DROPPED_ALERT = "AlertdSeriesDropped"
+MAX_EVENT_TIMES = 10_000  # per event-rule series: the count is exact up to this, then saturates
+
+
+@dataclass
+class SeriesState:
+    """One label set of one rule."""
+
+    labels: dict[str, str]
+    state: AlertState = AlertState.PENDING
+    active_since: float = 0.0  # condition first true in this episode
+    starts_at: float = 0.0  # became firing
+    last_true: float = 0.0
+    ends_at: float | None = None
+    value: float | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "state": self.state.value,
+            "active_since": self.active_since,
+            "starts_at": self.starts_at,
+            "last_true": self.last_true,
+            "ends_at": self.ends_at,
+            "value": self.value,
+            "annotations": self.annotations,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SeriesState:
+        return cls(
+            labels=dict(d["labels"]),
+            state=AlertState(d["state"]),
+            active_since=float(d["active_since"]),
+            starts_at=float(d["starts_at"]),
+            last_true=float(d["last_true"]),
+            ends_at=d.get("ends_at"),
+            value=d.get("value"),
+            annotations=dict(d.get("annotations") or {}),
+        )
+
+
+@dataclass
+class RuleRuntime:
+    """Evaluation state of one rule; survives reloads that leave the rule unchanged."""
+
+    rule: Rule
+    series: dict[tuple[str, ...], SeriesState] = field(default_factory=dict)  # by the `by` key
+    resolved: list[SeriesState] = field(default_factory=list)
+    last_evaluation: float | None = None
+    evaluation_seconds: float = 0.0
+    last_error: str = ""
+    last_values: dict[tuple[str, ...], float] = field(default_factory=dict)
+    limited: int = 0  # series over the cap in the last evaluation
+    # event rules: matching event times per `by` key
+    event_times: dict[tuple[str, ...], deque[float]] = field(default_factory=dict)
+    unsubscribe: Callable[[], None] | None = None
+
+
+class Engine:
+    """Evaluates rule groups on their intervals; keeps alert state."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        series: SeriesStore,
+        clock: Clock,
+        *,
+        gauges: GaugeReader,
+        watch: Watch | None = None,
+        expect_task: Callable[[str], None] | None = None,
+        max_series_per_rule: int = 1000,
+        resolved_retention: float = 900.0,
+    ) -> None:
+        self.series = series
+        self.clock = clock
+        self.gauges = gauges
+        self.watch = watch
+        self.expect_task = expect_task
+        self.max_series_per_rule = max_series_per_rule
+        self.resolved_retention = resolved_retention
+        self.groups: list[Group] = []
+        self.runtimes: dict[str, RuleRuntime] = {}
+        self.next_eval: dict[str, float] = {}
+        self.meta: dict[tuple[str, str], SeriesState] = {}  # (alertname, subject) -> state
+        self.replace_rules(rules)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def replace_rules(self, rules: RuleSet) -> None:
+        """Install a new rule set; rules whose definition is unchanged keep their state."""
+        old = self.runtimes
+        new: dict[str, RuleRuntime] = {}
+        for rule in rules.rules():
+            rt = old.pop(rule.id, None)
+            if rt is None:
+                rt = RuleRuntime(rule)
+                if rule.kind == "event" and self.watch is not None:
+                    rt.unsubscribe = self.watch(self._event_callback(rt), rule.events)
+                if rule.kind == "absent" and self.expect_task is not None and rule.spec.absent is not None:
+                    self.expect_task(rule.spec.absent.task)
+            else:
+                rt.rule = rule  # same definition; the file or line may have moved
+            new[rule.id] = rt
+        for rt in old.values():  # removed or changed rules: stop their watchers, drop their state
+            if rt.unsubscribe is not None:
+                rt.unsubscribe()
+        self.runtimes = new
+        self.groups = rules.groups
+        now = self.clock.now()
+        self.next_eval = {g.name: self.next_eval.get(g.name, now) for g in self.groups}
+
+    def _event_callback(self, rt: RuleRuntime) -> Callable[[dict[str, Any]], None]:
+        rule = rt.rule
+        matchers = rule.matchers
+        by = rule.spec.by
+
+        def on_event(event: dict[str, Any]) -> None:
+            labels = {k: _text(event.get(k)) for k in {m.name for m in matchers}}
+            if not matches_all(matchers, labels):
+                return
+            key = tuple(_text(event.get(b)) for b in by)
+            times = rt.event_times.get(key)
+            if times is None:
+                times = rt.event_times[key] = deque(maxlen=MAX_EVENT_TIMES)
+            times.append(float(event.get("local_received") or self.clock.now()))
+
+        return on_event
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[Alert]:
+        """Evaluate every group whose interval has elapsed; return the alerts that changed state."""
+        now = self.clock.now() if now is None else now
+        changed: list[Alert] = []
+        gauges: Mapping[str, Mapping[Labels, float]] | None = None
+        for group in self.groups:
+            due = self.next_eval.get(group.name, now)
+            if now < due:
+                continue
+            # Stay on the interval grid; after a long pause, resume from now rather than catch up.
+            nxt = due + group.interval
+            self.next_eval[group.name] = nxt if nxt > now else now + group.interval
+            if gauges is None:
+                gauges = self.gauges(now)
+            for rule in group.rules:
+                changed.extend(self._evaluate(self.runtimes[rule.id], now, gauges))
+        if gauges is not None:
+            changed.extend(self._meta_alerts(now))
+        return changed
+
+    def _evaluate(self, rt: RuleRuntime, now: float, gauges: Mapping[str, Mapping[Labels, float]]) -> list[Alert]:
+        started = time.perf_counter()
+        rule = rt.rule
+        try:
+            if rule.kind == "metric":
+                values = self._metric_values(rule, now, gauges)
+            elif rule.kind == "event":
+                values = self._event_values(rt, now)
+            else:
+                values = self._absent_values(rule, gauges)
+            rt.last_error = ""
+        except Exception as e:  # one broken rule must not stop the others
+            log.exception("rule %s failed", rule.name)
+            rt.last_error = str(e)
+            values = {}
+        rt.last_evaluation = now
+        if len(values) > self.max_series_per_rule:
+            rt.limited = len(values) - self.max_series_per_rule
+            values = dict(sorted(values.items())[: self.max_series_per_rule])
+        else:
+            rt.limited = 0
+        rt.last_values = dict(list(values.items())[:100])
+        changed = self._advance(rt, values, now)
+        rt.evaluation_seconds = time.perf_counter() - started
+        return changed
+
+    def _metric_values(
+        self, rule: Rule, now: float, gauges: Mapping[str, Mapping[Labels, float]]
+    ) -> dict[tuple[str, ...], float]:
+        spec = rule.spec
+        metric = rule.metric
+        assert metric is not None
+        by = spec.by
+        window = spec.window or 0.0
+        if metric.kind is Kind.GAUGE:
+            groups: dict[tuple[str, ...], list[float]] = {}
+            for labels, v in self._select(metric.labels, gauges.get(metric.name, {}), rule):
+                groups.setdefault(tuple(labels[b] for b in by), []).append(v)
+            agg = spec.aggregate or "max"
+            return {k: _AGGREGATES[agg](vs) for k, vs in groups.items()}
+        if metric.kind is Kind.COUNTER:
+            sums: dict[tuple[str, ...], float] = {}
+            for labels, v in self._select(metric.labels, self.series.sums(metric.name, window, now), rule):
+                key = tuple(labels[b] for b in by)
+                sums[key] = sums.get(key, 0.0) + v
+            return sums
+        if metric.kind is Kind.RATIO:
+            num: dict[tuple[str, ...], float] = {}
+            den: dict[tuple[str, ...], float] = {}
+            for counter in metric.denominator:
+                names = CATALOGUE[counter].labels
+                for labels, v in self._select(names, self.series.sums(counter, window, now), rule):
+                    key = tuple(labels[b] for b in by)
+                    den[key] = den.get(key, 0.0) + v
+                    if counter == metric.numerator:
+                        num[key] = num.get(key, 0.0) + v
+            return {k: num.get(k, 0.0) / d for k, d in den.items() if d > 0 and d >= spec.min_events}
+        # distribution
+        merged: dict[tuple[str, ...], Distribution] = {}
+        for labels, d in self._select(metric.labels, self.series.distributions(metric.name, window, now), rule):
+            key = tuple(labels[b] for b in by)
+            acc = merged.get(key)
+            if acc is None:
+                acc = merged[key] = Distribution()
+            acc.merge(d)
+        stat = spec.stat or "avg"
+        return {k: d.stat(stat) for k, d in merged.items() if d.count > 0 and d.count >= spec.min_events}
+
+    @staticmethod
+    def _select(names: tuple[str, ...], data: Mapping[Labels, Any], rule: Rule) -> list[tuple[dict[str, str], Any]]:
+        out = []
+        for values, v in data.items():
+            labels = dict(zip(names, values, strict=False))
+            if matches_all(rule.matchers, labels):
+                out.append((labels, v))
+        return out
+
+    def _event_values(self, rt: RuleRuntime, now: float) -> dict[tuple[str, ...], float]:
+        spec = rt.rule.spec
+        resolve_after = spec.resolve_after if spec.resolve_after is not None else DEFAULT_RESOLVE_AFTER
+        window = spec.window if spec.window is not None else resolve_after
+        out: dict[tuple[str, ...], float] = {}
+        for key, times in list(rt.event_times.items()):
+            while times and times[0] <= now - max(window, resolve_after):
+                times.popleft()
+            if not times:
+                del rt.event_times[key]
+                continue
+            recent = sum(1 for t in times if t > now - window)
+            current = rt.series.get(key)
+            firing = current is not None and current.state is AlertState.FIRING
+            if recent >= spec.min_count or (firing and times[-1] > now - resolve_after):
+                out[key] = float(recent)
+        return out
+
+    def _absent_values(self, rule: Rule, gauges: Mapping[str, Mapping[Labels, float]]) -> dict[tuple[str, ...], float]:
+        spec = rule.spec.absent
+        assert spec is not None
+        since = gauges.get("task_last_succeeded_seconds", {}).get((spec.task,))
+        if since is not None and since > spec.within:
+            return {(): since}
+        return {}
+
+    def _condition(self, rule: Rule, value: float, state: SeriesState | None) -> bool:
+        spec = rule.spec
+        if rule.kind != "metric":
+            return True  # event and absence values are only present when the condition holds
+        if math.isnan(value):
+            return False
+        firing = state is not None and state.state is AlertState.FIRING
+        if spec.above is not None:
+            level = spec.recover_below if firing and spec.recover_below is not None else spec.above
+            return value > level if level == spec.above else value >= level
+        assert spec.below is not None
+        level = spec.recover_above if firing and spec.recover_above is not None else spec.below
+        return value < level if level == spec.below else value <= level
+
+    def _advance(self, rt: RuleRuntime, values: dict[tuple[str, ...], float], now: float) -> list[Alert]:
+        rule = rt.rule
+        spec = rule.spec
+        changed: list[Alert] = []
+        for key, value in values.items():
+            st = rt.series.get(key)
+            if not self._condition(rule, value, st):
+                continue
+            if st is None:
+                labels = self._labels(rule, key, value)
+                st = rt.series[key] = SeriesState(labels=labels, active_since=now)
+            st.value = value
+            st.last_true = now
+            st.annotations = render_all(rule.annotations, st.labels, value)
+            if st.state is AlertState.PENDING and now - st.active_since >= spec.for_:
+                st.state = AlertState.FIRING
+                st.starts_at = now
+                changed.append(self._alert(rule, st, now))
+        for key, st in list(rt.series.items()):
+            if st.last_true == now:
+                continue
+            if key in values and rule.kind == "metric":
+                st.value = values[key]
+            if st.state is AlertState.PENDING:
+                del rt.series[key]
+            elif now - st.last_true >= spec.keep_firing_for:
+                del rt.series[key]
+                st.state = AlertState.RESOLVED
+                st.ends_at = now
+                rt.resolved.append(st)
+                changed.append(self._alert(rule, st, now))
+        rt.resolved = [s for s in rt.resolved if s.ends_at is not None and now - s.ends_at < self.resolved_retention]
+        return changed
+
+    def _labels(self, rule: Rule, key: tuple[str, ...], value: float) -> dict[str, str]:
+        labels = dict(zip(rule.spec.by, key, strict=True))
+        if rule.kind == "absent" and rule.spec.absent is not None:
+            labels["task"] = rule.spec.absent.task
+        extra = render_all(rule.labels, labels, value)
+        return {"alertname": rule.name, **labels, **extra}
+
+    def _alert(self, rule: Rule, st: SeriesState, now: float) -> Alert:
+        return Alert(
+            labels=dict(st.labels),
+            annotations=dict(st.annotations),
+            state=st.state,
+            starts_at=st.starts_at or st.active_since,
+            ends_at=st.ends_at,
+            updated_at=now,
+            value=st.value,
+            generator=f"{rule.file}:{rule.line} {rule.group}/{rule.name}",
+        )
+
+    # -- meta-alerts: alertd telling on itself ---------------------------------------------
+
+    def _meta_alerts(self, now: float) -> list[Alert]:
+        active: dict[tuple[str, str], tuple[dict[str, str], dict[str, str], float]] = {}
+        for rt in self.runtimes.values():
+            if rt.limited:
+                labels = {"alertname": SERIES_LIMIT_ALERT, "rule": rt.rule.name, "severity": "warning"}
+                ann = {
+                    "summary": f"rule {rt.rule.name} has more series than the cap of {self.max_series_per_rule}",
+                    "description": f"{rt.limited} label sets were not evaluated; narrow `by` or `matchers`.",
+                }
+                active[(SERIES_LIMIT_ALERT, rt.rule.name)] = (labels, ann, float(rt.limited))
+        for metric, n in self.series.dropped().items():
+            labels = {"alertname": SERIES_DROPPED_ALERT, "metric": metric, "severity": "warning"}
+            ann = {
+                "summary": f"metric {metric} hit observe.max_series; new label sets are dropped",
+                "description": f"{n} observations dropped so far. Too many distinct task names, queues or workers?",
+            }
+            active[(SERIES_DROPPED_ALERT, metric)] = (labels, ann, float(n))
+        changed = []
+        for key, (labels, ann, value) in active.items():
+            st = self.meta.get(key)
+            if st is None:
+                st = self.meta[key] = SeriesState(
+                    labels=labels, state=AlertState.FIRING, active_since=now, starts_at=now
+                )
+                st.annotations = ann
+                changed.append(self._meta_alert(st, now))
+            st.value, st.last_true = value, now
+        for key, st in list(self.meta.items()):
+            if key not in active and st.state is AlertState.FIRING:
+                st.state, st.ends_at = AlertState.RESOLVED, now
+                changed.append(self._meta_alert(st, now))
+            elif (
+                st.state is AlertState.RESOLVED
+                and st.ends_at is not None
+                and now - st.ends_at >= self.resolved_retention
+            ):
+                del self.meta[key]
+        return changed
+
+    @staticmethod
+    def _meta_alert(st: SeriesState, now: float) -> Alert:
+        return Alert(
+            labels=dict(st.labels),
+            annotations=dict(st.annotations),
+            state=st.state,
+            starts_at=st.starts_at,
+            ends_at=st.ends_at,
+            updated_at=now,
+            value=st.value,
+            generator="alertd",
+        )
+
+    # -- views -----------------------------------------------------------------------------
+
+    def alerts(self) -> list[Alert]:
+        """Pending, firing and recently resolved alerts (resolved ones so the notifier can say so)."""
+        now = self.clock.now()
+        out = []
+        for rt in self.runtimes.values():
+            for st in (*rt.series.values(), *rt.resolved):
+                out.append(self._alert(rt.rule, st, now))
+        out.extend(self._meta_alert(st, now) for st in self.meta.values())
+        return out
+
+    def rule_states(self) -> list[dict[str, Any]]:
+        """For the API and the web page: each rule, its health, last values and alert counts."""
+        out = []
+        for rt in self.runtimes.values():
+            r = rt.rule
+            states = [s.state for s in rt.series.values()]
+            out.append(
+                {
+                    "group": r.group,
+                    "file": r.file,
+                    "line": r.line,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "metric": r.spec.metric,
+                    "health": "err" if rt.last_error else "ok",
+                    "last_error": rt.last_error,
+                    "last_evaluation": rt.last_evaluation,
+                    "evaluation_seconds": rt.evaluation_seconds,
+                    "values": [
+                        {"labels": dict(zip(r.spec.by, k, strict=False)), "value": v} for k, v in rt.last_values.items()
+                    ],
+                    "pending": sum(1 for s in states if s is AlertState.PENDING),
+                    "firing": sum(1 for s in states if s is AlertState.FIRING),
+                    "series": len(rt.series),
+                    "series_over_limit": rt.limited,
+                    "labels": {k: t.source for k, t in r.labels.items()},
+                    "annotations": {k: t.source for k, t in r.annotations.items()},
+                }
+            )
+        return out
+
+    def export_state(self) -> dict[str, Any]:
+        """Pending timers and firing alerts, keyed by rule identity, for the store."""
+        return {
+            "version": 1,
+            "rules": {
+                rid: {
+                    "series": [s.to_dict() for s in rt.series.values()],
+                    "resolved": [s.to_dict() for s in rt.resolved],
+                }
+                for rid, rt in self.runtimes.items()
+                if rt.series or rt.resolved
+            },
+        }
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Restore export_state() output; rules that changed meanwhile start fresh."""
+        for rid, saved in (state.get("rules") or {}).items():
+            rt = self.runtimes.get(rid)
+            if rt is None:
+                continue
+            by = rt.rule.spec.by
+            for d in saved.get("series", []):
+                st = SeriesState.from_dict(d)
+                key = tuple(st.labels.get(b, "") for b in by)
+                rt.series.setdefault(key, st)
+            rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
+
+
+def _avg(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {"max": max, "min": min, "sum": sum, "avg": _avg}
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else str(v)

@@ -1,0 +1,44 @@
+"""Rule labels and annotations are Jinja2 templates, rendered in a sandbox.
+
+The sandbox matters: rule files are edited by many people and rendered inside the daemon; a
+template must not reach Python internals. Syntax errors surface at load time with file and line.
+"""
+
+from __future__ import annotations
+
+from jinja2 import TemplateSyntaxError, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from alertd.humanize import FILTERS
+
+ENV = SandboxedEnvironment(undefined=Undefined, autoescape=False, keep_trailing_newline=False)
+ENV.filters.update(FILTERS)
+
+
+class Template:
+    """A compiled label or annotation; plain strings skip Jinja entirely."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled = ENV.from_string(source) if ("{{" in source or "{%" in source) else None
+
+    def render(self, labels: dict[str, str], value: float | None) -> str:
+        if self._compiled is None:
+            return self.source
+        try:
+            return self._compiled.render(labels=labels, value=value)
+        except Exception as e:  # a runtime template error must not stop evaluation; show it instead
+            return f"<template error: {e}>"
+
+
+def check_template(source: str) -> str | None:
+    """None when the template compiles; else the error, for the loader's message."""
+    try:
+        Template(source)
+    except TemplateSyntaxError as e:
+        return f"bad template: {e.message} (template line {e.lineno})"
+    return None
+
+
+def render_all(templates: dict[str, Template], labels: dict[str, str], value: float | None) -> dict[str, str]:
+    return {k: t.render(labels, value) for k, t in templates.items()}
