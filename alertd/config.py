@@ -137,5 +137,42 @@ def load_config(path: str | Path | None = None, *, text: str | None = None) -> C
     if not isinstance(data, dict):
         raise FileError([Problem(name, 1, "", "expected a mapping of settings at the top level")])
     cfg = validate(Config, doc, data)
+    problems = _cross_check(cfg, doc)
+    if problems:
+        raise FileError(problems)
     base = Path(path).resolve().parent if path is not None else Path.cwd()
     return cfg.model_copy(update={"base_dir": base, "source": name})
+
+
+def _cross_check(cfg: Config, doc: Document) -> list[Problem]:
+    """Names that must refer to something defined elsewhere in the file."""
+    problems: list[Problem] = []
+    receivers = [r.name for r in cfg.receivers]
+    known = set(receivers) | {"console"}
+    seen: set[str] = set()
+    for i, name in enumerate(receivers):
+        if name in seen:
+            problems.append(doc.problem(("receivers", i, "name"), f"receiver {name!r} is defined twice"))
+        seen.add(name)
+    for i, r in enumerate(cfg.receivers):
+        if r.fallback is not None and r.fallback not in known:
+            problems.append(doc.problem(("receivers", i, "fallback"), f"no receiver named {r.fallback!r}"))
+    intervals = {t.name for t in cfg.time_intervals}
+
+    def walk(route: RouteConfig | None, loc: tuple[str | int, ...]) -> None:
+        if route is None:
+            return
+        if route.receiver is not None and route.receiver not in known:
+            hint = f" (defined: {', '.join(sorted(known))})"
+            problems.append(doc.problem((*loc, "receiver"), f"no receiver named {route.receiver!r}{hint}"))
+        for field in ("active_time_intervals", "mute_time_intervals"):
+            for j, name in enumerate(getattr(route, field)):
+                if name not in intervals:
+                    problems.append(doc.problem((*loc, field, j), f"no time interval named {name!r}"))
+        for j, child in enumerate(route.routes):
+            walk(child, (*loc, "routes", j))
+
+    if cfg.route is not None and cfg.route.receiver is None and cfg.receivers:
+        problems.append(doc.problem(("route",), "the root route needs a `receiver`"))
+    walk(cfg.route, ("route",))
+    return problems

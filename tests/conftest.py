@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 import redis
 
+# Fixtures of one area, shared by its test modules (an aiohttp sink for receivers, ...).
+pytest_plugins = ["tests.notify_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS", "redis://127.0.0.1:6379/13")
 AMQP_URL = os.environ.get("ALERTD_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -94,8 +97,19 @@ class RedisServer:
         if not binary:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -169,12 +183,29 @@ def start_celery_worker(
     log = tmp_path / f"{hostname}.log"
     env = {**os.environ, "ALERTD_TEST_BROKER": broker, "ALERTD_TEST_QUEUE": queues[0], **(extra_env or {})}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "celery", "-A", "tests.celeryapp", "worker", "-E", "-P", "prefork",
-           "-c", str(concurrency), "-n", hostname, "-Q", ",".join(queues), "--without-mingle",
-           "--without-gossip", "-l", "INFO"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celeryapp",
+        "worker",
+        "-E",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "-n",
+        hostname,
+        "-Q",
+        ",".join(queues),
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "INFO",
+    ]
     with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     worker = CeleryWorker(broker, hostname, queues, proc, log, env)
     if wait:
         from tests.celeryapp import app

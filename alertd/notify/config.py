@@ -1,35 +1,102 @@
-"""CONTRACT STUB (owned by the notifications work): models for receivers, the route tree,
-inhibition rules and time intervals as they appear in alertd.yaml. alertd/config.py imports these
-four names; keep them pydantic models with extra="forbid"."""
+"""Receivers, the route tree, inhibition rules and time intervals as they appear in alertd.yaml.
+
+Shapes follow Alertmanager's configuration so its users read them without a manual; durations
+accept the same units. Cross-references (a route naming a missing receiver, an unknown time
+interval) are checked by alertd.config, which knows the lines.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from alertd.durations import parse_duration
+from alertd.matchers import MatcherError, parse_matcher
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+BUILTIN_TEMPLATES = ("slack", "email", "pagerduty", "generic", "json")
 
 
-class ReceiverConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_matchers(v: list[str]) -> list[str]:
+    for text in v:
+        try:
+            parse_matcher(text)
+        except MatcherError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+class ReceiverConfig(Strict):
+    name: str = Field(min_length=1)
+    # Apprise URLs; ${VAR} is expanded from the environment at load time. An empty list (or
+    # console://) prints notifications on the console.
     apprise: list[str] = []
+    apprise_file: str | None = None  # a file with one URL per line: keeps secrets out of alertd.yaml
+    template: str = "generic"  # slack | email | pagerduty | generic | json | a path to a .j2 file
+    send_resolved: bool = True
+    send_resolved_immediately: bool = False  # all alerts of a group resolved: don't wait for group_interval
+    fallback: str | None = None  # receiver that gets the notification when every retry failed
+    timeout: Seconds = 10.0
+    retries: int = Field(3, ge=0, le=20)
+    retry_backoff: Seconds = 2.0  # first retry after this; doubles up to 60 s
 
 
-class RouteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RouteConfig(Strict):
     receiver: str | None = None
+    matchers: list[str] = []
+    continue_: bool = Field(False, alias="continue")
+    group_by: list[str] | None = None  # ['...'] groups by every label
+    group_wait: Seconds | None = None
+    group_interval: Seconds | None = None
+    repeat_interval: Seconds | None = None
+    active_time_intervals: list[str] = []
+    mute_time_intervals: list[str] = []
     routes: list[RouteConfig] = []
-    extra: dict[str, Any] = {}
+
+    _matchers = field_validator("matchers")(_check_matchers)
 
 
-class InhibitRuleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source_matchers: list[str] = []
-    target_matchers: list[str] = []
+class InhibitRuleConfig(Strict):
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
     equal: list[str] = []
 
+    _source = field_validator("source_matchers")(_check_matchers)
+    _target = field_validator("target_matchers")(_check_matchers)
 
-class TimeIntervalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    time_intervals: list[dict[str, Any]] = []
+
+class TimeRange(Strict):
+    start_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+    end_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class TimeIntervalSpec(Strict):
+    """Alertmanager's time interval: every given field must match (AND); omitted fields match all."""
+
+    times: list[TimeRange] = []
+    weekdays: list[str] = []  # "monday", "monday:friday"
+    days_of_month: list[str] = []  # "1", "1:5", "-3:-1" (negative counts from the month's end)
+    months: list[str] = []  # "january", "1:3", "december"
+    years: list[str] = []  # "2026", "2026:2027"
+    location: str = "UTC"  # IANA zone name, e.g. Asia/Tokyo
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TimeIntervalSpec:
+        from alertd.timeinterval import compile_interval
+
+        compile_interval(self)  # raises ValueError with what is wrong
+        return self
+
+
+class TimeIntervalConfig(Strict):
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeIntervalSpec]
+
+
+RouteConfig.model_rebuild()

@@ -1,0 +1,54 @@
+"""Inhibition, as in Alertmanager: a firing source alert mutes matching target alerts.
+
+A rule mutes a target when a firing alert matches source_matchers, the target matches
+target_matchers, and both carry the same values for every `equal` label. An alert never
+inhibits itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from alertd.alert import Alert, AlertState
+from alertd.matchers import Matcher, matches_all, parse_matcher
+from alertd.notify.config import InhibitRuleConfig
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: InhibitRuleConfig) -> InhibitRule:
+        return cls(
+            tuple(parse_matcher(m) for m in cfg.source_matchers),
+            tuple(parse_matcher(m) for m in cfg.target_matchers),
+            tuple(cfg.equal),
+        )
+
+
+class Inhibitor:
+    def __init__(self, rules: Iterable[InhibitRuleConfig]) -> None:
+        self.rules = [InhibitRule.from_config(r) for r in rules]
+        self._sources: list[tuple[InhibitRule, list[Alert]]] = []
+
+    def update(self, alerts: Iterable[Alert]) -> None:
+        """The current alerts; firing ones that match a source are remembered per rule."""
+        firing = [a for a in alerts if a.state is AlertState.FIRING]
+        self._sources = [(r, [a for a in firing if matches_all(r.source, a.labels)]) for r in self.rules]
+
+    def inhibited_by(self, alert: Alert) -> list[str]:
+        """Fingerprints of the firing alerts that inhibit `alert` ([] when none)."""
+        out: list[str] = []
+        for rule, sources in self._sources:
+            if not sources or not matches_all(rule.target, alert.labels):
+                continue
+            for src in sources:
+                if src.fingerprint == alert.fingerprint:
+                    continue
+                if all(src.labels.get(k, "") == alert.labels.get(k, "") for k in rule.equal):
+                    out.append(src.fingerprint)
+        return sorted(set(out))

@@ -1,0 +1,203 @@
+"""Delivery through Apprise: one receiver's URLs, with a timeout, retries, and redaction.
+
+Receivers are resolved once at load: ${VAR} expanded, `apprise_file` read, every URL checked by
+Apprise. The URLs are secrets (webhook tokens, integration keys): nothing here logs or returns
+them; errors carry the redacted form (scheme and host only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import apprise
+
+from alertd.clock import Clock
+from alertd.notify.config import ReceiverConfig
+from alertd.notify.template import Rendered
+from alertd.redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
+
+CONSOLE = "console://"
+MAX_BACKOFF = 60.0
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ReceiverError(ValueError):
+    """A receiver that cannot work: unknown env var, unreadable file, URL Apprise does not know."""
+
+
+def expand_env(text: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise ReceiverError(f"environment variable {m.group(1)} is not set")
+        return value
+
+    return _ENV.sub(sub, text)
+
+
+@dataclass
+class Receiver:
+    """A receiver ready to send: its config plus resolved (secret) URLs."""
+
+    config: ReceiverConfig
+    urls: list[str] = field(default_factory=list)  # never log these
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def console(self) -> bool:
+        return not self.urls or all(u.startswith(CONSOLE) for u in self.urls)
+
+    def redacted(self) -> list[str]:
+        return [redact_url(u) for u in self.urls] or [CONSOLE]
+
+    def secrets(self) -> list[str]:
+        """Pieces of the URLs that must not appear in any log or error."""
+        out = []
+        for u in self.urls:
+            out.append(u)
+            out.extend(p for p in re.split(r"[/:@?&=]+", u.split("://", 1)[-1]) if len(p) >= 6)
+        return out
+
+
+def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
+    """Expand env vars and files, check each URL with Apprise. Raises ReceiverError (redacted)."""
+    raw = list(cfg.apprise)
+    if cfg.apprise_file:
+        path = Path(cfg.apprise_file)
+        path = path if path.is_absolute() else base_dir / path
+        try:
+            raw += [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        except OSError as e:
+            raise ReceiverError(f"apprise_file {path}: {e.strerror}") from None
+    urls = [expand_env(u) for u in raw]
+    for u in urls:
+        if u.startswith(CONSOLE):
+            continue
+        if apprise.Apprise.instantiate(u) is None:
+            raise ReceiverError(f"Apprise does not accept the URL {redact_url(u)} (check the scheme and its fields)")
+    return Receiver(cfg, urls)
+
+
+@dataclass
+class DeliveryResult:
+    receiver: str
+    ok: bool
+    attempts: int
+    error: str = ""
+    targets: list[str] = field(default_factory=list)  # redacted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "receiver": self.receiver,
+            "ok": self.ok,
+            "attempts": self.attempts,
+            "error": self.error,
+            "targets": self.targets,
+        }
+
+
+class _RedactingFilter(logging.Filter):
+    """Apprise logs what its plugins say; strip receiver secrets before any handler sees it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = redact_text(record.getMessage(), sorted(self.secrets, key=len, reverse=True))
+            record.args = None
+        return True
+
+
+_FILTER = _RedactingFilter()
+logging.getLogger("apprise").addFilter(_FILTER)
+
+
+def register_secrets(receiver: Receiver) -> None:
+    _FILTER.secrets.update(receiver.secrets())
+
+
+async def deliver(
+    receiver: Receiver,
+    message: Rendered,
+    *,
+    clock: Clock,
+    resolved: bool,
+    params: dict[str, str] | None = None,
+    body_format: str = "text",
+) -> DeliveryResult:
+    """Send with retries and exponential backoff (on the injected clock). Never raises."""
+    cfg = receiver.config
+    if receiver.console:
+        _print(receiver, message)
+        return DeliveryResult(receiver.name, True, 1, targets=[CONSOLE])
+    register_secrets(receiver)
+    backoff = cfg.retry_backoff
+    error = ""
+    attempts = 0
+    for attempt in range(cfg.retries + 1):
+        attempts = attempt + 1
+        try:
+            ok, error = await asyncio.wait_for(
+                _send_once(receiver, message, resolved, params or {}, body_format), timeout=cfg.timeout
+            )
+        except TimeoutError:
+            ok, error = False, f"timed out after {cfg.timeout:g}s"
+        if ok:
+            return DeliveryResult(receiver.name, True, attempts, targets=receiver.redacted())
+        error = redact_text(error, receiver.secrets())
+        if attempt < cfg.retries:
+            log.warning(
+                "receiver %s: attempt %d failed (%s); retrying in %.0fs", receiver.name, attempts, error, backoff
+            )
+            await clock.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+    return DeliveryResult(receiver.name, False, attempts, error=error, targets=receiver.redacted())
+
+
+async def _send_once(
+    receiver: Receiver, message: Rendered, resolved: bool, params: dict[str, str], body_format: str
+) -> tuple[bool, str]:
+    ap = apprise.Apprise()
+    for url in receiver.urls:
+        if url.startswith(CONSOLE):
+            continue
+        ap.add(_with_params(url, params))
+    body, fmt = message.body, body_format
+    if message.html is not None:
+        body, fmt = message.html, apprise.NotifyFormat.HTML
+    notify_type = apprise.NotifyType.SUCCESS if resolved else apprise.NotifyType.FAILURE
+    result = await ap.async_notify(
+        body=body or message.title, title=message.title, notify_type=notify_type, body_format=fmt
+    )
+    if result:
+        return True, ""
+    errors = [e.message for e in result.logs() if e.level in ("ERROR", "WARNING")]
+    return False, "; ".join(errors[-3:]) or f"delivery failed ({getattr(result, 'status', 'error')})"
+
+
+def _with_params(url: str, params: dict[str, str]) -> str:
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _print(receiver: Receiver, message: Rendered) -> None:
+    # The quick start's receiver: what would have been sent, on stdout.
+    rule = "─" * 72
+    sys.stdout.write(f"{rule}\n[alertd → {receiver.name}] {message.title}\n{message.body}\n{rule}\n")
+    sys.stdout.flush()

@@ -1,0 +1,175 @@
+"""Notification templates: Jinja2 in a sandbox, one file per style with title/body/html blocks.
+
+Built-in templates live in the top-level templates/ directory; `templates_dir` in alertd.yaml
+overrides them by file name, and a receiver's `template:` may be a path to a file of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+from alertd.alert import Alert, AlertState
+from alertd.humanize import FILTERS, duration
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "templates"
+TRACEBACK_LINES = 10
+TEXT_MAX = 2000
+
+
+def trim_text(text: Any, limit: int = TEXT_MAX) -> str:
+    """At most `limit` characters: long task output never floods a page."""
+    s = "" if text is None else str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def trim_lines(text: Any, lines: int = TRACEBACK_LINES) -> str:
+    """The last lines of a traceback, which say where it failed."""
+    parts = ("" if text is None else str(text)).rstrip().splitlines()
+    return "\n".join(parts if len(parts) <= lines else ["…", *parts[-lines:]])
+
+
+@dataclass
+class Rendered:
+    title: str
+    body: str
+    html: str | None = None
+
+
+class Templates:
+    """Finds and renders templates by name or path."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        dirs = [str(d) for d in (override_dir, BUILTIN_DIR) if d is not None]
+        self.env = SandboxedEnvironment(loader=FileSystemLoader(dirs), autoescape=False, trim_blocks=False)
+        self.env.filters.update(FILTERS)
+        self.env.filters["trim_text"] = trim_text
+        self.env.filters["trim_lines"] = trim_lines
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._get(name)
+        except TemplateNotFound:
+            return False
+        return True
+
+    def _get(self, name: str) -> Any:
+        if "/" in name or name.endswith(".j2"):
+            path = Path(name)
+            return self.env.from_string(path.read_text()) if path.is_file() else self.env.get_template(name)
+        return self.env.get_template(f"{name}.j2")
+
+    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        tpl = self._get(name)
+        ctx = tpl.new_context(context)
+
+        def block(block_name: str) -> str | None:
+            fn = tpl.blocks.get(block_name)
+            return "".join(fn(ctx)).strip() if fn else None
+
+        return Rendered(title=block("title") or "", body=block("body") or "", html=block("html"))
+
+
+def _iso(t: float | None) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
+
+
+def _value_text(v: float | None) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}"
+
+
+def alert_view(a: Alert, common: dict[str, str], now: float) -> dict[str, Any]:
+    annotations = dict(a.annotations)
+    if "traceback" in annotations:
+        annotations["traceback"] = trim_lines(annotations["traceback"])
+    return {
+        "labels": dict(a.labels),
+        "annotations": annotations,
+        "distinct_labels": {k: v for k, v in a.labels.items() if k not in common},
+        "value": a.value,
+        "value_text": _value_text(a.value),
+        "status": "resolved" if a.state is AlertState.RESOLVED else "firing",
+        "since": _iso(a.starts_at),
+        "starts_at": a.starts_at,
+        "ends_at": a.ends_at,
+        "duration": duration((a.ends_at or now) - a.starts_at),
+        "fingerprint": a.fingerprint,
+        "generator": a.generator,
+    }
+
+
+def common_of(maps: Sequence[dict[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = maps[0]
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+
+
+def build_context(
+    *,
+    receiver: str,
+    group_key: str,
+    group_labels: dict[str, str],
+    firing: Sequence[Alert],
+    resolved: Sequence[Alert],
+    reason: str,
+    external_url: str,
+    now: float,
+) -> dict[str, Any]:
+    """Everything a template may use; the `webhook` key is Alertmanager's webhook payload shape."""
+    alerts = [*firing, *resolved]
+    common_labels = common_of([a.labels for a in alerts])
+    common_annotations = common_of([a.annotations for a in alerts])
+    status = "firing" if firing else "resolved"
+    views_f = [alert_view(a, common_labels, now) for a in firing]
+    views_r = [alert_view(a, common_labels, now) for a in resolved]
+    return {
+        "receiver": receiver,
+        "status": status,
+        "reason": reason,
+        "group_key": group_key,
+        "group_labels": group_labels,
+        "common_labels": common_labels,
+        "common_annotations": common_annotations,
+        "firing": views_f,
+        "resolved": views_r,
+        "alerts": views_f + views_r,
+        "external_url": external_url,
+        "webhook": {
+            "version": "4",
+            "groupKey": group_key,
+            "status": status,
+            "receiver": receiver,
+            "reason": reason,
+            "groupLabels": group_labels,
+            "commonLabels": common_labels,
+            "commonAnnotations": common_annotations,
+            "externalURL": external_url,
+            "alerts": [
+                {
+                    "status": v["status"],
+                    "labels": v["labels"],
+                    "annotations": v["annotations"],
+                    "startsAt": _rfc3339(v["starts_at"]),
+                    "endsAt": _rfc3339(v["ends_at"]),
+                    "fingerprint": v["fingerprint"],
+                    "value": v["value"],
+                }
+                for v in views_f + views_r
+            ],
+        },
+    }
+
+
+def _rfc3339(t: float | None) -> str:
+    if not t:
+        return "0001-01-01T00:00:00Z"
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,270 @@
+"""Delivery to real endpoints: HTTP (json://), SMTP (aiosmtpd), and the real Slack and PagerDuty
+Apprise plugins with their HTTPS request captured at the transport; retries, fallback, dead letters,
+slow receivers, and secrets kept out of logs and history."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from alertd.alert import Alert, AlertState
+from alertd.clock import VirtualClock, WallClock
+from alertd.config import load_config
+from alertd.notify.service import Notifier
+from alertd.store.base import HistoryQuery
+from alertd.store.sqlite import SqliteStore
+from tests.conftest import free_port
+from tests.notify_fixtures import Sink
+
+T0 = 1_700_000_000.0
+SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
+PD_INTEGRATION = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+PD_API = "u+Kbq7aZnsxY1ZXvs8a9"
+
+
+def firing(name: str = "CeleryTaskFailureRateHigh", **labels: str) -> Alert:
+    labels = {"alertname": name, "task": "billing.charge", "queue": "payments", "severity": "critical", **labels}
+    return Alert(
+        labels=labels,
+        annotations={"summary": "billing.charge fails 12.0% of runs", "runbook": "Look at the exceptions."},
+        starts_at=T0,
+        value=0.12,
+    )
+
+
+def resolved(a: Alert) -> Alert:
+    return Alert(
+        labels=a.labels, annotations=a.annotations, state=AlertState.RESOLVED, starts_at=a.starts_at, ends_at=T0 + 600
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "state.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def run_groups(notifier: Notifier, clock: Any, alerts: list[Alert], seconds: float) -> None:
+    """Put the alerts and flush until `seconds` of (virtual or real-but-skipped) group_wait passed."""
+    notifier.put(alerts)
+    if isinstance(clock, VirtualClock):
+        clock.advance(seconds)
+    else:
+        for g in notifier.groups():
+            g.next_flush = 0
+    await notifier.flush_due()
+
+
+ROUTE = "route: {receiver: %s, group_by: [alertname], group_wait: 1s, group_interval: 1m}\n"
+
+
+class Captured:
+    """Requests the real Apprise plugins would have sent to Slack / PagerDuty."""
+
+    def __init__(self) -> None:
+        self.requests: list[requests.PreparedRequest] = []
+
+    def json(self, i: int = -1) -> Any:
+        body = self.requests[i].body
+        return json.loads(body.decode() if isinstance(body, bytes) else str(body))
+
+
+@pytest.fixture
+def https(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
+    """Intercept at requests' transport adapter: the plugin code runs for real, nothing leaves the host."""
+    captured = Captured()
+
+    def send(self: Any, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        captured.requests.append(request)
+        r = requests.Response()
+        r.status_code = 200 if "pagerduty" not in (request.url or "") else 202
+        r._content = b"ok" if "slack" in (request.url or "") else b'{"status": "success"}'
+        r.url = request.url or ""
+        r.request = request
+        return r
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    yield captured
+
+
+async def test_slack_plugin_payload(store: SqliteStore, https: Captured) -> None:
+    clock = VirtualClock(start=T0)
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: slack, apprise: ["https://hooks.slack.com/services/{SLACK_TOKEN}"], template: slack, retries: 0}}
+{ROUTE % "slack"}"""
+    )
+    n = Notifier(cfg, store, clock)
+    await run_groups(n, clock, [firing(), firing(task="billing.refund")], 2)
+    (req,) = https.requests
+    assert req.url == f"https://hooks.slack.com/services/{SLACK_TOKEN}"
+    payload = https.json()
+    text = json.dumps(payload)
+    assert "[FIRING:2] CeleryTaskFailureRateHigh" in text
+    assert "billing.charge fails 12.0% of runs" in text and "`task=billing.refund`" in text
+    assert "Runbook" in text
+
+
+async def test_pagerduty_plugin_triggers_then_resolves_with_a_stable_dedup_key(
+    store: SqliteStore, https: Captured
+) -> None:
+    clock = VirtualClock(start=T0)
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: pd, apprise: ["pagerduty://{PD_INTEGRATION}@{PD_API}"], template: pagerduty, retries: 0}}
+{ROUTE % "pd"}"""
+    )
+    n = Notifier(cfg, store, clock)
+    a = firing()
+    await run_groups(n, clock, [a], 2)
+    trigger = https.json(0)
+    assert trigger["routing_key"] == PD_INTEGRATION and trigger["event_action"] == "trigger"
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["summary"].startswith("[FIRING:1] CeleryTaskFailureRateHigh")
+    assert trigger["payload"]["custom_details"]["queue"] == "payments"
+    await run_groups(n, clock, [resolved(a)], 61)
+    resolve = https.json(1)
+    assert resolve["event_action"] == "resolve" and resolve["dedup_key"] == trigger["dedup_key"]
+
+
+async def test_json_receiver_gets_the_rendered_notification(store: SqliteStore, sink: Sink) -> None:
+    cfg = load_config(
+        text=f"""
+receivers: [{{name: hook, apprise: ["{sink.url()}"], template: json, retries: 0}}]
+{ROUTE % "hook"}"""
+    )
+    clock = VirtualClock(start=T0)
+    n = Notifier(cfg, store, clock)
+    await run_groups(n, clock, [firing()], 2)
+    (req,) = sink.requests
+    doc = json.loads(req["json"]["message"])  # Alertmanager's webhook shape inside Apprise's JSON
+    assert doc["status"] == "firing" and doc["reason"] == "first notification"
+    assert doc["alerts"][0]["labels"]["task"] == "billing.charge" and doc["groupLabels"] == {
+        "alertname": "CeleryTaskFailureRateHigh"
+    }
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+async def test_email_subject_html_and_plain_text(store: SqliteStore) -> None:
+    box = Mailbox()
+    port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        url = f"mailto://127.0.0.1:{port}?from=alertd@example.com&to=oncall@example.com&mode=insecure"
+        cfg = load_config(
+            text=f"receivers: [{{name: mail, apprise: ['{url}'], template: email, retries: 0}}]\n" + ROUTE % "mail"
+        )
+        clock = VirtualClock(start=T0)
+        n = Notifier(cfg, store, clock)
+        await run_groups(n, clock, [firing()], 2)
+    finally:
+        smtp.stop()
+    (msg,) = box.messages
+    assert msg["Subject"] == "[FIRING:1] CeleryTaskFailureRateHigh" and msg["To"] == "oncall@example.com"
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    assert "billing.charge fails 12.0% of runs" in parts["text/html"] and "<h2" in parts["text/html"]
+    assert "billing.charge fails 12.0% of runs" in parts["text/plain"]
+
+
+async def test_retry_then_fallback_then_dead_letter(store: SqliteStore, sink: Sink, sink2: Sink) -> None:
+    sink.status = 500
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: primary, apprise: ["{sink.url()}"], retries: 2, retry_backoff: 1s, fallback: backup}}
+  - {{name: backup, apprise: ["{sink2.url()}"], retries: 0}}
+{ROUTE % "primary"}"""
+    )
+    clock = WallClock()
+    n = Notifier(cfg, store, clock)
+    # real clock, but backoff of 1 s then 2 s is short
+    await run_groups(n, clock, [firing()], 0)
+    assert len(sink.requests) == 3  # first try + 2 retries
+    assert len(sink2.requests) == 1 and "[FIRING:1]" in sink2.titles()[0]
+    kinds = [e.kind for e in await store.history(HistoryQuery())]
+    assert kinds[:2] == ["fallback", "dead_letter"]
+    dead = (await store.history(HistoryQuery(kind="dead_letter")))[0]
+    assert dead.receiver == "primary" and dead.detail["attempts"] == 3 and "[FIRING:1]" in dead.detail["title"]
+
+
+async def test_slow_receiver_does_not_delay_another(store: SqliteStore, sink: Sink, sink2: Sink) -> None:
+    sink.delay = 3.0
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: slow, apprise: ["{sink.url()}"], retries: 0, timeout: 10s}}
+  - {{name: fast, apprise: ["{sink2.url()}"], retries: 0}}
+route:
+  receiver: slow
+  group_by: [alertname]
+  group_wait: 1s
+  routes:
+    - {{matchers: ['alertname="A"'], receiver: slow}}
+    - {{matchers: ['alertname="B"'], receiver: fast}}
+"""
+    )
+    n = Notifier(cfg, store, WallClock())
+    n.put([firing("A"), firing("B")])
+    for g in n.groups():
+        g.next_flush = 0
+    started = asyncio.get_running_loop().time()
+    await n.flush_due(wait=False)
+    while not sink2.requests:
+        await asyncio.sleep(0.02)
+    assert asyncio.get_running_loop().time() - started < 2.0  # the fast one did not wait for the slow one
+    await asyncio.gather(*list(n._inflight.values()))
+    assert len(sink.requests) == 1
+
+
+async def test_secrets_never_reach_logs_or_history(
+    store: SqliteStore, sink: Sink, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.status = 500
+    monkeypatch.setenv("HOOK_TOKEN", "s3cr3t-token-value")
+    cfg = load_config(
+        text=f"""
+receivers: [{{name: hook, apprise: ["json://user:${{HOOK_TOKEN}}@127.0.0.1:{sink.port}/hook"], retries: 1,
+              retry_backoff: 0.1s}}]
+{ROUTE % "hook"}"""
+    )
+    caplog.set_level(logging.DEBUG)
+    n = Notifier(cfg, store, WallClock())
+    await run_groups(n, WallClock(), [firing()], 0)
+    assert sink.requests and sink.requests[0]["headers"]["Authorization"].startswith("Basic ")  # it was used
+    history = json.dumps([e.to_dict() for e in await store.history(HistoryQuery())])
+    assert "s3cr3t-token-value" not in caplog.text
+    assert "s3cr3t-token-value" not in history
+    assert "dead_letter" in history
+
+
+def test_unknown_env_var_and_bad_url_are_config_errors(tmp_path: Path) -> None:
+    from alertd.notify.config import ReceiverConfig
+    from alertd.notify.delivery import ReceiverError, resolve_receiver
+
+    with pytest.raises(ReceiverError, match="environment variable NOPE_NOT_SET is not set"):
+        resolve_receiver(ReceiverConfig(name="x", apprise=["${NOPE_NOT_SET}"]), tmp_path)
+    with pytest.raises(ReceiverError) as e:
+        resolve_receiver(ReceiverConfig(name="x", apprise=["notascheme://secretpart/abc"]), tmp_path)
+    assert "secretpart" not in str(e.value)
