@@ -1,0 +1,49 @@
+"""`alertd notify test RECEIVER`: send a sample notification through a real receiver."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from alertd.cli.run import load
+from alertd.clock import WallClock
+from alertd.config import Config
+from alertd.notify.delivery import ReceiverError
+from alertd.notify.service import Notifier
+from alertd.store.sqlite import SqliteStore
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("notify", help="try receivers")
+    nsub = p.add_subparsers(dest="notify_command", required=True)
+    t = nsub.add_parser("test", help="send a sample notification through a receiver")
+    t.add_argument("receiver")
+    t.set_defaults(func=notify_test)
+
+
+def notify_test(args: argparse.Namespace) -> int:
+    config = load(args)
+    if config is None:
+        return 2
+    return asyncio.run(_test(config, args.receiver))
+
+
+async def _test(config: Config, receiver: str) -> int:
+    store = SqliteStore(":memory:")  # a trial leaves no trace in the daemon's state
+    await store.open()
+    try:
+        notifier = Notifier(config, store, WallClock())
+    except ReceiverError as e:
+        print(f"receiver problem: {e}", file=sys.stderr)
+        return 2
+    if receiver not in notifier.receivers:
+        print(f"no receiver named {receiver!r}; configured: {', '.join(notifier.receiver_names())}", file=sys.stderr)
+        return 2
+    (result,) = await notifier.test_send(receiver)
+    await store.close()
+    if result.ok:
+        print(f"sent to {receiver} ({', '.join(result.targets)}) in {result.attempts} attempt(s)")
+        return 0
+    print(f"failed to send to {receiver} after {result.attempts} attempt(s): {result.error}", file=sys.stderr)
+    return 1
