@@ -1,0 +1,1 @@
+"""Silences and maintenance windows: what operators use to keep pages quiet on purpose."""

@@ -1,0 +1,335 @@
+"""Silences and recurring maintenance windows, persisted in the store and shared by replicas.
+
+Alertmanager's rules: a silence is pending before its start, active until its end, then expired
+(kept for `retention`, then purged). An update that changes the matchers, or moves the start of
+an active silence, expires the old silence and creates a new one with a new ID; other updates
+(a pending silence, or the comment or end of an active one) happen in place.
+
+Maintenance windows are silences that recur: matchers plus Alertmanager time intervals (weekly
+hours, days of the month, in a zone). Their IDs start with "mw-" and they appear in silencedBy.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from alertd.clock import Clock
+from alertd.matchers import Matcher, matches_all
+from alertd.notify.config import TimeIntervalSpec
+from alertd.store.base import HistoryEntry, Store
+from alertd.timeinterval import CompiledInterval, compile_interval
+
+log = logging.getLogger(__name__)
+
+SILENCE = "silence"
+MAINTENANCE = "maintenance"
+
+
+class SilenceError(ValueError):
+    """A silence the user asked for that cannot be: the message says why (the API answers 400)."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+@dataclass
+class Silence:
+    id: str
+    matchers: list[Matcher]
+    starts_at: float
+    ends_at: float
+    created_by: str = ""
+    comment: str = ""
+    updated_at: float = 0.0
+
+    def state(self, now: float) -> State:
+        if now >= self.ends_at:
+            return State.EXPIRED
+        if now < self.starts_at:
+            return State.PENDING
+        return State.ACTIVE
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matchers": [m.to_api() for m in self.matchers],
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "created_by": self.created_by,
+            "comment": self.comment,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_doc(cls, d: Mapping[str, Any]) -> Silence:
+        return cls(
+            id=d["id"],
+            matchers=[Matcher.from_api(m) for m in d["matchers"]],
+            starts_at=float(d["starts_at"]),
+            ends_at=float(d["ends_at"]),
+            created_by=d.get("created_by", ""),
+            comment=d.get("comment", ""),
+            updated_at=float(d.get("updated_at", 0.0)),
+        )
+
+
+@dataclass
+class Maintenance:
+    id: str
+    matchers: list[Matcher]
+    intervals: list[dict[str, Any]]  # Alertmanager time-interval specs, as given
+    comment: str = ""
+    created_by: str = ""
+    created_at: float = 0.0
+    expired_at: float | None = None
+    _compiled: list[CompiledInterval] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._compiled = [compile_interval(TimeIntervalSpec(**spec)) for spec in self.intervals]
+
+    def active(self, now: float) -> bool:
+        return self.expired_at is None and any(i.contains(now) for i in self._compiled)
+
+    def state(self, now: float) -> str:
+        if self.expired_at is not None:
+            return "expired"
+        return "active" if self.active(now) else "scheduled"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matchers": [m.to_api() for m in self.matchers],
+            "time_intervals": self.intervals,
+            "comment": self.comment,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "expired_at": self.expired_at,
+        }
+
+    @classmethod
+    def from_doc(cls, d: Mapping[str, Any]) -> Maintenance:
+        return cls(
+            id=d["id"],
+            matchers=[Matcher.from_api(m) for m in d["matchers"]],
+            intervals=list(d.get("time_intervals") or []),
+            comment=d.get("comment", ""),
+            created_by=d.get("created_by", ""),
+            created_at=float(d.get("created_at", 0.0)),
+            expired_at=d.get("expired_at"),
+        )
+
+
+def can_update_in_place(old: Silence, new: Silence, now: float) -> bool:
+    """Alertmanager's canUpdate: same matchers, and no rewriting of an active silence's past."""
+    if [str(m) for m in old.matchers] != [str(m) for m in new.matchers]:
+        return False
+    state = old.state(now)
+    if state is State.ACTIVE:
+        return new.starts_at == old.starts_at and new.ends_at >= now
+    if state is State.PENDING:
+        return new.starts_at >= now
+    return False
+
+
+class Silences:
+    """The silence store's view for the notify pipeline (`mutes`) and the API (everything else)."""
+
+    def __init__(self, store: Store, clock: Clock, *, retention: float = 5 * 86400.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.retention = retention
+        self._silences: dict[str, Silence] = {}
+        self._maintenance: dict[str, Maintenance] = {}
+        self._versions = (-1, -1)
+
+    async def load(self) -> None:
+        self._silences = {}
+        for d in await self.store.all(SILENCE):
+            try:
+                s = Silence.from_doc(d)
+            except (KeyError, ValueError, TypeError) as e:  # a damaged record must not hide the rest
+                log.error("skipping unreadable silence %r: %s", d.get("id"), e)
+                continue
+            self._silences[s.id] = s
+        self._maintenance = {}
+        for d in await self.store.all(MAINTENANCE):
+            try:
+                m = Maintenance.from_doc(d)
+            except (KeyError, ValueError, TypeError) as e:
+                log.error("skipping unreadable maintenance window %r: %s", d.get("id"), e)
+                continue
+            self._maintenance[m.id] = m
+        self._versions = (await self.store.version(SILENCE), await self.store.version(MAINTENANCE))
+
+    async def refresh(self) -> bool:
+        """Reload when another replica (or process) changed silences; cheap when nothing did."""
+        versions = (await self.store.version(SILENCE), await self.store.version(MAINTENANCE))
+        if versions == self._versions:
+            return False
+        await self.load()
+        return True
+
+    # -- the pipeline's question -----------------------------------------------------------
+
+    def mutes(self, labels: Mapping[str, str], now: float) -> list[str]:
+        """IDs of active silences and maintenance windows matching these labels."""
+        out = [
+            s.id for s in self._silences.values() if s.state(now) is State.ACTIVE and matches_all(s.matchers, labels)
+        ]
+        out += [m.id for m in self._maintenance.values() if m.active(now) and matches_all(m.matchers, labels)]
+        return sorted(out)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, silence_id: str) -> Silence:
+        try:
+            return self._silences[silence_id]
+        except KeyError:
+            raise NotFound(silence_id) from None
+
+    def query(self, filters: Sequence[Matcher] = (), *, include_expired: bool = True) -> list[Silence]:
+        """Silences whose matchers satisfy every filter matcher (amtool's semantics), newest first."""
+        now = self.clock.now()
+        out = []
+        for s in self._silences.values():
+            if not include_expired and s.state(now) is State.EXPIRED:
+                continue
+            if filters and not all(_filter_matches(f, s.matchers) for f in filters):
+                continue
+            out.append(s)
+        return sorted(out, key=lambda s: (s.state(now) != State.ACTIVE, -s.updated_at))
+
+    def maintenance(self) -> list[Maintenance]:
+        return sorted(self._maintenance.values(), key=lambda m: -m.created_at)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def upsert(
+        self,
+        matchers: list[Matcher],
+        starts_at: float,
+        ends_at: float,
+        *,
+        created_by: str,
+        comment: str,
+        author: str,
+        silence_id: str | None = None,
+    ) -> str:
+        """Create or update; returns the (possibly new) ID. Raises SilenceError / NotFound."""
+        now = self.clock.now()
+        if not matchers:
+            raise SilenceError("a silence needs at least one matcher")
+        if all(m.matches({}) for m in matchers):
+            raise SilenceError(
+                "these matchers match every alert (they all match an empty label set); add one that names a label value"
+            )
+        if ends_at <= starts_at:
+            raise SilenceError("endsAt must be after startsAt")
+        if ends_at <= now:
+            raise SilenceError("endsAt is in the past")
+        starts_at = max(starts_at, now) if silence_id is None else starts_at
+        new = Silence(str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now)
+        if silence_id is not None:
+            await self.refresh()
+            old = self.get(silence_id)
+            if can_update_in_place(old, new, now):
+                new.id = old.id
+                await self._save(new)
+                await self._record(author, "silence updated", new)
+                return new.id
+            if old.state(now) is not State.EXPIRED:
+                await self._expire(old, now)
+                await self._record(author, "silence expired (replaced)", old)
+            new.starts_at = max(new.starts_at, now)
+        await self._save(new)
+        await self._record(author, "silence created", new)
+        return new.id
+
+    async def expire(self, silence_id: str, author: str) -> None:
+        await self.refresh()
+        s = self.get(silence_id)
+        now = self.clock.now()
+        if s.state(now) is State.EXPIRED:
+            raise SilenceError(f"silence {silence_id} is already expired")
+        await self._expire(s, now)
+        await self._record(author, "silence expired", s)
+
+    async def _expire(self, s: Silence, now: float) -> None:
+        if s.state(now) is State.PENDING:
+            s.starts_at = now
+        s.ends_at = now
+        s.updated_at = now
+        await self._save(s)
+
+    async def _save(self, s: Silence) -> None:
+        await self.store.put(SILENCE, s.id, s.to_doc(), expires_at=s.ends_at + self.retention)
+        self._silences[s.id] = s
+        self._versions = (await self.store.version(SILENCE), self._versions[1])
+
+    async def add_maintenance(
+        self, matchers: list[Matcher], intervals: list[dict[str, Any]], *, comment: str, created_by: str, author: str
+    ) -> str:
+        if not matchers:
+            raise SilenceError("a maintenance window needs at least one matcher")
+        if not intervals:
+            raise SilenceError("a maintenance window needs at least one time interval")
+        try:
+            m = Maintenance(f"mw-{uuid.uuid4()}", matchers, intervals, comment, created_by, self.clock.now())
+        except ValueError as e:
+            raise SilenceError(str(e)) from None
+        await self.store.put(MAINTENANCE, m.id, m.to_doc())
+        self._maintenance[m.id] = m
+        await self.store.record(
+            HistoryEntry(
+                ts=self.clock.now(), kind="api", author=author, reason="maintenance window created", detail={"id": m.id}
+            )
+        )
+        return m.id
+
+    async def expire_maintenance(self, mw_id: str, author: str) -> None:
+        await self.refresh()
+        m = self._maintenance.get(mw_id)
+        if m is None:
+            raise NotFound(mw_id)
+        if m.expired_at is not None:
+            raise SilenceError(f"maintenance window {mw_id} is already expired")
+        now = self.clock.now()
+        m.expired_at = now
+        await self.store.put(MAINTENANCE, m.id, m.to_doc(), expires_at=now + self.retention)
+        await self.store.record(
+            HistoryEntry(ts=now, kind="api", author=author, reason="maintenance window expired", detail={"id": m.id})
+        )
+
+    async def _record(self, author: str, reason: str, s: Silence) -> None:
+        await self.store.record(
+            HistoryEntry(
+                ts=self.clock.now(),
+                kind="api",
+                author=author,
+                reason=reason,
+                detail={
+                    "id": s.id,
+                    "matchers": [str(m) for m in s.matchers],
+                    "comment": s.comment,
+                    "starts_at": s.starts_at,
+                    "ends_at": s.ends_at,
+                },
+            )
+        )
+
+
+def _filter_matches(f: Matcher, silence_matchers: Sequence[Matcher]) -> bool:
+    """amtool's filter: some equality matcher of the silence has the filter's label and a value it matches."""
+    return any(m.name == f.name and f.matches({m.name: m.value}) for m in silence_matchers)
