@@ -224,6 +224,7 @@ class Notifier:
 
     def _done(self, key: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
+        self._wake.set()  # the run loop skipped this group while it was in flight: reschedule it
 
     # -- the pipeline ----------------------------------------------------------------------
 

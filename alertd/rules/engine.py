@@ -34,6 +34,7 @@ Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Call
 SERIES_LIMIT_ALERT = "AlertdRuleSeriesLimit"
 SERIES_DROPPED_ALERT = "AlertdSeriesDropped"
 MAX_EVENT_TIMES = 10_000  # per event-rule series: the count is exact up to this, then saturates
+EXPORTED_EVENT_TIMES = 1_000  # of those, persisted across restarts
 
 
 @dataclass
@@ -459,9 +460,12 @@ class Engine:
                 rid: {
                     "series": [s.to_dict() for s in rt.series.values()],
                     "resolved": [s.to_dict() for s in rt.resolved],
+                    # event rules: the matching events still inside the window, so a restart
+                    # neither resolves an alert early nor forgets a count
+                    "events": [[list(k), list(v)[-EXPORTED_EVENT_TIMES:]] for k, v in rt.event_times.items()],
                 }
                 for rid, rt in self.runtimes.items()
-                if rt.series or rt.resolved
+                if rt.series or rt.resolved or rt.event_times
             },
         }
 
@@ -477,6 +481,8 @@ class Engine:
                 key = tuple(st.labels.get(b, "") for b in by)
                 rt.series.setdefault(key, st)
             rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
+            for key, times in saved.get("events", []):
+                rt.event_times[tuple(key)] = deque((float(t) for t in times), maxlen=MAX_EVENT_TIMES)
 
 
 def _avg(xs: list[float]) -> float:
