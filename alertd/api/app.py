@@ -1,0 +1,114 @@
+"""The aiohttp application: routes, auth, limits, and errors as clear JSON.
+
+Every handler declares the role it needs; the middleware authenticates the caller, refuses
+strangers (401) and the under-privileged (403) before the handler runs, so a refused write
+changes nothing. Client mistakes are 400s that say what was wrong; nothing a client sends can
+produce a 500 (the fuzz tests hold us to it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from alertd.api import v1, v2
+from alertd.api.context import ApiContext
+from alertd.api.http import CTX, Handler, error, needs
+from alertd.api.wire import BadRequest
+from alertd.auth import AuthError, Role
+from alertd.silence.silences import NotFound, SilenceError
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = ("/healthz", "/readyz")
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    cors = _cors_headers(request, ctx)
+    if request.method == "OPTIONS" and cors:
+        return web.Response(status=204, headers=cors)
+    try:
+        principal = ctx.auth.authenticate(request.headers.get("Authorization"))
+        request["principal"] = principal
+        role = getattr(getattr(handler, "__wrapped__", handler), "role", None) or getattr(handler, "role", None)
+        if request.path not in OPEN_PATHS and not _is_page(request.path):
+            ctx.auth.authorize(principal, role or Role.READ)
+        response = await handler(request)
+    except AuthError as e:
+        headers = {"WWW-Authenticate": 'Bearer realm="alertd"'} if e.status == 401 else {}
+        response = web.json_response({"error": e.message}, status=e.status, headers=headers)
+    except BadRequest as e:
+        response = error(400, str(e))
+    except SilenceError as e:
+        response = error(400, str(e))
+    except NotFound as e:
+        response = error(404, f"not found: {e.args[0]}")
+    except web.HTTPException as e:
+        if e.status >= 400 and e.content_type != "application/json":
+            response = error(e.status, e.reason)
+        else:
+            raise
+    except Exception:
+        log.exception("API %s %s failed", request.method, request.path)
+        response = error(500, "internal error (see alertd's log)")
+    response.headers.update(cors)
+    return response
+
+
+def _is_page(path: str) -> bool:
+    return path == "/" or path.startswith("/ui/")
+
+
+def _cors_headers(request: web.Request, ctx: ApiContext) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin or origin not in ctx.config.api.cors_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+        "Vary": "Origin",
+    }
+
+
+@needs(Role.READ)
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+@needs(Role.READ)
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    if ctx.ready():
+        return web.Response(text="ready\n")
+    why = "store not open" if not getattr(ctx, "_store_open", True) else "broker event stream not connected"
+    return web.Response(status=503, text=f"not ready: {why}\n")
+
+
+@needs(Role.READ)
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[CTX].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@needs(Role.ADMIN)
+async def reload(request: web.Request) -> web.Response:
+    result = await request.app[CTX].reload()
+    problems = [str(p) for p in getattr(result, "problems", [])]
+    return web.json_response({"ok": bool(result.ok), "problems": problems}, status=200 if result.ok else 400)
+
+
+def make_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=ctx.config.api.max_body_bytes)
+    app[CTX] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/-/reload", reload)
+    v2.add_routes(app)
+    v1.add_routes(app)
+    return app

@@ -1,0 +1,55 @@
+"""Shared pieces of the API's handlers: the context key, role marks, JSON in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from alertd.api.context import ApiContext
+from alertd.api.wire import BadRequest
+from alertd.auth import Role
+
+CTX: web.AppKey[ApiContext] = web.AppKey("ctx", ApiContext)  # type: ignore[type-abstract]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def needs(role: Role) -> Callable[[Handler], Handler]:
+    """Mark a handler with the role it needs (read for GETs, silence or admin for writes)."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__dict__["role"] = role
+        return fn
+
+    return mark
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise BadRequest(f"expected a JSON body (Content-Type: application/json), got {request.content_type}")
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"body is not valid JSON: {e}") from None
+
+
+def principal_name(request: web.Request) -> str:
+    p = request.get("principal")
+    return str(getattr(p, "name", "anonymous"))
+
+
+def bool_param(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name}: expected true or false, got {raw!r}")

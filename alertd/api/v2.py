@@ -1,0 +1,213 @@
+"""Alertmanager API v2: the paths and JSON shapes amtool, Grafana and Karma already speak."""
+
+from __future__ import annotations
+
+import platform
+import re
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from alertd.alert import Alert, AlertState
+from alertd.api.http import CTX, bool_param, error, needs, principal_name, read_json
+from alertd.api.wire import (
+    BadRequest,
+    gettable_alert,
+    gettable_silence,
+    parse_api_matchers,
+    parse_filters,
+    parse_time,
+    rfc3339,
+)
+from alertd.auth import Role
+from alertd.matchers import matches_all
+from alertd.redact import redact_url
+from alertd.silence.silences import NotFound, SilenceError, State
+
+PREFIX = "/api/v2"
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/status", status)
+    r.add_get(f"{PREFIX}/receivers", receivers)
+    r.add_get(f"{PREFIX}/silences", get_silences)
+    r.add_post(f"{PREFIX}/silences", post_silences)
+    r.add_get(f"{PREFIX}/silence/{{silence_id}}", get_silence)
+    r.add_delete(f"{PREFIX}/silence/{{silence_id}}", delete_silence)
+    r.add_get(f"{PREFIX}/alerts", get_alerts)
+    r.add_post(f"{PREFIX}/alerts", post_alerts)
+    r.add_get(f"{PREFIX}/alerts/groups", get_groups)
+
+
+def public_config(ctx_config: Any) -> str:
+    """The config as YAML with every receiver URL redacted: status shows it, secrets stay home."""
+    doc = ctx_config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for rc in doc.get("receivers", []):
+        rc["apprise"] = [redact_url(u) for u in rc.get("apprise", [])]
+    doc["broker"] = redact_url(doc.get("broker", ""))
+    doc["store"] = redact_url(doc.get("store", ""))
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+@needs(Role.READ)
+async def status(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return web.json_response(
+        {
+            "cluster": {
+                "name": ctx.replica,
+                "status": "ready",
+                "peers": [{"name": ctx.replica, "address": ctx.config.api.listen}],
+            },
+            "versionInfo": {
+                "version": ctx.version,
+                "revision": "",
+                "branch": "",
+                "buildUser": "alertd",
+                "buildDate": "",
+                "goVersion": f"python{platform.python_version()}",
+            },
+            "config": {"original": public_config(ctx.config)},
+            "uptime": rfc3339(ctx.started_at),
+        }
+    )
+
+
+@needs(Role.READ)
+async def receivers(request: web.Request) -> web.Response:
+    return web.json_response([{"name": n} for n in request.app[CTX].receiver_names()])
+
+
+@needs(Role.READ)
+async def get_silences(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await ctx.silences.refresh()
+    filters = parse_filters(request.query.getall("filter", []))
+    now = ctx.clock.now()
+    order = {State.ACTIVE: 0, State.PENDING: 1, State.EXPIRED: 2}
+    found = sorted(ctx.silences.query(filters), key=lambda s: (order[s.state(now)], -s.ends_at))
+    return web.json_response([gettable_silence(s, now) for s in found])
+
+
+@needs(Role.SILENCE)
+async def post_silences(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object (a postableSilence)")
+    matchers = parse_api_matchers(body.get("matchers"))
+    starts = parse_time(body.get("startsAt"), "startsAt")
+    ends = parse_time(body.get("endsAt"), "endsAt")
+    created_by, comment = body.get("createdBy"), body.get("comment")
+    if not isinstance(created_by, str) or not created_by.strip():
+        raise BadRequest("createdBy: required, the person responsible for the silence")
+    if not isinstance(comment, str):
+        raise BadRequest("comment: required, a string saying why")
+    sid = body.get("id") or None
+    if sid is not None and not isinstance(sid, str):
+        raise BadRequest("id: expected a string")
+    try:
+        new_id = await ctx.silences.upsert(
+            matchers,
+            starts,
+            ends,
+            created_by=created_by.strip(),
+            comment=comment,
+            author=principal_name(request),
+            silence_id=sid,
+        )
+    except NotFound:
+        return error(404, f"silence {sid} not found")
+    return web.json_response({"silenceID": new_id})
+
+
+def _silence_id(request: web.Request) -> str:
+    sid = request.match_info["silence_id"]
+    if not re.fullmatch(r"[0-9a-fA-F-]{1,64}", sid):
+        raise BadRequest(f"silenceID: {sid!r} is not a silence ID")
+    return sid
+
+
+@needs(Role.READ)
+async def get_silence(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    await ctx.silences.refresh()
+    sid = _silence_id(request)
+    try:
+        s = ctx.silences.get(sid)
+    except NotFound:
+        return error(404, f"silence {sid} not found")
+    return web.json_response(gettable_silence(s, ctx.clock.now()))
+
+
+@needs(Role.SILENCE)
+async def delete_silence(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    sid = _silence_id(request)
+    try:
+        await ctx.silences.expire(sid, principal_name(request))
+    except NotFound:
+        return error(404, f"silence {sid} not found")
+    except SilenceError:
+        pass  # already expired: expiring is idempotent
+    return web.json_response({})
+
+
+def _visible(a: Alert) -> bool:
+    return a.state is AlertState.FIRING
+
+
+def alert_views(request: web.Request, alerts: list[Alert], *, with_unprocessed: bool = True) -> list[dict[str, Any]]:
+    """Alerts filtered as the v2 query parameters say, in the gettableAlert shape."""
+    ctx = request.app[CTX]
+    active = bool_param(request, "active", True)
+    silenced = bool_param(request, "silenced", True)
+    inhibited = bool_param(request, "inhibited", True)
+    if with_unprocessed:
+        bool_param(request, "unprocessed", True)  # alertd processes alerts as they appear: none are unprocessed
+    filters = parse_filters(request.query.getall("filter", []))
+    receiver = request.query.get("receiver")
+    try:
+        receiver_rx = re.compile(f"^(?:{receiver})$") if receiver else None
+    except re.error as e:
+        raise BadRequest(f"receiver: invalid regex: {e}") from None
+    now = ctx.clock.now()
+    out = []
+    for a in alerts:
+        if not _visible(a) or not matches_all(filters, a.labels):
+            continue
+        st = ctx.alert_status(a, now)
+        if receiver_rx and not any(receiver_rx.match(r) for r in st.receivers):
+            continue
+        is_silenced, is_inhibited = bool(st.silenced_by or st.muted_by), bool(st.inhibited_by)
+        if (is_silenced and not silenced) or (is_inhibited and not inhibited):
+            continue
+        if not is_silenced and not is_inhibited and not active:
+            continue
+        out.append(gettable_alert(a, st, ctx.config.api.external_url))
+    return out
+
+
+@needs(Role.READ)
+async def get_alerts(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    views = alert_views(request, ctx.alerts())
+    return web.json_response(sorted(views, key=lambda v: (v["labels"].get("alertname", ""), v["fingerprint"])))
+
+
+@needs(Role.ADMIN)
+async def post_alerts(request: web.Request) -> web.Response:
+    return error(400, "alertd evaluates its own rules from Celery events; it does not accept pushed alerts")
+
+
+@needs(Role.READ)
+async def get_groups(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    out = []
+    for g in ctx.groups():
+        views = alert_views(request, list(g.alerts.values()), with_unprocessed=False)
+        if views:
+            out.append({"labels": g.labels, "receiver": {"name": g.receiver}, "alerts": views})
+    return web.json_response(sorted(out, key=lambda g: (g["receiver"]["name"], sorted(g["labels"].items()))))
