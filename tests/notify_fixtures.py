@@ -60,3 +60,50 @@ async def sink() -> AsyncIterator[Sink]:
 
 
 sink2 = sink
+
+
+class ThreadedSink:
+    """The same recording endpoint for synchronous tests that drive alertd as a subprocess."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.lock:
+                    sink.requests.append({"path": self.path, "json": _json(body), "body": body})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, scheme: str = "json", path: str = "/hook") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [r["json"].get("title", "") for r in self.requests if isinstance(r["json"], dict)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_sink() -> Any:
+    s = ThreadedSink()
+    yield s
+    s.close()

@@ -13,7 +13,7 @@ import pytest
 
 from alertd.clock import VirtualClock
 from alertd.matchers import parse_matcher
-from alertd.silence.silences import Silences, SilenceError, State
+from alertd.silence.silences import SilenceError, Silences, State
 from alertd.store.base import HistoryEntry, HistoryQuery, Store
 from alertd.store.open import open_store
 from tests.conftest import ROOT

@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"alertd.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"alertd.cli.{name}":
-                raise
-            continue  # TEMPORARY while the commands land; made strict before release
-        module.register(sub)
+        importlib.import_module(f"alertd.cli.{name}").register(sub)
     return parser
 
 

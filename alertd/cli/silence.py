@@ -1,0 +1,109 @@
+"""`alertd silence add|query|expire`: silences through the API, as amtool does."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from datetime import UTC, datetime
+
+from alertd.cli.client import ApiError, Client, add_connection_args, fail, table
+from alertd.durations import DurationError, parse_duration
+from alertd.matchers import MatcherError, parse_matcher
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("silence", help="add, query and expire silences")
+    ssub = p.add_subparsers(dest="silence_command", required=True)
+    add = ssub.add_parser(
+        "add",
+        help="silence alerts matching all MATCHERS",
+        description="e.g. alertd silence add 'queue=\"payments\"' --duration 2h --comment 'deploy 4.2'",
+    )
+    add.add_argument("matchers", nargs="+", metavar="MATCHER")
+    add.add_argument("--duration", "-d", default="1h", help="how long (default 1h)")
+    add.add_argument("--start", help="when it starts, RFC 3339 (default: now)")
+    add.add_argument("--comment", "-c", required=True, help="why: shown to whoever wonders where the pages went")
+    add.add_argument("--author", "-a", default=getpass.getuser(), help="who is responsible (default: you)")
+    add_connection_args(add)
+    add.set_defaults(func=add_silence)
+    q = ssub.add_parser("query", help="list silences (active and pending; --expired for those too)")
+    q.add_argument("matchers", nargs="*", metavar="MATCHER")
+    q.add_argument("--expired", action="store_true")
+    q.add_argument("--quiet", "-q", action="store_true", help="only IDs")
+    add_connection_args(q)
+    q.set_defaults(func=query_silences)
+    ex = ssub.add_parser("expire", help="expire silences by ID")
+    ex.add_argument("ids", nargs="+", metavar="ID")
+    add_connection_args(ex)
+    ex.set_defaults(func=expire_silences)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def add_silence(args: argparse.Namespace) -> int:
+    try:
+        matchers = [parse_matcher(m).to_api() for m in args.matchers]
+        duration = parse_duration(args.duration)
+    except (MatcherError, DurationError) as e:
+        print(f"alertd: {e}", file=sys.stderr)
+        return 2
+    start = args.start or _iso(time.time())
+    end = _iso(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + duration)
+    body = {"matchers": matchers, "startsAt": start, "endsAt": end, "createdBy": args.author, "comment": args.comment}
+    try:
+        out = Client.from_args(args).request("POST", "/api/v2/silences", body)
+    except ApiError as e:
+        return fail(e)
+    print(out["silenceID"])
+    return 0
+
+
+def query_silences(args: argparse.Namespace) -> int:
+    try:
+        found = Client.from_args(args).request("GET", "/api/v2/silences", query=[("filter", m) for m in args.matchers])
+    except ApiError as e:
+        return fail(e)
+    rows = [s for s in found if args.expired or s["status"]["state"] != "expired"]
+    if args.quiet:
+        print("\n".join(s["id"] for s in rows))
+        return 0
+    print(
+        table(
+            [
+                [
+                    s["id"],
+                    ",".join(_matcher(m) for m in s["matchers"]),
+                    s["status"]["state"],
+                    s["endsAt"][:19] + "Z",
+                    s["createdBy"],
+                    s["comment"],
+                ]
+                for s in rows
+            ],
+            ["ID", "Matchers", "State", "Ends", "Created by", "Comment"],
+        )
+    )
+    return 0
+
+
+def _matcher(m: dict[str, object]) -> str:
+    op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[
+        (bool(m["isRegex"]), bool(m.get("isEqual", True)))
+    ]
+    return f'{m["name"]}{op}"{m["value"]}"'
+
+
+def expire_silences(args: argparse.Namespace) -> int:
+    client = Client.from_args(args)
+    code = 0
+    for sid in args.ids:
+        try:
+            client.request("DELETE", f"/api/v2/silence/{sid}")
+            print(f"expired {sid}")
+        except ApiError as e:
+            code = fail(e)
+    return code

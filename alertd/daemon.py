@@ -1,0 +1,429 @@
+"""The daemon: wires sources → observer → rules engine → notifier, the store, and the API.
+
+Each package does one job and knows nothing of the others; this module is the only place that
+knows them all. It also satisfies the API's context (alertd.api.context.ApiContext), so the HTTP
+layer reads live state without holding references to every component itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from alertd import __version__
+from alertd.alert import Alert
+from alertd.auth import Auth
+from alertd.clock import Clock, VirtualClock, WallClock
+from alertd.config import Config
+from alertd.notify.service import AlertGroup, AlertStatus, Notifier
+from alertd.observe.exposition import ObserverCollector
+from alertd.observe.observer import Observer
+from alertd.observe.series import SeriesStore
+from alertd.redact import redact_url
+from alertd.rules.engine import Engine
+from alertd.rules.loader import expand_rule_paths, load_rules
+from alertd.rules.reload import ReloadResult, RuleReloader
+from alertd.samples import BrokerSample, QueueSample, WorkerSample
+from alertd.silence.silences import Silences
+from alertd.sources import EventSource, open_event_source
+from alertd.sources.health import StreamHealth
+from alertd.sources.sampler import Sampler
+from alertd.store.base import Store
+from alertd.store.open import open_store
+from alertd.yamlfile import Problem
+
+log = logging.getLogger("alertd")
+
+TICK_SECONDS = 1.0  # how often due rule groups are evaluated and alerts handed to the notifier
+PERSIST_SECONDS = 10.0  # rule and observer state snapshot cadence (also on every alert transition)
+RELOAD_POLL_SECONDS = 5.0  # rule files are polled for changes (no inotify dependency)
+SILENCE_REFRESH_SECONDS = 1.0  # replicas see each other's silences within this
+PURGE_SECONDS = 600.0
+
+
+@dataclass
+class ReplaySummary:
+    events: int = 0
+    malformed: int = 0
+    transitions: list[Alert] = field(default_factory=list)
+
+
+def default_replica() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Daemon:
+    """One alertd process. `start()` opens everything, `stop()` closes it in reverse order."""
+
+    def __init__(self, config: Config, clock: Clock | None = None, *, replica: str | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or WallClock()
+        self.replica = replica or config.ha.replica or default_replica()
+        self.version = __version__
+        self.started_at = self.clock.now()
+        self.health = StreamHealth(broker=redact_url(config.broker))
+        self.series = SeriesStore(
+            bucket_seconds=config.observe.bucket,
+            retention_seconds=config.observe.retention,
+            max_series=config.observe.max_series,
+        )
+        self.observer = Observer(
+            self.series,
+            self.clock,
+            max_tasks=config.observe.max_tasks,
+            max_workers=config.observe.max_workers,
+            worker_lost_after=config.observe.worker_lost_after,
+            heartbeat_misses=config.observe.heartbeat_misses,
+            health=self.health,
+        )
+        for task in config.observe.expect_tasks:
+            self.observer.expect_task(task)
+        # Rules are loaded before anything connects: a daemon with broken rules refuses to start
+        # (like Prometheus) rather than running blind. Reloads later keep the old rules instead.
+        rules = load_rules(expand_rule_paths(config.rule_files, config.base_dir), max_window=config.observe.retention)
+        self.engine = Engine(
+            rules,
+            self.series,
+            self.clock,
+            gauges=self.observer.gauges,
+            watch=self.observer.watch,
+            expect_task=self.observer.expect_task,
+        )
+        self.reloader = RuleReloader(
+            config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
+        )
+        self.store: Store = open_store(config.store, config.base_dir)
+        self.silences = Silences(self.store, self.clock, retention=config.silences.retention)
+        self.notifier = self._make_notifier(config)
+        self.registry = CollectorRegistry()
+        self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
+        self._metrics = _DaemonMetrics(self.registry)
+        self.auth = _make_auth(config)
+        self._store_open = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._source: EventSource | None = None
+        self._sampler: Sampler | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._last_persist = 0.0
+        self.listen_address = ""
+
+    def _make_notifier(self, config: Config) -> Notifier:
+        return Notifier(config, self.store, self.clock, silences=self.silences, replica=self.replica)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open_state(self) -> None:
+        """Open the store and restore what must survive a restart (alert state, silences, nflog)."""
+        await self.store.open()
+        self._store_open = True
+        await self.silences.load()
+        saved = await self.store.get("rule_state", "engine")
+        if saved:
+            self.engine.import_state(saved)
+        observed = await self.store.get("observer", "state")
+        if observed:
+            self.observer.import_state(observed)
+        await self.notifier.start()
+
+    async def start(self, *, serve: bool = True, ingest: bool = True) -> None:
+        """Open state, connect to the broker, start the API and the evaluation loops."""
+        await self.open_state()
+        if ingest:
+            self._source = open_event_source(
+                self.config.broker,
+                self.observer.on_events,
+                self.clock,
+                self.health,
+                transport_options=self.config.broker_transport_options or None,
+                durable_queue=self.config.events.durable_queue,
+                durable_queue_ttl=self.config.events.durable_queue_ttl,
+                reconnect_max=self.config.events.reconnect_max,
+            )
+            await self._source.start()
+            self._sampler = Sampler(
+                self.config.broker,
+                self.clock,
+                on_queue=self._on_queue,
+                on_worker=self._on_worker,
+                on_broker=self._on_broker,
+                queues=list(self.config.sampler.queues),
+                interval=self.config.sampler.interval,
+                inspect=self.config.sampler.inspect,
+                inspect_timeout=self.config.sampler.inspect_timeout,
+                transport_options=self.config.broker_transport_options or None,
+            )
+            await self._sampler.start()
+        if serve:
+            await self._serve()
+        self._spawn(self._tick_loop(), self._silence_loop(), self._reload_loop(), self._purge_loop())
+        log.info(
+            "alertd %s started: broker %s, store %s, %d rules, replica %s",
+            self.version,
+            self.health.broker,
+            redact_url(self.config.store),
+            sum(1 for _ in self.engine.rule_states()),
+            self.replica,
+        )
+
+    async def stop(self) -> None:
+        """Stop ingest first, then evaluation, then flush state and close the store."""
+        self._stopping.set()
+        if self._sampler is not None:
+            await self._sampler.stop()
+        if self._source is not None:
+            await self._source.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.notifier.stop()
+        if self._store_open:
+            await self._persist()
+            await self.store.close()
+            self._store_open = False
+
+    async def run_until_signalled(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads rules (and routing) without a restart."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self._stopping.wait()
+
+    def _spawn(self, *coros: Any) -> None:
+        for c in coros:
+            self._tasks.append(asyncio.create_task(c))
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def tick(self) -> list[Alert]:
+        """Evaluate due rule groups and hand every current alert to the notifier."""
+        now = self.clock.now()
+        started = time.perf_counter()
+        changed = self.engine.tick(now)
+        self.notifier.put(self.engine.alerts())
+        self._metrics.tick_seconds.set(time.perf_counter() - started)
+        if changed or now - self._last_persist >= PERSIST_SECONDS:
+            await self._persist()
+        return changed
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # an evaluation bug must not kill the daemon; it is logged and counted
+                log.exception("rule evaluation failed")
+                self._metrics.tick_errors.inc()
+            await self.clock.sleep(TICK_SECONDS)
+
+    async def _silence_loop(self) -> None:
+        while True:
+            try:
+                await self.silences.refresh()
+            except Exception as e:
+                log.warning("silences refresh failed: %s", e)
+            await self.clock.sleep(SILENCE_REFRESH_SECONDS)
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self.clock.sleep(RELOAD_POLL_SECONDS)
+            try:
+                if self.reloader.changed_on_disk():
+                    await self.reload()
+            except Exception:
+                log.exception("rule file poll failed")
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await self.clock.sleep(PURGE_SECONDS)
+            try:
+                n = await self.store.purge(self.clock.now())
+                if n:
+                    log.info("purged %d expired store entries", n)
+            except Exception as e:
+                log.warning("store purge failed: %s", e)
+
+    async def _persist(self) -> None:
+        if not self._store_open:
+            return
+        self._last_persist = self.clock.now()
+        try:
+            await self.store.put("rule_state", "engine", self.engine.export_state())
+            await self.store.put("observer", "state", self.observer.export_state())
+        except Exception as e:
+            log.warning("saving state failed (will retry): %s", e)
+
+    # -- samples ---------------------------------------------------------------------------
+
+    def _on_queue(self, s: QueueSample) -> None:
+        self.observer.on_queue_sample(s)
+
+    def _on_worker(self, s: WorkerSample) -> None:
+        self.observer.on_worker_sample(s)
+
+    def _on_broker(self, s: BrokerSample) -> None:
+        self.observer.on_broker_sample(s)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Reload rule files; invalid files keep the old rules running and report the problems."""
+        result = self.reloader.reload()
+        self._metrics.reloads.labels("ok" if result.ok else "error").inc()
+        self._metrics.reload_ok.set(1 if result.ok else 0)
+        if result.ok:
+            log.info("rules reloaded: %d rules, %d changed", result.rules, result.changed)
+        else:
+            for p in result.problems:
+                log.error("rules not reloaded: %s", p)
+        return result
+
+    # -- the API's view of the daemon --------------------------------------------------------
+
+    def alerts(self) -> list[Alert]:
+        return self.engine.alerts()
+
+    def alert_status(self, alert: Alert, now: float) -> AlertStatus:
+        return self.notifier.alert_status(alert, now)
+
+    def groups(self) -> list[AlertGroup]:
+        return self.notifier.groups()
+
+    def receiver_names(self) -> list[str]:
+        return list(self.notifier.receiver_names())
+
+    def rule_states(self) -> list[dict[str, Any]]:
+        return self.engine.rule_states()
+
+    def rule_problems(self) -> list[Problem]:
+        last = getattr(self.reloader, "last", None)
+        return list(last.problems) if last is not None else []
+
+    def explain(self, labels: Mapping[str, str], now: float) -> dict[str, Any]:
+        return self.notifier.explain(labels, now)
+
+    async def last_notification(self, receiver: str, group_key: str) -> dict[str, Any] | None:
+        return await self.notifier.last_notification(receiver, group_key)
+
+    async def test_send(self, receiver: str) -> list[Any]:
+        return list(await self.notifier.test_send(receiver))
+
+    def observer_stats(self) -> dict[str, int]:
+        return self.observer.stats()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self.observer.workers_snapshot()
+
+    def ready(self) -> bool:
+        return self._store_open and self.health.connected
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        from alertd.api.app import make_app
+
+        app = make_app(self)
+        try:
+            from alertd.ui import add_routes
+        except ImportError:  # the web page is optional; the API works without it
+            pass
+        else:
+            add_routes(app)
+        host, _, port = self.config.api.listen.rpartition(":")
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port))
+        await site.start()
+        server = site._server
+        sockets = [sock.getsockname() for sock in getattr(server, "sockets", None) or []]
+        bound = sockets[0] if sockets else (host, port)
+        self.listen_address = f"{bound[0]}:{bound[1]}"
+        log.info("API and web page on http://%s/", self.listen_address)
+
+    # -- replay ----------------------------------------------------------------------------
+
+    async def replay(self, path: Path, *, tail: float = 0.0) -> ReplaySummary:
+        """Feed a capture through the pipeline on virtual time, ticking as a live daemon would.
+
+        The clock must be a VirtualClock: rule windows, `for` and group timers then behave as
+        they did when the events were recorded, in a fraction of the time.
+        """
+        if not isinstance(self.clock, VirtualClock):
+            raise TypeError("replay needs a VirtualClock")
+        clock = self.clock
+        summary = ReplaySummary()
+        self.health.transport = "replay"
+        next_tick: float | None = None
+        with path.open("rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    event = orjson.loads(line)
+                    at = float(event.get("local_received") or event["timestamp"])
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                    summary.malformed += 1
+                    self.health.malformed += 1
+                    log.warning("%s:%d: not a captured event, skipped", path, lineno)
+                    continue
+                if next_tick is None:
+                    next_tick = max(at, clock.now())
+                    clock.set(next_tick)
+                    self.health.mark_connected(next_tick)
+                while next_tick <= at:
+                    clock.set(next_tick)
+                    summary.transitions.extend(await self.tick())
+                    await asyncio.sleep(0)  # let group timers woken by the clock run
+                    next_tick += TICK_SECONDS
+                if at > clock.now():
+                    clock.set(at)
+                self.observer.on_events([event])
+                self.health.events += 1
+                self.health.last_event_at = at
+                summary.events += 1
+        end = (next_tick or clock.now()) + tail
+        while next_tick is not None and next_tick <= end:
+            clock.set(next_tick)
+            summary.transitions.extend(await self.tick())
+            await asyncio.sleep(0)
+            next_tick += TICK_SECONDS
+        return summary
+
+
+class _DaemonMetrics:
+    """alertd's own process metrics that no single package owns."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tick_seconds = Gauge(
+            "alertd_rule_tick_seconds", "Wall time of the last rule evaluation tick.", registry=registry
+        )
+        self.tick_errors = Counter("alertd_rule_tick_errors", "Rule evaluation ticks that raised.", registry=registry)
+        self.reloads = Counter("alertd_rule_reloads", "Rule reloads by outcome.", ["outcome"], registry=registry)
+        self.reload_ok = Gauge(
+            "alertd_rule_config_last_reload_successful", "1 if the last rule reload succeeded.", registry=registry
+        )
+        self.reload_ok.set(1)
+
+
+def _make_auth(config: Config) -> Auth:
+    api = config.api
+    return Auth.from_files(
+        config.path(api.tokens_file) if api.tokens_file else None,
+        config.path(api.basic_auth_file) if api.basic_auth_file else None,
+    )

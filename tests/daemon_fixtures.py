@@ -1,0 +1,185 @@
+"""Running alertd for real: a temp config and rules, the daemon as a subprocess, an HTTP helper."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertd.auth import hash_token
+from tests.conftest import ROOT, free_port, wait_until
+
+SILENCE_TOKEN = "alertd_test_silence_token_0123456789"
+READ_TOKEN = "alertd_test_read_token_0123456789abc"
+ADMIN_TOKEN = "alertd_test_admin_token_0123456789ab"
+
+FAIL_RULES = """
+groups:
+  - name: test
+    interval: 1s
+    rules:
+      - alert: TaskFailed
+        event: task-failed
+        by: [task]
+        resolve_after: 10m
+        labels: {severity: critical}
+        annotations:
+          summary: "{{ labels.task }} failed"
+"""
+
+
+def write_setup(
+    tmp: Path,
+    *,
+    broker: str,
+    store: str,
+    sink_url: str,
+    port: int,
+    rules: str = FAIL_RULES,
+    route: str = "",
+    extra: str = "",
+) -> Path:
+    """alertd.yaml + rules + tokens in `tmp`; returns the config path."""
+    (tmp / "rules").mkdir(exist_ok=True)
+    (tmp / "rules" / "test.yaml").write_text(rules)
+    (tmp / "tokens").write_text(
+        f"ops silence {hash_token(SILENCE_TOKEN)}\nviewer read {hash_token(READ_TOKEN)}\n"
+        f"root admin {hash_token(ADMIN_TOKEN)}\n"
+    )
+    route = (
+        route
+        or """
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 3s
+"""
+    )
+    cfg = tmp / "alertd.yaml"
+    cfg.write_text(f"""
+broker: "{broker}"
+rule_files: [rules/*.yaml]
+store: "{store}"
+api: {{listen: 127.0.0.1:{port}, tokens_file: tokens}}
+sampler: {{interval: 2s, queues: []}}
+receivers:
+  - name: hook
+    apprise: ["{sink_url}"]
+    retries: 0
+{route}
+{extra}
+""")
+    return cfg
+
+
+@dataclass
+class Api:
+    base: str
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None, query: str = ""
+    ) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+        req = urllib.request.Request(self.base + path + (f"?{query}" if query else ""), data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                raw, status = r.read(), r.status
+        except urllib.error.HTTPError as e:
+            raw, status = e.read(), e.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def get(self, path: str, token: str | None = READ_TOKEN, query: str = "") -> Any:
+        status, body = self.call("GET", path, token=token, query=query)
+        assert status == 200, (path, status, body)
+        return body
+
+
+@dataclass
+class DaemonProcess:
+    config: Path
+    port: int
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> Api:
+        return Api(f"http://127.0.0.1:{self.port}")
+
+    def start(self) -> DaemonProcess:
+        fh = self.log.open("ab")
+        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alertd", "-c", str(self.config), "run"],
+            cwd=self.config.parent,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"alertd exited:\n{self.output()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=30, interval=0.1, what="alertd ready")
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(15)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def alertd_process(tmp_path: Path) -> Iterator[Any]:
+    """Call with (config_path, port) to start `python -m alertd run`; all are killed at the end."""
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, port: int, name: str = "alertd") -> DaemonProcess:
+        d = DaemonProcess(config, port, tmp_path / f"{name}.log").start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.kill(signal.SIGTERM)
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+__all__ = ["ADMIN_TOKEN", "READ_TOKEN", "SILENCE_TOKEN", "Api", "free_port", "write_setup"]
