@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from alertd import __version__
 from alertd.alert import Alert
@@ -61,7 +63,8 @@ class ReplaySummary:
 
 
 def default_replica() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """$ALERTD_REPLICA (a pod name, say), else host:pid."""
+    return os.environ.get("ALERTD_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Daemon:
@@ -109,6 +112,7 @@ class Daemon:
         self.notifier = self._make_notifier(config)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
+        self.registry.register(_AlertingCollector(self))
         self._metrics = _DaemonMetrics(self.registry)
         self.auth = _make_auth(config)
         self._store_open = False
@@ -419,6 +423,31 @@ class _DaemonMetrics:
             "alertd_rule_config_last_reload_successful", "1 if the last rule reload succeeded.", registry=registry
         )
         self.reload_ok.set(1)
+
+
+class _AlertingCollector(Collector):
+    """Alerts, notifications and silences, read at scrape time."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        d = self.daemon
+        now = d.clock.now()
+        alerts = GaugeMetricFamily("alertd_alerts", "Alerts by state.", labels=["state"])
+        counts = {"pending": 0, "firing": 0, "resolved": 0}
+        for a in d.engine.alerts():
+            counts[a.state.value] += 1
+        for state, n in counts.items():
+            alerts.add_metric([state], n)
+        yield alerts
+        yield CounterMetricFamily("alertd_notifications_sent", "Notifications delivered.", value=d.notifier.sent_total)
+        yield CounterMetricFamily(
+            "alertd_notifications_failed", "Notifications that failed every retry.", value=d.notifier.failed_total
+        )
+        active = sum(1 for s in d.silences.query(include_expired=False) if s.state(now).value == "active")
+        yield GaugeMetricFamily("alertd_silences_active", "Active silences.", value=active)
+        yield GaugeMetricFamily("alertd_rules", "Rules loaded.", value=len(d.engine.runtimes))
 
 
 def _make_auth(config: Config) -> Auth:

@@ -1,0 +1,99 @@
+"""The deploy/ bundle is valid: compose file, Kubernetes schemas, every config and rule file."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alertd.cli import main
+from alertd.observe.exposition import TASK_STATES
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+
+
+def test_compose_file_is_valid() -> None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        cmd = ["docker", "compose", "-f", str(DEPLOY / "docker-compose.yml"), "config", "-q"]
+    elif shutil.which("docker-compose"):
+        cmd = ["docker-compose", "-f", str(DEPLOY / "docker-compose.yml"), "config", "-q"]
+    else:
+        pytest.fail("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=DEPLOY)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_kubernetes_manifests_match_their_schemas() -> None:
+    import kubernetes_validate
+
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "alertd.yaml").read_text()) if d]
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Secret", "Deployment", "Service"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize("config", ["alertd.yaml", "alertd-compose.yaml"])
+def test_alertd_check_passes_on_deploy_configs(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", str(DEPLOY / config), "check", str(ROOT / "rules")]) == 0, capsys.readouterr().err
+
+
+def test_alertd_check_passes_on_the_kubernetes_configmaps(tmp_path: Path) -> None:
+    docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "alertd.yaml").read_text())}
+    (tmp_path / "alertd.yaml").write_text(docs["alertd-config"]["data"]["alertd.yaml"])
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name, text in docs["alertd-rules"]["data"].items():
+        (rules / name).write_text(text)
+    assert main(["-c", str(tmp_path / "alertd.yaml"), "check", str(rules), str(ROOT / "rules")]) == 0
+
+
+def test_grafana_dashboard_uses_metrics_alertd_exports() -> None:
+    dash = json.loads((DEPLOY / "grafana" / "alertd-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exported = {
+        *(f"celery_task_{s}_total" for s in TASK_STATES),
+        "celery_task_runtime_bucket",
+        "celery_queue_length",
+        "celery_worker_up",
+        "alertd_events_total",
+        "alertd_events_malformed_total",
+        "alertd_stream_connected",
+        "alertd_stream_reconnects_total",
+        "alertd_notifications_sent_total",
+        "alertd_notifications_failed_total",
+        "alertd_rule_tick_seconds",
+        "alertd_rule_config_last_reload_successful",
+        "alertd_workers_tracked",
+        "alertd_tasks_tracked",
+        "alertd_tasks_evicted_total",
+    }
+    for expr in exprs:
+        for name in re.findall(r"\b((?:celery|alertd)_[a-z_]+)\b", expr):
+            if "(" in name or name.endswith("_"):
+                continue
+            assert name in exported, f"{name} in the dashboard is not a metric alertd exports"
+
+
+def test_systemd_unit_is_hardened_and_runs_alertd() -> None:
+    unit = (DEPLOY / "systemd" / "alertd.service").read_text()
+    for setting in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "DynamicUser=yes",
+        "StateDirectory=alertd",
+        "EnvironmentFile=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
+        assert setting in unit
+    assert re.search(r"^ExecStart=\S+/alertd --config \S+ run$", unit, re.M)
