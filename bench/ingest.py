@@ -1,0 +1,229 @@
+"""Ingest benchmark: alertd's Redis fast path + observer against Celery's own EventReceiver + State.
+
+Both consumers run in their own process against a private redis-server (pub/sub output buffer
+unlimited, so nothing is dropped and the consumer's speed is what is measured). The publisher
+sends the same realistic stream to both: task events batched in task.multi messages as workers
+send them, plus heartbeats. Printed: events/s for each, the ratio, and the consumer's RSS growth.
+
+    .venv/bin/python bench/ingest.py [--events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def envelope(body: object, routing_key: str) -> bytes:
+    raw = orjson.dumps(body)
+    return orjson.dumps({
+        "body": base64.b64encode(raw).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"hostname": "celery@bench"},
+        "properties": {"delivery_mode": 1, "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
+                       "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+    })
+
+
+def messages(n_events: int) -> list[tuple[str, bytes]]:
+    """Task lifecycles (sent from a producer, the rest batched by the worker) and heartbeats."""
+    out: list[tuple[str, bytes]] = []
+    now = time.time()
+    produced = 0
+    batch: list[dict[str, object]] = []
+    i = 0
+    while produced < n_events:
+        uid = str(uuid.uuid4())
+        name, queue = f"app.tasks.t{i % 50}", f"q{i % 5}"
+        out.append(("task.sent", envelope({"type": "task-sent", "uuid": uid, "name": name, "queue": queue,
+                                           "hostname": "gen@web", "timestamp": now, "utcoffset": 0, "pid": 1,
+                                           "clock": i, "args": "()", "kwargs": "{}", "retries": 0,
+                                           "eta": None, "expires": None}, "task.sent")))
+        for t in ("task-received", "task-started", "task-succeeded" if i % 20 else "task-failed"):
+            e: dict[str, object] = {"type": t, "uuid": uid, "hostname": "celery@bench", "timestamp": now,
+                                    "utcoffset": 0, "pid": 2, "clock": i}
+            if t == "task-received":
+                e.update(name=name, args="()", kwargs="{}", retries=0, eta=None)
+            if t == "task-succeeded":
+                e.update(runtime=0.01, result="None")
+            if t == "task-failed":
+                e.update(exception="ValueError('x')", traceback="Traceback ...")
+            batch.append(e)
+        produced += 4
+        if len(batch) >= 8:  # what a busy worker's event loop sends as one task.multi message
+            out.append(("task.multi", envelope(batch, "task.multi")))
+            batch = []
+        if i % 100 == 0:
+            out.append(("worker.heartbeat", envelope({"type": "worker-heartbeat", "hostname": "celery@bench",
+                                                       "freq": 2.0, "active": 3, "processed": i, "timestamp": now,
+                                                       "loadavg": [0.5, 0.4, 0.3]}, "worker.heartbeat")))
+            produced += 1
+        i += 1
+    if batch:
+        out.append(("task.multi", envelope(batch, "task.multi")))
+    return out
+
+
+def count_events(msgs: list[tuple[str, bytes]]) -> int:
+    n = 0
+    for _, raw in msgs:
+        body = orjson.loads(base64.b64decode(orjson.loads(raw)["body"]))
+        n += len(body) if isinstance(body, list) else 1
+    return n
+
+
+# -- consumers (each in its own process) ------------------------------------------------------
+
+def consume_alertd(url: str, expected: int) -> None:
+    from alertd.clock import WallClock
+    from alertd.observe.observer import Observer
+    from alertd.observe.series import SeriesStore
+    from alertd.sources.health import StreamHealth
+    from alertd.sources.redis_events import RedisEventSource
+
+    async def main() -> None:
+        clock, health = WallClock(), StreamHealth()
+        observer = Observer(SeriesStore(), clock, health=health)
+        done = asyncio.Event()
+        first: list[float] = []
+
+        def handler(events: list[dict[str, object]]) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            observer.on_events(events)
+            if health.events >= expected:
+                done.set()
+
+        source = RedisEventSource(url, handler, clock, health)
+        await source.start()
+        await source.wait_connected()
+        base = rss_mib()
+        print("READY", flush=True)
+        await done.wait()
+        elapsed = time.perf_counter() - first[0]
+        print(f"RESULT {health.events} {elapsed:.4f} {rss_mib() - base:.1f}", flush=True)
+        await source.stop()
+
+    asyncio.run(main())
+
+
+def consume_celery(url: str, expected: int) -> None:
+    from celery import Celery
+    from celery.events.state import State
+
+    app = Celery(broker=url)
+    state = State()
+    seen = [0]
+    first: list[float] = []
+
+    def on_event(event: dict[str, object]) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        state.event(event)
+        seen[0] += 1
+        if seen[0] >= expected:
+            recv.should_stop = True
+
+    with app.connection_for_read() as conn:
+        recv = app.events.Receiver(conn, handlers={"*": on_event})
+        base = rss_mib()
+        # One pass of the consume loop subscribes (and returns after its 1 s safety timeout);
+        # only then may the publisher start, or the first events would go to nobody.
+        for _ in recv.consume(limit=None, timeout=None, wakeup=False):
+            break
+        print("READY", flush=True)
+        recv.capture(limit=None, timeout=None, wakeup=False)
+    elapsed = time.perf_counter() - first[0]
+    print(f"RESULT {seen[0]} {elapsed:.4f} {rss_mib() - base:.1f}", flush=True)
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tuple[int, float, float]:
+    proc = subprocess.Popen([sys.executable, __file__, "--consumer", mode, "--url", url, "--expect", str(expected)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    while proc.stdout.readline().strip() != "READY":
+        pass
+    time.sleep(0.5)  # subscriptions settle
+    r = redis.Redis.from_url(url)
+    pipe = r.pipeline(transaction=False)
+    for i, (rk, raw) in enumerate(msgs, 1):
+        pipe.publish(f"/0.celeryev/{rk}", raw)
+        if i % 1000 == 0:
+            pipe.execute()
+    pipe.execute()
+    line = proc.stdout.readline().split()
+    proc.wait(60)
+    return int(line[1]), float(line[2]), float(line[3])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--consumer", choices=["alertd", "celery"])
+    ap.add_argument("--url")
+    ap.add_argument("--expect", type=int)
+    args = ap.parse_args()
+    if args.consumer:
+        (consume_alertd if args.consumer == "alertd" else consume_celery)(args.url, args.expect)
+        return
+    binary = shutil.which("redis-server")
+    if not binary:
+        sys.exit("redis-server is not installed")
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    server = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp,
+                               "--client-output-buffer-limit", "pubsub 0 0 0"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        url = f"redis://127.0.0.1:{port}/0"
+        msgs = messages(args.events)
+        expected = count_events(msgs)
+        print(f"{len(msgs)} messages, {expected} events (task.multi batches of 8, heartbeats), Python "
+              f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        results = {}
+        for mode in ("celery", "alertd"):
+            n, secs, rss = run(mode, url, msgs, expected)
+            results[mode] = n / secs
+            label = "Celery EventReceiver + State (baseline)" if mode == "celery" else "alertd fast path + observer"
+            print(f"{label:42s} {n:>9d} events in {secs:6.2f}s = {n / secs:>10,.0f} events/s, RSS +{rss:.0f} MiB")
+        print(f"ratio alertd / baseline: {results['alertd'] / results['celery']:.1f}x")
+    finally:
+        server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
