@@ -104,11 +104,24 @@ def consume_alertd(url: str, expected: int) -> None:
     from alertd.observe.observer import Observer
     from alertd.observe.series import SeriesStore
     from alertd.sources.health import StreamHealth
+    from alertd.rules.engine import Engine
+    from alertd.rules.loader import expand_rule_paths, load_rules
     from alertd.sources.redis_events import RedisEventSource
 
     async def main() -> None:
         clock, health = WallClock(), StreamHealth()
-        observer = Observer(SeriesStore(), clock, health=health)
+        series = SeriesStore()
+        observer = Observer(series, clock, health=health)
+        rules = load_rules(expand_rule_paths(["rules/*.yaml"], ROOT))
+        engine = Engine(rules, series, clock, gauges=observer.gauges, watch=observer.watch,
+                        expect_task=observer.expect_task)
+
+        async def evaluate() -> None:  # as the daemon does: every second, due groups evaluated
+            while True:
+                engine.tick()
+                await asyncio.sleep(1.0)
+
+        ticker = asyncio.create_task(evaluate())
         done = asyncio.Event()
         first: list[float] = []
 
@@ -127,12 +140,13 @@ def consume_alertd(url: str, expected: int) -> None:
         await done.wait()
         elapsed = time.perf_counter() - first[0]
         print(f"RESULT {health.events} {elapsed:.4f} {rss_mib() - base:.1f}", flush=True)
+        ticker.cancel()
         await source.stop()
 
     asyncio.run(main())
 
 
-def consume_celery(url: str, expected: int) -> None:
+def consume_celery(url: str, expected: int, with_state: bool = False) -> None:
     from celery import Celery
     from celery.events.state import State
 
@@ -144,7 +158,8 @@ def consume_celery(url: str, expected: int) -> None:
     def on_event(event: dict[str, object]) -> None:
         if not first:
             first.append(time.perf_counter())
-        state.event(event)
+        if with_state:
+            state.event(event)
         seen[0] += 1
         if seen[0] >= expected:
             recv.should_stop = True
@@ -192,12 +207,17 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--consumer", choices=["alertd", "celery"])
+    ap.add_argument("--only", nargs="*", choices=["celery", "celery-state", "alertd"],
+                    default=["celery", "celery-state", "alertd"], help="consumers to run")
+    ap.add_argument("--consumer", choices=["alertd", "celery", "celery-state"])
     ap.add_argument("--url")
     ap.add_argument("--expect", type=int)
     args = ap.parse_args()
+    if args.consumer == "alertd":
+        consume_alertd(args.url, args.expect)
+        return
     if args.consumer:
-        (consume_alertd if args.consumer == "alertd" else consume_celery)(args.url, args.expect)
+        consume_celery(args.url, args.expect, with_state=args.consumer == "celery-state")
         return
     binary = shutil.which("redis-server")
     if not binary:
@@ -214,12 +234,18 @@ def main() -> None:
         print(f"{len(msgs)} messages, {expected} events (task.multi batches of 8, heartbeats), Python "
               f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
         results = {}
-        for mode in ("celery", "alertd"):
+        labels = {
+            "celery": "Celery EventReceiver, counting (baseline)",
+            "celery-state": "Celery EventReceiver + State (Flower's way)",
+            "alertd": "alertd: fast path + observer + default rules",
+        }
+        for mode in args.only:
             n, secs, rss = run(mode, url, msgs, expected)
             results[mode] = n / secs
-            label = "Celery EventReceiver + State (baseline)" if mode == "celery" else "alertd fast path + observer"
-            print(f"{label:42s} {n:>9d} events in {secs:6.2f}s = {n / secs:>10,.0f} events/s, RSS +{rss:.0f} MiB")
-        print(f"ratio alertd / baseline: {results['alertd'] / results['celery']:.1f}x")
+            print(f"{labels[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} events/s, "
+                  f"RSS +{rss:.0f} MiB")
+        if "alertd" in results and "celery" in results:
+            print(f"ratio alertd / bare EventReceiver: {results['alertd'] / results['celery']:.2f}x")
     finally:
         server.kill()
         shutil.rmtree(tmp, ignore_errors=True)

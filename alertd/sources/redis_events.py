@@ -1,9 +1,9 @@
 """The Redis fast path: Celery events straight off the PUB/SUB channels.
 
 Redis keeps nothing for a pub/sub subscriber: a consumer that falls behind grows its output buffer
-until Redis drops it (32 MB by default). So this path skips kombu's per-message machinery,
-subscribes to `{global_keyprefix}/{db}.celeryev/*` itself, decodes kombu's envelope with orjson,
-and hands the loop whole batches.
+until Redis drops it (32 MB by default). So this path skips kombu's per-message machinery (and
+redis-py's), subscribes to `{global_keyprefix}/{db}.celeryev/*` over a lean RESP reader
+(alertd.sources.resp), decodes kombu's envelope with orjson, and hands the loop whole batches.
 """
 
 from __future__ import annotations
@@ -12,25 +12,23 @@ import asyncio
 import base64
 import binascii
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from alertd.clock import Clock
 from alertd.redact import redact_text, redact_url
 from alertd.sources.health import StreamHealth
+from alertd.sources.resp import PubSubConnection
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[dict[str, Any]]], None]
 
-BATCH_MAX = 2000  # messages drained per batch before yielding to the loop
 FIRST_BACKOFF = 0.5
+HEALTH_CHECK_SECONDS = 5.0
 
 
 def event_channel_pattern(broker_url: str, transport_options: dict[str, Any] | None, exchange: str = "celeryev") -> str:
@@ -105,43 +103,50 @@ class RedisEventSource:
     async def _run(self) -> None:
         backoff = FIRST_BACKOFF
         while True:
-            # No timeouts on reads: pub/sub connections are idle when nothing happens; the
-            # health check ping notices a dead server within health_check_interval.
-            client = aioredis.Redis.from_url(self.url, health_check_interval=5, socket_keepalive=True)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            conn: PubSubConnection | None = None
             try:
-                await pubsub.psubscribe(self.pattern)
+                conn = await PubSubConnection.open(self.url)
+                await conn.psubscribe(self.pattern)
                 self.health.mark_connected(self.clock.now())
                 self._connected.set()
                 log.info("subscribed to %s on %s", self.pattern, self.health.broker)
                 backoff = FIRST_BACKOFF
-                await self._consume(pubsub)
+                await self._consume(conn)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as e:
+            except (OSError, ConnectionError, TimeoutError, ValueError) as e:
                 error = redact_text(str(e) or type(e).__name__)
                 if self.health.connected:
                     log.warning("event stream lost (%s); reconnecting", error)
                 self._connected.clear()
                 self.health.mark_disconnected(self.clock.now(), error)
             finally:
-                await _close_quietly(pubsub, client)
+                if conn is not None:
+                    await conn.close()
             await self.clock.sleep(backoff)
             backoff = min(backoff * 2, self.reconnect_max)
 
-    async def _consume(self, pubsub: Any) -> None:
+    async def _consume(self, conn: PubSubConnection) -> None:
         health = self.health
+        pinged = False
         while True:
-            msg = await pubsub.get_message(timeout=1.0)
-            if msg is None:
+            try:
+                # A pub/sub connection is idle whenever nothing happens; a PING after a quiet
+                # spell tells an idle server from a dead one (whose TCP connection may linger).
+                msgs = await conn.read(HEALTH_CHECK_SECONDS)
+            except TimeoutError:
+                if pinged:
+                    raise ConnectionError(f"no answer to PING within {HEALTH_CHECK_SECONDS:g}s") from None
+                conn.ping()
+                pinged = True
+                continue
+            pinged = False
+            if not msgs:
                 continue
             batch: list[dict[str, Any]] = []
-            n = 0
-            while msg is not None and n < BATCH_MAX:
-                n += 1
-                self._decode_into(msg, batch)
-                msg = await pubsub.get_message(timeout=0.0)
-            health.messages += n
+            for channel, data in msgs:
+                self._decode_into(channel, data, batch)
+            health.messages += len(msgs)
             if batch:
                 now = self.clock.now()
                 for event in batch:
@@ -150,23 +155,10 @@ class RedisEventSource:
                 health.last_event_at = now
                 self.handler(batch)
 
-    def _decode_into(self, msg: dict[str, Any], batch: list[dict[str, Any]]) -> None:
-        if msg.get("type") != "pmessage":
-            return
+    def _decode_into(self, channel: bytes, data: bytes, batch: list[dict[str, Any]]) -> None:
         try:
-            batch.extend(decode_message(msg["data"]))
+            batch.extend(decode_message(data))
         except ValueError as e:
             self.health.malformed += 1
             if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
-                log.warning(
-                    "malformed message on %r skipped (%d so far): %s", msg.get("channel"), self.health.malformed, e
-                )
-
-
-async def _close_quietly(pubsub: Any, client: Any) -> None:
-    started = time.monotonic()
-    for closer in (pubsub.aclose, client.aclose):
-        try:
-            await asyncio.wait_for(closer(), timeout=max(0.1, 2.0 - (time.monotonic() - started)))
-        except Exception:  # closing a dead connection may fail in many ways; nothing to do about it
-            pass
+                log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
