@@ -21,6 +21,7 @@ class Sink:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     delay: float = 0.0
+    fail_times: int = 0  # answer 500 to this many requests first, then `status`
 
     def url(self, scheme: str = "json", path: str = "/hook") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
@@ -32,7 +33,11 @@ class Sink:
         self.requests.append(
             {"path": request.path, "headers": dict(request.headers), "body": body, "json": _json(body)}
         )
-        return web.Response(status=self.status, text="ok" if self.status < 400 else "nope")
+        status = self.status
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            status = 500
+        return web.Response(status=status, text="ok" if status < 400 else "nope")
 
     def titles(self) -> list[str]:
         return [r["json"].get("title", "") for r in self.requests if isinstance(r["json"], dict)]
@@ -76,8 +81,10 @@ class ThreadedSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                import time
+
                 with sink.lock:
-                    sink.requests.append({"path": self.path, "json": _json(body), "body": body})
+                    sink.requests.append({"path": self.path, "json": _json(body), "body": body, "at": time.time()})
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok")

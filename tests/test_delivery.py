@@ -268,3 +268,26 @@ def test_unknown_env_var_and_bad_url_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ReceiverError) as e:
         resolve_receiver(ReceiverConfig(name="x", apprise=["notascheme://secretpart/abc"]), tmp_path)
     assert "secretpart" not in str(e.value)
+
+
+async def test_a_receiver_that_fails_five_times_then_recovers_gets_the_notification_once(
+    store: SqliteStore, sink: Sink
+) -> None:
+    sink.fail_times = 5
+    cfg = load_config(
+        text=f"""
+receivers: [{{name: hook, apprise: ["{sink.url()}"], retries: 5, retry_backoff: 0.05s}}]
+{ROUTE % "hook"}"""
+    )
+    n = Notifier(cfg, store, WallClock())
+    await run_groups(n, WallClock(), [firing()], 0)
+    assert len(sink.requests) == 6  # five 500s, then the 200
+    assert len({r["body"] for r in sink.requests}) == 1  # the same notification each time
+    (sent,) = await store.history(HistoryQuery(kind="sent"))
+    assert sent.detail["attempts"] == 6
+    assert await store.history(HistoryQuery(kind="dead_letter")) == []
+    # and it is logged as told: the next flush sends nothing
+    for g in n.groups():
+        g.next_flush = 0
+    await n.flush_due()
+    assert len(sink.requests) == 6

@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--author", "-a", default=getpass.getuser(), help="who is responsible (default: you)")
     add_connection_args(add)
     add.set_defaults(func=add_silence)
+    pv = ssub.add_parser("preview", help="show the firing alerts a silence with these MATCHERS would match")
+    pv.add_argument("matchers", nargs="+", metavar="MATCHER")
+    add_connection_args(pv)
+    pv.set_defaults(func=preview_silence)
     q = ssub.add_parser("query", help="list silences (active and pending; --expired for those too)")
     q.add_argument("matchers", nargs="*", metavar="MATCHER")
     q.add_argument("--expired", action="store_true")
@@ -59,6 +63,20 @@ def add_silence(args: argparse.Namespace) -> int:
     except ApiError as e:
         return fail(e)
     print(out["silenceID"])
+    return 0
+
+
+def preview_silence(args: argparse.Namespace) -> int:
+    try:
+        out = Client.from_args(args).request("POST", "/api/alertd/v1/silences/preview", {"matchers": args.matchers})
+    except ApiError as e:
+        return fail(e)
+    if out["matches_everything"]:
+        print("warning: these matchers match every alert", file=sys.stderr)
+    print(f"{out['count']} firing alert(s) would be silenced")
+    for a in out["alerts"]:
+        labels = " ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k != "alertname")
+        print(f"  {a['labels'].get('alertname', '')}  {labels}")
     return 0
 
 
