@@ -40,14 +40,21 @@ def rss_mib() -> float:
 
 def envelope(body: object, routing_key: str) -> bytes:
     raw = orjson.dumps(body)
-    return orjson.dumps({
-        "body": base64.b64encode(raw).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {"hostname": "celery@bench"},
-        "properties": {"delivery_mode": 1, "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
-                       "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
-    })
+    return orjson.dumps(
+        {
+            "body": base64.b64encode(raw).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"hostname": "celery@bench"},
+            "properties": {
+                "delivery_mode": 1,
+                "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
 
 
 def messages(n_events: int) -> list[tuple[str, bytes]]:
@@ -60,13 +67,40 @@ def messages(n_events: int) -> list[tuple[str, bytes]]:
     while produced < n_events:
         uid = str(uuid.uuid4())
         name, queue = f"app.tasks.t{i % 50}", f"q{i % 5}"
-        out.append(("task.sent", envelope({"type": "task-sent", "uuid": uid, "name": name, "queue": queue,
-                                           "hostname": "gen@web", "timestamp": now, "utcoffset": 0, "pid": 1,
-                                           "clock": i, "args": "()", "kwargs": "{}", "retries": 0,
-                                           "eta": None, "expires": None}, "task.sent")))
+        out.append(
+            (
+                "task.sent",
+                envelope(
+                    {
+                        "type": "task-sent",
+                        "uuid": uid,
+                        "name": name,
+                        "queue": queue,
+                        "hostname": "gen@web",
+                        "timestamp": now,
+                        "utcoffset": 0,
+                        "pid": 1,
+                        "clock": i,
+                        "args": "()",
+                        "kwargs": "{}",
+                        "retries": 0,
+                        "eta": None,
+                        "expires": None,
+                    },
+                    "task.sent",
+                ),
+            )
+        )
         for t in ("task-received", "task-started", "task-succeeded" if i % 20 else "task-failed"):
-            e: dict[str, object] = {"type": t, "uuid": uid, "hostname": "celery@bench", "timestamp": now,
-                                    "utcoffset": 0, "pid": 2, "clock": i}
+            e: dict[str, object] = {
+                "type": t,
+                "uuid": uid,
+                "hostname": "celery@bench",
+                "timestamp": now,
+                "utcoffset": 0,
+                "pid": 2,
+                "clock": i,
+            }
             if t == "task-received":
                 e.update(name=name, args="()", kwargs="{}", retries=0, eta=None)
             if t == "task-succeeded":
@@ -79,9 +113,23 @@ def messages(n_events: int) -> list[tuple[str, bytes]]:
             out.append(("task.multi", envelope(batch, "task.multi")))
             batch = []
         if i % 100 == 0:
-            out.append(("worker.heartbeat", envelope({"type": "worker-heartbeat", "hostname": "celery@bench",
-                                                       "freq": 2.0, "active": 3, "processed": i, "timestamp": now,
-                                                       "loadavg": [0.5, 0.4, 0.3]}, "worker.heartbeat")))
+            out.append(
+                (
+                    "worker.heartbeat",
+                    envelope(
+                        {
+                            "type": "worker-heartbeat",
+                            "hostname": "celery@bench",
+                            "freq": 2.0,
+                            "active": 3,
+                            "processed": i,
+                            "timestamp": now,
+                            "loadavg": [0.5, 0.4, 0.3],
+                        },
+                        "worker.heartbeat",
+                    ),
+                )
+            )
             produced += 1
         i += 1
     if batch:
@@ -99,13 +147,14 @@ def count_events(msgs: list[tuple[str, bytes]]) -> int:
 
 # -- consumers (each in its own process) ------------------------------------------------------
 
+
 def consume_alertd(url: str, expected: int) -> None:
     from alertd.clock import WallClock
     from alertd.observe.observer import Observer
     from alertd.observe.series import SeriesStore
-    from alertd.sources.health import StreamHealth
     from alertd.rules.engine import Engine
     from alertd.rules.loader import expand_rule_paths, load_rules
+    from alertd.sources.health import StreamHealth
     from alertd.sources.redis_events import RedisEventSource
 
     async def main() -> None:
@@ -113,8 +162,9 @@ def consume_alertd(url: str, expected: int) -> None:
         series = SeriesStore()
         observer = Observer(series, clock, health=health)
         rules = load_rules(expand_rule_paths(["rules/*.yaml"], ROOT))
-        engine = Engine(rules, series, clock, gauges=observer.gauges, watch=observer.watch,
-                        expect_task=observer.expect_task)
+        engine = Engine(
+            rules, series, clock, gauges=observer.gauges, watch=observer.watch, expect_task=observer.expect_task
+        )
 
         async def evaluate() -> None:  # as the daemon does: every second, due groups evaluated
             while True:
@@ -179,6 +229,7 @@ def consume_celery(url: str, expected: int, with_state: bool = False) -> None:
 
 # -- driver -----------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,8 +237,12 @@ def free_port() -> int:
 
 
 def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tuple[int, float, float]:
-    proc = subprocess.Popen([sys.executable, __file__, "--consumer", mode, "--url", url, "--expect", str(expected)],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--consumer", mode, "--url", url, "--expect", str(expected)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     while proc.stdout.readline().strip() != "READY":
         pass
@@ -207,8 +262,13 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--only", nargs="*", choices=["celery", "celery-state", "alertd"],
-                    default=["celery", "celery-state", "alertd"], help="consumers to run")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        choices=["celery", "celery-state", "alertd"],
+        default=["celery", "celery-state", "alertd"],
+        help="consumers to run",
+    )
     ap.add_argument("--consumer", choices=["alertd", "celery", "celery-state"])
     ap.add_argument("--url")
     ap.add_argument("--expect", type=int)
@@ -224,15 +284,31 @@ def main() -> None:
         sys.exit("redis-server is not installed")
     port = free_port()
     tmp = tempfile.mkdtemp()
-    server = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp,
-                               "--client-output-buffer-limit", "pubsub 0 0 0"], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmp,
+            "--client-output-buffer-limit",
+            "pubsub 0 0 0",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         url = f"redis://127.0.0.1:{port}/0"
         msgs = messages(args.events)
         expected = count_events(msgs)
-        print(f"{len(msgs)} messages, {expected} events (task.multi batches of 8, heartbeats), Python "
-              f"{sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        print(
+            f"{len(msgs)} messages, {expected} events (task.multi batches of 8, heartbeats), Python "
+            f"{sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        )
         results = {}
         labels = {
             "celery": "Celery EventReceiver, counting (baseline)",
@@ -242,8 +318,7 @@ def main() -> None:
         for mode in args.only:
             n, secs, rss = run(mode, url, msgs, expected)
             results[mode] = n / secs
-            print(f"{labels[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} events/s, "
-                  f"RSS +{rss:.0f} MiB")
+            print(f"{labels[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} events/s, RSS +{rss:.0f} MiB")
         if "alertd" in results and "celery" in results:
             print(f"ratio alertd / bare EventReceiver: {results['alertd'] / results['celery']:.2f}x")
     finally:
