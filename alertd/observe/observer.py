@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,9 @@ SAMPLE_STALE_AFTER = 300.0  # a queue or worker sample older than this is no lon
 MEMORY_HISTORY = 3600.0  # memory growth is measured over this much sample history
 MEMORY_HISTORY_MIN = 600.0  # and not before this much exists (one restart's warm-up is not a leak)
 TRACEBACK_LINES = 20
+COUNTERS = {
+    s: f"tasks_{s}" for s in ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
+}
 FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
 
 _EXC_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)")
@@ -174,7 +177,9 @@ class Observer:
         self.expected: set[str] = set()
         self._watchers: dict[str, list[Watcher]] = {}
         self._watch_all: list[Watcher] = []
-        self._finished: dict[str, None] = {}  # recently finished uuids, oldest first (an ordered set)
+        # Recently finished uuids, oldest first: an OrderedDict pops its oldest in O(1), where a
+        # dict used as a queue slows down as deleted slots pile up at its front.
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._stats = {
             "events": 0,
             "malformed": 0,
@@ -242,7 +247,7 @@ class Observer:
             task.eta = _eta_seconds(e.get("eta"))
             task.retries = int(e.get("retries") or 0)
         else:
-            if hostname:
+            if hostname and hostname != task.worker:
                 task.worker = str(hostname)
                 self._touch_worker(task.worker, now)
             if state == "received":
@@ -256,10 +261,11 @@ class Observer:
         task.state = state
         labels = (task.name, task.queue, task.worker)
         series = self.series
-        if state in ("failed", "retried"):
-            series.count(f"tasks_{state}", (*labels, exception_class(e.get("exception"), e.get("traceback"))), now)
-        elif state in ("sent", "received", "started", "succeeded", "rejected", "revoked"):
-            series.count(f"tasks_{state}", labels, now)
+        counter = COUNTERS.get(state)
+        if state == "failed" or state == "retried":
+            series.count(counter, (*labels, exception_class(e.get("exception"), e.get("traceback"))), now)  # type: ignore[arg-type]
+        elif counter is not None:
+            series.count(counter, labels, now)
         if state == "started":
             task.started = ts
             base = max(task.sent, task.eta) if task.sent is not None and task.eta is not None else task.sent
@@ -281,9 +287,10 @@ class Observer:
             task.received = None
         if state in FINAL_STATES:
             self.tasks.pop(uuid, None)
-            self._finished[uuid] = None
-            if len(self._finished) > FINISHED_REMEMBERED:
-                del self._finished[next(iter(self._finished))]
+            finished = self._finished
+            finished[uuid] = None
+            if len(finished) > FINISHED_REMEMBERED:
+                finished.popitem(last=False)
         return task
 
     def _touch_worker(self, hostname: str, now: float) -> Worker:

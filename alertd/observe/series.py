@@ -159,9 +159,11 @@ class SeriesStore:
         return ring
 
     def count(self, metric: str, labels: Labels, now: float, n: float = 1.0) -> None:
-        ring = self._ring(self._counters, metric, labels, False)
+        ring = self._counters[metric].get(labels)
         if ring is None:
-            return
+            ring = self._ring(self._counters, metric, labels, False)
+            if ring is None:
+                return
         idx = int(now // self.bucket_seconds)
         slot = idx % self._size
         values: list[float] = ring.values
@@ -173,9 +175,11 @@ class SeriesStore:
         ring.total += n
 
     def observe(self, metric: str, labels: Labels, value: float, now: float) -> None:
-        ring = self._ring(self._dists, metric, labels, True)
+        ring = self._dists[metric].get(labels)
         if ring is None:
-            return
+            ring = self._ring(self._dists, metric, labels, True)
+            if ring is None:
+                return
         idx = int(now // self.bucket_seconds)
         slot = idx % self._size
         values: list[Distribution | None] = ring.values
