@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -41,6 +40,7 @@ from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.silence.silences import Silences
 from alertd.sources import EventSource, open_event_source
 from alertd.sources.health import StreamHealth
+from alertd.sources.jsonl import event_time, read_capture
 from alertd.sources.sampler import Sampler
 from alertd.store.base import Store
 from alertd.store.open import open_store
@@ -374,33 +374,28 @@ class Daemon:
         summary = ReplaySummary()
         self.health.transport = "replay"
         next_tick: float | None = None
-        with path.open("rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    event = orjson.loads(line)
-                    at = float(event.get("local_received") or event["timestamp"])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                    summary.malformed += 1
-                    self.health.malformed += 1
-                    log.warning("%s:%d: not a captured event, skipped", path, lineno)
-                    continue
-                if next_tick is None:
-                    next_tick = max(at, clock.now())
-                    clock.set(next_tick)
-                    self.health.mark_connected(next_tick)
-                while next_tick <= at:
-                    clock.set(next_tick)
-                    summary.transitions.extend(await self.tick())
-                    await asyncio.sleep(0)  # let group timers woken by the clock run
-                    next_tick += TICK_SECONDS
-                if at > clock.now():
-                    clock.set(at)
-                self.observer.on_events([event])
-                self.health.events += 1
-                self.health.last_event_at = at
-                summary.events += 1
+        for lineno, event in read_capture(path):
+            at = event_time(event) if event is not None else None
+            if event is None or at is None:
+                summary.malformed += 1
+                self.health.malformed += 1
+                log.warning("%s:%d: not a captured event, skipped", path, lineno)
+                continue
+            if next_tick is None:
+                next_tick = max(at, clock.now())
+                clock.set(next_tick)
+                self.health.mark_connected(next_tick)
+            while next_tick <= at:
+                clock.set(next_tick)
+                summary.transitions.extend(await self.tick())
+                await asyncio.sleep(0)  # let group timers woken by the clock run
+                next_tick += TICK_SECONDS
+            if at > clock.now():
+                clock.set(at)
+            self.observer.on_events([event])
+            self.health.events += 1
+            self.health.last_event_at = at
+            summary.events += 1
         end = (next_tick or clock.now()) + tail
         while next_tick is not None and next_tick <= end:
             clock.set(next_tick)

@@ -174,6 +174,20 @@ def alertd_process(tmp_path: Path) -> Iterator[Any]:
         d.kill(signal.SIGTERM)
 
 
+def producer(broker: str) -> Any:
+    """A Celery producer that sends task-sent events, as alertd's docs ask of a deployment."""
+    from celery import Celery
+
+    app = Celery("producer", broker=broker, set_as_current=False)
+    app.conf.task_send_sent_event = True
+    return app
+
+
+def hook_posts(sink: Any) -> list[dict[str, Any]]:
+    """What the `hook` receiver got (JSON documents, with arrival time under "at")."""
+    return [{**r["json"], "at": r.get("at")} for r in sink.requests if r["path"] == "/hook"]
+
+
 def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -13,10 +13,18 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from celery import Celery
 
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import ADMIN_TOKEN, READ_TOKEN, SILENCE_TOKEN, Api, wait_for, write_setup
+from tests.daemon_fixtures import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    SILENCE_TOKEN,
+    Api,
+    hook_posts,
+    producer,
+    wait_for,
+    write_setup,
+)
 
 SPEC = (
     yaml.safe_load((ROOT.parent / "shared" / "reference" / "alertmanager-api-v2.yaml").read_text())
@@ -40,16 +48,6 @@ def ref_or(ref: str) -> dict[str, Any]:
 
 def conforms(body: Any, ref: str) -> None:
     jsonschema.Draft4Validator(schema(ref), format_checker=jsonschema.FormatChecker()).validate(body)
-
-
-def producer(broker: str) -> Celery:
-    app = Celery("producer", broker=broker, set_as_current=False)
-    app.conf.task_send_sent_event = True
-    return app
-
-
-def hook_posts(sink: Any) -> list[dict[str, Any]]:
-    return [r["json"] for r in sink.requests if r["path"] == "/hook"]
 
 
 def test_page_silence_expire_against_a_real_worker(

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
 
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, hook_posts, producer, wait_for, write_setup
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,10 +40,6 @@ def browser() -> Any:
         b.close()
 
 
-def hook_posts(sink: Any) -> list[dict[str, Any]]:
-    return [r["json"] for r in sink.requests if r["path"] == "/hook"]
-
-
 def test_silence_from_the_page_then_expire(
     tmp_path: Path,
     redis_url: str,
@@ -60,9 +55,7 @@ def test_silence_from_the_page_then_expire(
     daemon = alertd_process(cfg, port)
     queue = f"q-{unique}"
     worker = celery_worker_factory(redis_url, queues=[queue])
-    app = Celery("producer", broker=redis_url, set_as_current=False)
-    app.conf.task_send_sent_event = True
-    app.send_task("t.fail", queue=queue)
+    producer(redis_url).send_task("t.fail", queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -102,13 +102,10 @@ async def _replay(config: Config, path: Path, tail: float) -> int:
 
 def _first_event_time(path: Path) -> float:
     """When the capture starts, so the virtual clock (and 'seconds since start' gauges) begin there."""
-    import orjson
+    from alertd.sources.jsonl import event_time, read_capture
 
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                event = orjson.loads(line)
-                return float(event.get("local_received") or event["timestamp"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                continue
+    for _, event in read_capture(path):
+        at = event_time(event) if event is not None else None
+        if at is not None:
+            return at
     return 0.0
