@@ -27,12 +27,12 @@ from alertd import __version__
 from alertd.alert import Alert
 from alertd.auth import Auth
 from alertd.clock import Clock, VirtualClock, WallClock
-from alertd.config import Config
+from alertd.config import Config, load_config
 from alertd.notify.service import AlertGroup, AlertStatus, Notifier
 from alertd.observe.exposition import ObserverCollector
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
-from alertd.redact import redact_url
+from alertd.redact import redact_text, redact_url
 from alertd.rules.engine import Engine
 from alertd.rules.loader import expand_rule_paths, load_rules
 from alertd.rules.reload import ReloadResult, RuleReloader
@@ -44,7 +44,7 @@ from alertd.sources.jsonl import event_time, read_capture
 from alertd.sources.sampler import Sampler
 from alertd.store.base import Store
 from alertd.store.open import open_store
-from alertd.yamlfile import Problem
+from alertd.yamlfile import FileError, Problem
 
 log = logging.getLogger("alertd")
 
@@ -203,7 +203,7 @@ class Daemon:
             self._store_open = False
 
     async def run_until_signalled(self) -> None:
-        """Run until SIGTERM/SIGINT; SIGHUP reloads rules (and routing) without a restart."""
+        """Run until SIGTERM/SIGINT; SIGHUP reloads rules, routing, receivers and tokens."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
@@ -287,8 +287,18 @@ class Daemon:
     # -- reload ----------------------------------------------------------------------------
 
     async def reload(self) -> ReloadResult:
-        """Reload rule files; invalid files keep the old rules running and report the problems."""
+        """Reload alertd.yaml's routing, receivers and tokens, then the rule files.
+
+        Anything invalid keeps what was running and reports the problems (log, /metrics, API).
+        Broker, store and listen address are read at start only: changing them needs a restart.
+        """
+        problems = self._reload_config()
         result = self.reloader.reload()
+        if problems:
+            result = ReloadResult(
+                ok=False, problems=problems + result.problems, rules=result.rules, changed=result.changed, at=result.at
+            )
+            self.reloader.last = result
         self._metrics.reloads.labels("ok" if result.ok else "error").inc()
         self._metrics.reload_ok.set(1 if result.ok else 0)
         if result.ok:
@@ -297,6 +307,28 @@ class Daemon:
             for p in result.problems:
                 log.error("rules not reloaded: %s", p)
         return result
+
+    def _reload_config(self) -> list[Problem]:
+        if self.config.source == "<defaults>":
+            return []
+        try:
+            fresh = load_config(self.config.source)
+            notifier_config = fresh.model_copy(update={"store": self.config.store, "broker": self.config.broker})
+            self.notifier.reload(notifier_config)
+            self.auth = _make_auth(fresh)
+        except FileError as e:
+            return list(e.problems)
+        except (ValueError, OSError) as e:  # a receiver URL Apprise refuses, an unreadable tokens file
+            return [Problem(self.config.source, None, "", redact_text(str(e)))]
+        self.config = fresh.model_copy(
+            update={
+                "api": self.config.api.model_copy(
+                    update={"tokens_file": fresh.api.tokens_file, "basic_auth_file": fresh.api.basic_auth_file}
+                )
+            }
+        )
+        log.info("configuration reloaded from %s", self.config.source)
+        return []
 
     # -- the API's view of the daemon --------------------------------------------------------
 

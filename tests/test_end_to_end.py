@@ -352,3 +352,29 @@ def test_fuzzed_requests_never_get_a_5xx(fuzz_target: Any) -> None:
 
     check()
     assert "Traceback" not in fuzz_target.output()
+
+
+def test_reload_picks_up_receivers_routes_and_tokens_and_refuses_a_broken_config(
+    tmp_path: Path, redis_url: str, http_sink: Any, alertd_process: Any
+) -> None:
+    from alertd.auth import hash_token
+
+    port = free_port()
+    cfg = write_setup(tmp_path, broker=redis_url, store="sqlite:///state.db", sink_url=http_sink.url(), port=port)
+    api = alertd_process(cfg, port).api
+    assert api.get("/api/v2/receivers") == [{"name": "console"}, {"name": "hook"}]
+    good = cfg.read_text().replace(
+        "receivers:\n", f'receivers:\n  - {{name: second, apprise: ["{http_sink.url(path="/second")}"]}}\n'
+    )
+    cfg.write_text(good)
+    new_token = "alertd_test_new_token_after_reload_00"
+    with (tmp_path / "tokens").open("a") as f:
+        f.write(f"newcomer silence {hash_token(new_token)}\n")
+    assert api.call("POST", "/-/reload", token=ADMIN_TOKEN) == (200, {"ok": True, "problems": []})
+    assert {"name": "second"} in api.get("/api/v2/receivers")
+    assert api.get("/api/alertd/v1/whoami", token=new_token)["name"] == "newcomer"
+
+    cfg.write_text(good.replace("receiver: hook", "receiver: nobody"))
+    code, out = api.call("POST", "/-/reload", token=ADMIN_TOKEN)
+    assert code == 400 and "no receiver named 'nobody'" in out["problems"][0]
+    assert {"name": "second"} in api.get("/api/v2/receivers")  # the running config is kept

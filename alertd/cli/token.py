@@ -56,7 +56,7 @@ def add_token(args: argparse.Namespace) -> int:
     print(token)
     print(
         f"token for {args.name} ({args.role}) added to {path}; it is shown only now. "
-        "alertd reads the file at start: restart it to use the token.",
+        "reload alertd to use it (systemctl reload alertd, kill -HUP, or POST /-/reload).",
         file=sys.stderr,
     )
     return 0

@@ -119,16 +119,26 @@ class Notifier:
     # -- config ----------------------------------------------------------------------------
 
     def reload(self, config: Config) -> None:
-        """New routes and receivers; groups whose route still exists keep their alerts and timers."""
-        self.config = config
-        receivers = list(config.receivers) or [ReceiverConfig(name=CONSOLE_RECEIVER)]
-        if not any(r.name == CONSOLE_RECEIVER for r in receivers):
-            receivers.append(ReceiverConfig(name=CONSOLE_RECEIVER))
-        self.receivers: dict[str, Receiver] = {r.name: resolve_receiver(r, config.base_dir) for r in receivers}
-        self.root = build_route(config.route or default_route())
-        self.inhibitor = Inhibitor(config.inhibit_rules)
-        self.intervals = TimeIntervals(config.time_intervals)
+        """New routes and receivers; groups whose route still exists keep their alerts and timers.
+
+        Everything is built before anything is replaced: a receiver that fails to load (an unset
+        ${VAR}, a URL Apprise refuses) raises and leaves the running notifier as it was.
+        """
+        configs = list(config.receivers) or [ReceiverConfig(name=CONSOLE_RECEIVER)]
+        if not any(r.name == CONSOLE_RECEIVER for r in configs):
+            configs.append(ReceiverConfig(name=CONSOLE_RECEIVER))
+        receivers = {r.name: resolve_receiver(r, config.base_dir) for r in configs}
+        root = build_route(config.route or default_route())
+        inhibitor = Inhibitor(config.inhibit_rules)
+        intervals = TimeIntervals(config.time_intervals)
         override = config.path(config.templates_dir) if config.templates_dir else None
+        self.config, self.receivers, self.root, self.inhibitor, self.intervals = (
+            config,
+            receivers,
+            root,
+            inhibitor,
+            intervals,
+        )
         self.templates = Templates(override)
         routes = {r.id: r for r in self.root.walk()}
         kept = {}
