@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print("alertd: not started; fix the rule files above (alertd check shows the same)", file=sys.stderr)
         return 2
+    except ValueError as e:  # a receiver that cannot load, a malformed tokens file: already redacted
+        print(f"{config.source}: {e}", file=sys.stderr)
+        print("alertd: not started", file=sys.stderr)
+        return 2
 
 
 async def _live(config: Config) -> int:

@@ -34,12 +34,15 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class ReceiverError(ValueError):
     """A receiver that cannot work: unknown env var, unreadable file, URL Apprise does not know."""
 
+    def __init__(self, receiver: str, message: str) -> None:
+        super().__init__(f"receiver {receiver!r}: {message}")
 
-def expand_env(text: str) -> str:
+
+def expand_env(text: str, receiver: str = "") -> str:
     def sub(m: re.Match[str]) -> str:
         value = os.environ.get(m.group(1))
         if value is None:
-            raise ReceiverError(f"environment variable {m.group(1)} is not set")
+            raise ReceiverError(receiver, f"environment variable {m.group(1)} is not set")
         return value
 
     return _ENV.sub(sub, text)
@@ -81,13 +84,15 @@ def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
         try:
             raw += [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
         except OSError as e:
-            raise ReceiverError(f"apprise_file {path}: {e.strerror}") from None
-    urls = [expand_env(u) for u in raw]
+            raise ReceiverError(cfg.name, f"apprise_file {path}: {e.strerror}") from None
+    urls = [expand_env(u, cfg.name) for u in raw]
     for u in urls:
         if u.startswith(CONSOLE):
             continue
         if apprise.Apprise.instantiate(u) is None:
-            raise ReceiverError(f"Apprise does not accept the URL {redact_url(u)} (check the scheme and its fields)")
+            raise ReceiverError(
+                cfg.name, f"Apprise does not accept the URL {redact_url(u)} (check the scheme and its fields)"
+            )
     return Receiver(cfg, urls)
 
 
