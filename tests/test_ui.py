@@ -93,6 +93,35 @@ def test_silence_from_the_page_then_expire(
     )
     wait_for(lambda: len(hook_posts(http_sink)) > sent, timeout=10, what="the page after expiry")
 
+    # a maintenance window made through the API is listed, with when it applies, and expires from the page
+    code, made = daemon.api.call(
+        "POST",
+        "/api/alertd/v1/maintenance",
+        {
+            "matchers": ['queue="etl"'],
+            "comment": "weekly ETL reload",
+            "time_intervals": [
+                {
+                    "weekdays": ["sunday"],
+                    "times": [{"start_time": "02:00", "end_time": "04:00"}],
+                    "location": "Europe/Berlin",
+                }
+            ],
+        },
+        token=SILENCE_TOKEN,
+    )
+    assert code == 201, made
+    row = page.locator(f'#maintenance tr[data-id="{made["id"]}"]')
+    row.wait_for(timeout=10_000)
+    assert "sunday 02:00\u201304:00 (Europe/Berlin)" in row.inner_text() and "weekly ETL reload" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "ui-3b-maintenance.png"), full_page=True)
+    row.locator("button.expire").click()
+    wait_for(
+        lambda: [m["state"] for m in daemon.api.get("/api/alertd/v1/maintenance")] == ["expired"],
+        timeout=10,
+        what="the maintenance window to expire",
+    )
+
     # a read-only token sees the alert and no write controls
     page.fill("#token", READ_TOKEN)
     page.click("#token-form button")
@@ -103,5 +132,6 @@ def test_silence_from_the_page_then_expire(
     assert not page.is_visible("#silence-new")
     page.click('button[data-tab="silences"]')
     assert page.locator("#silences button.expire").count() == 0
+    assert page.locator("#maintenance button.expire").count() == 0
     page.screenshot(path=str(ARTIFACTS / "ui-4-read-only.png"), full_page=True)
     worker.kill()

@@ -162,6 +162,27 @@ async function loadSilences() {
     ] : ""))));
 }
 
+function intervalText(iv) {
+  const parts = [];
+  if (iv.weekdays && iv.weekdays.length) parts.push(iv.weekdays.join(", "));
+  if (iv.days_of_month && iv.days_of_month.length) parts.push(`days ${iv.days_of_month.join(", ")}`);
+  if (iv.months && iv.months.length) parts.push(iv.months.join(", "));
+  if (iv.times && iv.times.length) parts.push(iv.times.map((t) => `${t.start_time}–${t.end_time}`).join(", "));
+  return `${parts.join(" ") || "always"} (${iv.location || "UTC"})`;
+}
+
+async function loadMaintenance() {
+  const windows = await api("GET", "/api/alertd/v1/maintenance");
+  const rows = windows.filter((m) => $("#show-expired").checked || m.state !== "expired");
+  $("#maintenance tbody").replaceChildren(...rows.map((m) => h("tr", { "data-id": m.id, class: m.state },
+    h("td", {}, h("span", { class: `tag ${m.state}` }, m.state)),
+    h("td", {}, m.matchers.map((x) => h("code", {}, matcherText(x), " "))),
+    h("td", {}, (m.time_intervals || []).map((iv) => h("div", {}, intervalText(iv)))),
+    h("td", {}, m.created_by), h("td", {}, m.comment),
+    h("td", {}, canWrite() && m.state !== "expired" ? h("button", { class: "expire", onclick: async () => {
+      await api("DELETE", `/api/alertd/v1/maintenance/${m.id}`); await refresh(); } }, "Expire") : ""))));
+}
+
 // -- rules, history, health -------------------------------------------------------------------
 async function loadRules() {
   const out = await api("GET", "/api/alertd/v1/rules");
@@ -227,7 +248,7 @@ async function loadMe() {
 async function refresh() {
   try {
     await loadMe();
-    await Promise.all([loadAlerts(), loadSilences(), loadRules(), loadHistory(), loadHealth()]);
+    await Promise.all([loadAlerts(), loadSilences(), loadMaintenance(), loadRules(), loadHistory(), loadHealth()]);
     showError(null);
   } catch (err) {
     showError(err);
@@ -246,6 +267,6 @@ $("#silence-new").addEventListener("click", () => openSilenceForm({}));
 $("#silence-cancel").addEventListener("click", () => { $("#silence-form").hidden = true; });
 $("#silence-preview").addEventListener("click", () => preview().catch(showError));
 $("#silence-form").addEventListener("submit", (ev) => saveSilence(ev).catch(showError));
-$("#show-expired").addEventListener("change", () => loadSilences().catch(showError));
+$("#show-expired").addEventListener("change", () => Promise.all([loadSilences(), loadMaintenance()]).catch(showError));
 refresh();
 setInterval(refresh, POLL_MS);
