@@ -39,6 +39,20 @@ groups:
 """
 
 
+def hook_route(
+    group_wait: str = "1s", group_interval: str = "2s", repeat_interval: str = "3s", group_by: str = "[alertname]"
+) -> str:
+    """A route tree of one receiver, `hook`, with these timers."""
+    return f"""
+route:
+  receiver: hook
+  group_by: {group_by}
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: {repeat_interval}
+"""
+
+
 def write_setup(
     tmp: Path,
     *,

@@ -53,6 +53,17 @@ def _json(body: bytes) -> Any:
 
 
 @pytest.fixture
+async def store(tmp_path: Any) -> AsyncIterator[Any]:
+    """A real SQLite store in the test's directory (notification log, history, claims)."""
+    from alertd.store.sqlite import SqliteStore
+
+    s = SqliteStore(tmp_path / "state.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
     s = Sink(free_port())
     app = web.Application()

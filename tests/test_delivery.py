@@ -8,7 +8,7 @@ import asyncio
 import email
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,6 @@ def resolved(a: Alert) -> Alert:
     return Alert(
         labels=a.labels, annotations=a.annotations, state=AlertState.RESOLVED, starts_at=a.starts_at, ends_at=T0 + 600
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "state.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def run_groups(notifier: Notifier, clock: Any, alerts: list[Alert], seconds: float) -> None:

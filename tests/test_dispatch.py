@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,6 @@ class Harness:
             if alerts is not None:
                 self.notifier.put(alerts)
             await self.notifier.flush_due()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "state.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

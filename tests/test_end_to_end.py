@@ -21,6 +21,7 @@ from tests.daemon_fixtures import (
     SILENCE_TOKEN,
     Api,
     hook_posts,
+    hook_route,
     producer,
     wait_for,
     write_setup,
@@ -176,14 +177,7 @@ def test_kill_9_and_restart_keeps_silences_and_firing_state_and_does_not_page_tw
 ) -> None:
     store = "sqlite:///state.db" if backend == "sqlite" else f"{redis_url}?prefix=alertd-{unique}:"
     port = free_port()
-    route = """
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-"""
+    route = hook_route("1s", "2s", "1h", group_by="[alertname]")
     cfg = write_setup(tmp_path, broker=redis_url, store=store, sink_url=http_sink.url(), port=port, route=route)
     daemon = alertd_process(cfg, port, "first")
     queue = f"q-{unique}"
@@ -218,14 +212,7 @@ def test_two_replicas_on_one_redis_page_once_and_share_silences(
     store = f"{redis_url}?prefix=alertd-ha-{unique}:"
     dirs = [tmp_path / "a", tmp_path / "b"]
     ports = [free_port(), free_port()]
-    route = """
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 2s
-  group_interval: 2s
-  repeat_interval: 1h
-"""
+    route = hook_route("2s", "2s", "1h", group_by="[alertname]")
     replicas = []
     for d, p in zip(dirs, ports, strict=True):
         d.mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import SILENCE_TOKEN, hook_posts, producer, wait_for, write_setup
+from tests.daemon_fixtures import SILENCE_TOKEN, hook_posts, hook_route, producer, wait_for, write_setup
 
 RATE_RULES = """
 groups:
@@ -117,14 +117,7 @@ groups:
         by: [task]
         resolve_after: 4s
 """
-    route = """
-route:
-  receiver: hook
-  group_by: [alertname, task]
-  group_wait: 2s
-  group_interval: 2s
-  repeat_interval: 1h
-"""
+    route = hook_route("2s", "2s", "1h", group_by="[alertname, task]")
     cfg = write_setup(
         tmp_path,
         broker=redis_url,
@@ -168,14 +161,7 @@ groups:
         by: [task]
         resolve_after: 6s
 """
-    route = """
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-"""
+    route = hook_route("1s", "2s", "1h", group_by="[alertname]")
     replicas = []
     for name in ("a", "b"):
         d = tmp_path / name
