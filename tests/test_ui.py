@@ -67,6 +67,12 @@ def test_silence_from_the_page_then_expire(
     assert "t.fail failed" in alert.inner_text()
     page.screenshot(path=str(ARTIFACTS / "ui-1-firing.png"), full_page=True)
 
+    # why is it here: the route, the receiver and the last notification with its reason
+    alert.locator("button.explain-this").click()
+    explain = alert.locator(".explain")
+    explain.wait_for(timeout=5_000)
+    assert "→ hook" in explain.inner_text() and "(first notification)" in explain.inner_text()
+
     alert.locator("button.silence-this").click()
     assert 'task="t.fail"' in page.input_value("#silence-matchers")
     page.fill("#silence-comment", "deploying a fix")

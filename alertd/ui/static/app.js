@@ -59,12 +59,38 @@ function alertRow(a) {
     : (st.mutedBy || []).length ? h("span", { class: "tag muted" }, `muted: ${st.mutedBy.join(", ")}`)
     : h("span", { class: "tag firing" }, "firing");
   const labels = Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => chip(k, v));
+  const details = h("div", { class: "explain", hidden: "" });
+  const explainButton = h("button", { class: "explain-this", onclick: () => toggleExplain(a.fingerprint, details) }, "Why here?");
   const actions = canWrite() && !(st.silencedBy || []).length
     ? h("button", { class: "silence-this", onclick: () => openSilenceForm({ labels: a.labels }) }, "Silence this") : "";
   return h("div", { class: "alert", "data-fingerprint": a.fingerprint },
-    h("div", { class: "alert-head" }, h("strong", {}, a.labels.alertname || "(no name)"), why, " since ", time(a.startsAt), actions),
+    h("div", { class: "alert-head" }, h("strong", {}, a.labels.alertname || "(no name)"), why, " since ", time(a.startsAt),
+      h("span", { class: "actions" }, explainButton, actions)),
     h("div", { class: "summary" }, (a.annotations && a.annotations.summary) || ""),
-    h("div", { class: "labels" }, labels));
+    h("div", { class: "labels" }, labels), details);
+}
+
+// Route, receivers, timers, silences and the last notification of one alert (the explain API).
+const openExplains = new Set();
+async function toggleExplain(fingerprint, box) {
+  if (!box.hidden) { box.hidden = true; openExplains.delete(fingerprint); return; }
+  openExplains.add(fingerprint);
+  await renderExplain(fingerprint, box);
+}
+async function renderExplain(fingerprint, box) {
+  const ex = await api("GET", `/api/alertd/v1/alerts/${fingerprint}/explain`);
+  box.replaceChildren(
+    ...ex.routes.map((r) => h("div", { class: "route" },
+      h("div", {}, h("b", {}, `→ ${r.receiver}`), " via ", h("code", {}, r.path.join(" → "))),
+      h("div", { class: "muted" }, `group ${JSON.stringify(r.group_labels)} · wait ${r.group_wait}s, interval ${r.group_interval}s, repeat ${r.repeat_interval}s`),
+      r.muted_by.length ? h("div", {}, `muted: ${r.muted_by.join(", ")}`) : "",
+      h("div", {}, r.last_notification
+        ? ["last notified ", time(fromEpoch(r.last_notification.at)), ` (${r.last_notification.reason})`]
+        : "not notified yet"),
+      r.next_flush ? h("div", { class: "muted" }, "next check ", time(fromEpoch(r.next_flush))) : "")),
+    ex.silences.length ? h("div", {}, "silenced by ", ex.silences.map((s) => h("code", {}, `${s.id} (${s.comment}) `))) : "",
+    ex.inhibited_by.length ? h("div", {}, `inhibited by ${ex.inhibited_by.length} alert(s)`) : "");
+  box.hidden = false;
 }
 
 async function loadAlerts() {
@@ -80,6 +106,10 @@ async function loadAlerts() {
       g.alerts.map(alertRow)));
   }
   if (!groups.length) box.append(h("p", { class: "ok" }, "Nothing is firing."));
+  for (const fp of openExplains) {
+    const el = box.querySelector(`.alert[data-fingerprint="${fp}"] .explain`);
+    if (el) await renderExplain(fp, el).catch(showError);
+  }
   $("#count-alerts").textContent = firing ? String(firing) : "";
   const pending = all.filter((a) => a.state === "pending");
   $("#pending").replaceChildren(...(pending.length ? pending.map((a) => h("div", { class: "alert pending" },
