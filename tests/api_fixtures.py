@@ -1,0 +1,236 @@
+"""An in-process alertd for API tests: the real Daemon (engine, notifier, store, silences, auth)
+on a virtual clock, its real aiohttp app on a real port, fed Celery events directly.
+
+Only ingest (broker connection) and the background loops are left out: tests move the clock,
+tick the engine and flush the notifier themselves, so every step is deterministic and fast.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+import yaml
+from aiohttp import web
+
+from alertd.api.app import make_app
+from alertd.auth import hash_password, hash_token
+from alertd.clock import VirtualClock
+from alertd.config import load_config
+from alertd.daemon import Daemon
+from tests.conftest import ROOT, free_port
+from tests.notify_fixtures import Sink
+
+SILENCE_TOKEN = "alertd_api_test_silence_token_0123456789"
+READ_TOKEN = "alertd_api_test_read_token_0123456789abcd"
+ADMIN_TOKEN = "alertd_api_test_admin_token_0123456789abc"
+GRAFANA_USER, GRAFANA_PASSWORD = "grafana", "correct horse battery"
+SINK_SECRET = "s3cr3t-webhook-path-4f2a"  # part of the receiver URL: must never show in a response
+
+RULES = """
+groups:
+  - name: test
+    interval: 1s
+    rules:
+      - alert: TaskFailed
+        event: task-failed
+        by: [task]
+        resolve_after: 10m
+        labels: {severity: critical}
+        annotations:
+          summary: "{{ labels.task }} failed"
+"""
+
+SPEC_PATH = ROOT.parent / "shared" / "reference" / "alertmanager-api-v2.yaml"
+SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+
+
+def conforms(body: Any, ref: str) -> None:
+    """Validate `body` against a definition of Alertmanager's v2 spec ("[x]" = array of x)."""
+    root = (
+        {"$ref": f"#/definitions/{ref}"}
+        if not ref.startswith("[")
+        else {
+            "type": "array",
+            "items": {"$ref": f"#/definitions/{ref[1:-1]}"},
+        }
+    )
+    schema = {"definitions": SPEC["definitions"], **root}
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(body)
+
+
+def write_config(
+    tmp: Path, *, store: str, sink: Sink, tokens: bool = True, extra: str = "", max_body: int = 64 * 1024
+) -> Path:
+    """alertd.yaml with one rule, one receiver (`hook`, at the sink) and, if asked, tokens files."""
+    (tmp / "rules").mkdir(exist_ok=True)
+    (tmp / "rules" / "test.yaml").write_text(RULES)
+    auth = ""
+    if tokens:
+        (tmp / "tokens").write_text(
+            f"ops silence {hash_token(SILENCE_TOKEN)}\nviewer read {hash_token(READ_TOKEN)}\n"
+            f"root admin {hash_token(ADMIN_TOKEN)}\n"
+        )
+        (tmp / "users").write_text(f"{GRAFANA_USER} read {hash_password(GRAFANA_PASSWORD, iterations=1000)}\n")
+        auth = ", tokens_file: tokens, basic_auth_file: users"
+    cfg = tmp / "alertd.yaml"
+    cfg.write_text(f"""
+broker: "redis://127.0.0.1:6379/13"
+rule_files: [rules/*.yaml]
+store: "{store}"
+api: {{listen: "127.0.0.1:0", max_body_bytes: {max_body}, cors_origins: ["https://grafana.example"]{auth}}}
+receivers:
+  - name: hook
+    apprise: ["json://127.0.0.1:{sink.port}/hook/{SINK_SECRET}"]
+    retries: 0
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 3s
+{extra}
+""")
+    return cfg
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+    text: str
+
+
+class Harness:
+    """The daemon, its clock, and an HTTP client for its API."""
+
+    def __init__(self, daemon: Daemon, clock: VirtualClock, base: str, session: aiohttp.ClientSession) -> None:
+        self.daemon, self.clock, self.base, self.session = daemon, clock, base, session
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = READ_TOKEN,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        kw: dict[str, Any] = {}
+        if isinstance(body, bytes | str):
+            kw["data"] = body
+            hdrs.setdefault("Content-Type", "application/json")
+        elif body is not None:
+            kw["json"] = body
+        async with self.session.request(method, self.base + path, params=params, headers=hdrs, **kw) as r:
+            text = await r.text()
+            try:
+                parsed = await r.json(content_type=None) if text else None
+            except ValueError:
+                parsed = None
+            return Reply(r.status, parsed, dict(r.headers), text)
+
+    async def get(self, path: str, *, token: str | None = READ_TOKEN, params: Any = None) -> Any:
+        r = await self.call("GET", path, token=token, params=params)
+        assert r.status == 200, (path, r.status, r.text)
+        return r.body
+
+    def fail_task(self, task: str = "billing.charge") -> None:
+        """A task-received then task-failed pair, as a Celery worker sends them."""
+        now = self.clock.now()
+        u = str(uuidlib.uuid4())
+        common = {"uuid": u, "hostname": "celery@w1", "timestamp": now, "local_received": now}
+        self.daemon.observer.on_events(
+            [
+                {"type": "task-received", "name": task, **common},
+                {"type": "task-failed", "exception": "ValueError('x')", "traceback": "", **common},
+            ]
+        )
+
+    async def step(self, seconds: float = 1.0) -> None:
+        """Move time on, evaluate the rules, hand alerts to the notifier, flush what is due."""
+        self.clock.advance(seconds)
+        await self.daemon.tick()
+        await self.daemon.notifier.flush_due()
+
+    async def silence(self, matchers: list[Any], hours: float = 2.0, token: str = SILENCE_TOKEN) -> str:
+        now = self.clock.now()
+        r = await self.call(
+            "POST",
+            "/api/v2/silences",
+            {
+                "matchers": matchers,
+                "startsAt": rfc(now),
+                "endsAt": rfc(now + hours * 3600),
+                "createdBy": "ana",
+                "comment": "deploy 4.2",
+            },
+            token=token,
+        )
+        assert r.status == 200, r.text
+        return str(r.body["silenceID"])
+
+
+def rfc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+async def start_harness(config: Path, *, start: float | None = None) -> AsyncIterator[Harness]:
+    """Open the daemon's state (no broker ingest), serve its API on a free port, yield, close."""
+    clock = VirtualClock(start=start or round(time.time()))
+    daemon = Daemon(load_config(config), clock, replica="test-replica")
+    await daemon.open_state()
+    await daemon.notifier.stop()  # tests flush on their own schedule: no background flusher
+    daemon.health.mark_connected(clock.now())
+    runner = web.AppRunner(make_app(daemon), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as session:
+        try:
+            yield Harness(daemon, clock, f"http://127.0.0.1:{port}", session)
+        finally:
+            await runner.cleanup()
+            await daemon.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"], name="store_url")
+def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, unique: str) -> str:
+    """Both backends: a SQLite file, and Redis db 13 under a key prefix private to the test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    return f"{redis_url}?prefix=alertd-api-{unique}:"
+
+
+@pytest.fixture(name="api")
+async def api_fixture(tmp_path: Path, store_url: str, sink: Sink) -> AsyncIterator[Harness]:
+    """alertd with tokens configured, on both stores."""
+    async for h in start_harness(write_config(tmp_path, store=store_url, sink=sink)):
+        yield h
+
+
+@pytest.fixture(name="api_sqlite")
+async def api_sqlite_fixture(tmp_path: Path, sink: Sink) -> AsyncIterator[Harness]:
+    """alertd with tokens configured, on SQLite only (for tests where the backend is not the point)."""
+    async for h in start_harness(write_config(tmp_path, store=f"sqlite:///{tmp_path}/state.db", sink=sink)):
+        yield h
+
+
+@pytest.fixture(name="api_open")
+async def api_open_fixture(tmp_path: Path, sink: Sink) -> AsyncIterator[Harness]:
+    """A fresh install: no tokens file, so reads are open and writes refused."""
+    cfg = write_config(tmp_path, store=f"sqlite:///{tmp_path}/state.db", sink=sink, tokens=False)
+    async for h in start_harness(cfg):
+        yield h
