@@ -15,9 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alertd.api import v1, v2
 from alertd.api.context import ApiContext
-from alertd.api.http import CTX, Handler, error, needs
+from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
-from alertd.auth import AuthError, Role
+from alertd.auth import ANONYMOUS, AuthError, Role
 from alertd.silence.silences import NotFound, SilenceError
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS" and cors:
         return web.Response(status=204, headers=cors)
     try:
-        principal = ctx.auth.authenticate(request.headers.get("Authorization"))
-        request["principal"] = principal
-        role = getattr(getattr(handler, "__wrapped__", handler), "role", None) or getattr(handler, "role", None)
-        if request.path not in OPEN_PATHS and not _is_page(request.path):
+        if request.path in OPEN_PATHS or _is_page(request.path):
+            # probes and the page itself answer anyone: a stale token must not fail a health check
+            request[PRINCIPAL] = ANONYMOUS
+        else:
+            principal = ctx.auth.authenticate(request.headers.get("Authorization"))
+            request[PRINCIPAL] = principal
+            role = getattr(getattr(handler, "__wrapped__", handler), "role", None) or getattr(handler, "role", None)
             ctx.auth.authorize(principal, role or Role.READ)
         response = await handler(request)
     except AuthError as e:

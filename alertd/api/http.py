@@ -10,9 +10,10 @@ from aiohttp import web
 
 from alertd.api.context import ApiContext
 from alertd.api.wire import BadRequest
-from alertd.auth import Role
+from alertd.auth import Principal, Role
 
 CTX: web.AppKey[ApiContext] = web.AppKey("ctx", ApiContext)  # type: ignore[type-abstract]
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,8 +41,8 @@ async def read_json(request: web.Request) -> Any:
 
 
 def principal_name(request: web.Request) -> str:
-    p = request.get("principal")
-    return str(getattr(p, "name", "anonymous"))
+    p = request.get(PRINCIPAL)
+    return p.name if p is not None else "anonymous"
 
 
 def bool_param(request: web.Request, name: str, default: bool) -> bool:

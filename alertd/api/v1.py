@@ -10,8 +10,8 @@ import yaml
 from aiohttp import web
 
 from alertd.alert import AlertState
-from alertd.api.http import CTX, bool_param, error, needs, principal_name, read_json
-from alertd.api.wire import BadRequest, gettable_alert, parse_api_matchers, rfc3339
+from alertd.api.http import CTX, PRINCIPAL, bool_param, error, needs, principal_name, read_json
+from alertd.api.wire import BadRequest, gettable_alert, parse_api_matchers, parse_time, rfc3339
 from alertd.auth import Role
 from alertd.matchers import matches_all
 from alertd.silence.silences import NotFound
@@ -180,8 +180,6 @@ def _float(request: web.Request, name: str) -> float | None:
     try:
         v = float(raw)
     except ValueError:
-        from alertd.api.wire import parse_time
-
         return parse_time(raw, name)
     if not math.isfinite(v):
         raise BadRequest(f"{name}: expected epoch seconds or an RFC 3339 time")
@@ -241,11 +239,11 @@ async def health(request: web.Request) -> web.Response:
 @needs(Role.READ)
 async def whoami(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    p = request.get("principal")
-    role = getattr(p, "role", None)
+    p = request.get(PRINCIPAL)
+    role = p.role if p is not None else None
     return web.json_response(
         {
-            "name": getattr(p, "name", "anonymous"),
+            "name": p.name if p is not None else "anonymous",
             "role": role.name.lower() if role is not None else ("read" if not ctx.auth.enabled else None),
             "auth_enabled": ctx.auth.enabled,
             "can_silence": bool(role is not None and role >= Role.SILENCE),
