@@ -7,9 +7,14 @@ tick the engine and flush the notifier themselves, so every step is deterministi
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid as uuidlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,3 +239,66 @@ async def api_open_fixture(tmp_path: Path, sink: Sink) -> AsyncIterator[Harness]
     cfg = write_config(tmp_path, store=f"sqlite:///{tmp_path}/state.db", sink=sink, tokens=False)
     async for h in start_harness(cfg):
         yield h
+
+
+async def serve_sink() -> tuple[Sink, web.AppRunner]:
+    """The recording HTTP receiver, started on the running loop."""
+    sink = Sink(free_port())
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", sink.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", sink.port).start()
+    return sink, runner
+
+
+class ThreadedHarness:
+    """The same in-process alertd on a loop in a thread, for synchronous callers: hypothesis
+    tests and the CLI (a subprocess) talk to it over HTTP while the test drives its clock."""
+
+    def __init__(self, tmp: Path, store: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="alertd-api", daemon=True)
+        self.thread.start()
+        self.sink, self._sink_runner = self.run(serve_sink())
+        self._gen = start_harness(write_config(tmp, store=store, sink=self.sink))
+        self.h: Harness = self.run(self._gen.__anext__())
+        self.base = self.h.base
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        """Run a coroutine on the harness's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, token: str | None = READ_TOKEN, query: str = ""
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """A plain blocking HTTP call; never raises for an HTTP status."""
+        req = urllib.request.Request(self.base + path + (f"?{query}" if query else ""), data=body, method=method)
+        req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
+    def get_json(self, path: str, query: str = "") -> Any:
+        status, raw, _ = self.request("GET", path, query=query)
+        assert status == 200, (path, status, raw)
+        return json.loads(raw)
+
+    def close(self) -> None:
+        self.run(self._gen.aclose())
+        self.run(self._sink_runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(name="threaded_api")
+def threaded_api_fixture(tmp_path: Path) -> Iterator[ThreadedHarness]:
+    """alertd (SQLite store, tokens configured) served from a thread, for synchronous tests."""
+    t = ThreadedHarness(tmp_path, f"sqlite:///{tmp_path}/state.db")
+    yield t
+    t.close()
