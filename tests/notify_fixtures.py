@@ -125,3 +125,42 @@ def http_sink() -> Any:
     s = ThreadedSink()
     yield s
     s.close()
+
+
+T0 = 1_700_000_000.0
+
+
+def make_alert(name: str, state: Any = None, *, starts_at: float = T0, **labels: str) -> Any:
+    """A firing (or resolved) alert as the rules engine hands it to the notifier."""
+    from alertd.alert import Alert, AlertState
+
+    st = state or AlertState.FIRING
+    return Alert(
+        labels={"alertname": name, **labels},
+        annotations={"summary": f"{name} on {labels.get('queue', '-')}"},
+        state=st,
+        starts_at=starts_at,
+        ends_at=starts_at + 1 if st is AlertState.RESOLVED else None,
+    )
+
+
+class Stepper:
+    """Drives a Notifier on a VirtualClock: advance in steps, re-putting the current alerts and
+    flushing due groups at each step, as the daemon does after every rules tick."""
+
+    def __init__(self, notifier: Any, clock: Any, step: float = 1.0) -> None:
+        self.notifier = notifier
+        self.clock = clock
+        self.step = step
+
+    async def until(self, t: float, alerts: list[Any] | None = None) -> None:
+        while self.clock.now() < t:
+            self.clock.advance(min(self.step, t - self.clock.now()))
+            if alerts is not None:
+                self.notifier.put(alerts)
+            await self.notifier.flush_due()
+
+
+def sink_posts(sink: Sink, path: str) -> list[dict[str, Any]]:
+    """JSON bodies Apprise's json:// plugin posted to `path` (title, message, type)."""
+    return [r["json"] for r in sink.requests if r["path"] == path]

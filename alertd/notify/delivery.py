@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,13 @@ async def deliver(
     resolved: bool,
     params: dict[str, str] | None = None,
     body_format: str = "text",
+    on_retry: Callable[[int, str, float], Awaitable[None]] | None = None,
 ) -> DeliveryResult:
-    """Send with retries and exponential backoff (on the injected clock). Never raises."""
+    """Send with retries and exponential backoff (on the injected clock). Never raises.
+
+    `on_retry(attempt, redacted_error, backoff)` is awaited before each retry so history shows
+    every failed attempt, not only the last.
+    """
     cfg = receiver.config
     if receiver.console:
         _print(receiver, message)
@@ -162,6 +168,8 @@ async def deliver(
             )
         except TimeoutError:
             ok, error = False, f"timed out after {cfg.timeout:g}s"
+        except Exception as e:  # a plugin bug is one failed attempt, not a lost notification
+            ok, error = False, f"{type(e).__name__}: {e}"
         if ok:
             return DeliveryResult(receiver.name, True, attempts, targets=receiver.redacted())
         error = redact_text(error, receiver.secrets())
@@ -169,6 +177,8 @@ async def deliver(
             log.warning(
                 "receiver %s: attempt %d failed (%s); retrying in %.0fs", receiver.name, attempts, error, backoff
             )
+            if on_retry is not None:
+                await on_retry(attempts, error, backoff)
             await clock.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
     return DeliveryResult(receiver.name, False, attempts, error=error, targets=receiver.redacted())

@@ -54,7 +54,8 @@ class AlertGroup:
     alerts: dict[str, Alert] = field(default_factory=dict)
     next_flush: float = 0.0
     last_flush: float | None = None
-    suppressed: str = ""  # last suppression recorded, so history notes changes, not every flush
+    # fingerprint -> silenced | inhibited | muted, as last recorded: history notes changes, not every flush
+    suppressed: dict[str, str] = field(default_factory=dict)
 
     @property
     def receiver(self) -> str:
@@ -263,16 +264,18 @@ class Notifier:
         # 2. time intervals: a muted route sends nothing and tells the log nothing
         muted_by = self._muted_by(group.route, now)
         if muted_by:
-            await self._suppressed(group, "muted", f"time intervals: {', '.join(muted_by)}", alerts)
+            await self._note_suppressed(group, {a.fingerprint: "muted" for a in firing}, ", ".join(muted_by))
             return
         # 3. silences
-        silenced = {a.fingerprint for a in firing if self.silences and self.silences.mutes(a.labels, now)}
+        silenced = {
+            a.fingerprint
+            for a in firing
+            if a.fingerprint not in inhibited and self.silences and self.silences.mutes(a.labels, now)
+        }
         to_fire = [a for a in firing if a.fingerprint not in inhibited and a.fingerprint not in silenced]
-        if firing and not to_fire:
-            kind = "silenced" if silenced else "inhibited"
-            await self._suppressed(group, kind, f"{len(silenced)} silenced, {len(inhibited)} inhibited", firing)
-        else:
-            group.suppressed = ""
+        await self._note_suppressed(
+            group, {fp: "inhibited" for fp in inhibited} | {fp: "silenced" for fp in silenced}, ""
+        )
 
         # 4. dedup against the notification log
         entry = await self.nflog.get(receiver.name, group.key)
@@ -290,6 +293,12 @@ class Notifier:
             send_resolved=receiver.config.send_resolved,
         )
         if reason is None:
+            if entry is not None and not receiver.config.send_resolved and told & resolve_fps:
+                # Nothing to say (send_resolved: false), but the log must forget the resolved
+                # alerts, or one that fires again would look already told and never page.
+                await self.nflog.put(
+                    Entry(receiver.name, group.key, sorted(told - resolve_fps), [], entry.at, entry.reason)
+                )
             self._forget_resolved(group)
             return
 
@@ -321,11 +330,22 @@ class Notifier:
     ) -> DeliveryResult:
         rendered, params, fmt = self._render(receiver, group, firing, resolved, reason, now)
         all_resolved = not firing
-        result = await deliver(
-            receiver, rendered, clock=self.clock, resolved=all_resolved, params=params, body_format=fmt
-        )
         alertnames = sorted({a.name for a in (*firing, *resolved)})
         fps = sorted(a.fingerprint for a in (*firing, *resolved))
+
+        async def retrying(attempt: int, error: str, backoff: float) -> None:
+            detail = {"attempt": attempt, "next_in": backoff}
+            await self._record("retry", receiver.name, group.key, reason, error, alertnames, fps, detail)
+
+        result = await deliver(
+            receiver,
+            rendered,
+            clock=self.clock,
+            resolved=all_resolved,
+            params=params,
+            body_format=fmt,
+            on_retry=retrying,
+        )
         if result.ok:
             self.sent_total += 1
             await self._record(
@@ -406,20 +426,40 @@ class Notifier:
             muted.append("outside " + ", ".join(route.active_time_intervals))
         return muted
 
-    async def _suppressed(self, group: AlertGroup, kind: str, why: str, alerts: list[Alert]) -> None:
-        if group.suppressed == kind:
-            return
-        group.suppressed = kind
-        await self._record(
-            kind,
-            group.receiver,
-            group.key,
-            why,
-            "suppressed",
-            sorted({a.name for a in alerts}),
-            sorted(a.fingerprint for a in alerts),
-            {},
-        )
+    async def _note_suppressed(self, group: AlertGroup, now_suppressed: dict[str, str], muted_by: str) -> None:
+        """Record alerts that became silenced, inhibited or muted since the last flush (one entry per kind)."""
+        changed: dict[str, list[str]] = {}
+        for fp, kind in now_suppressed.items():
+            if group.suppressed.get(fp) != kind:
+                changed.setdefault(kind, []).append(fp)
+        group.suppressed = now_suppressed
+        for kind, fps in sorted(changed.items()):
+            alerts = [group.alerts[fp] for fp in fps]
+            if kind == "muted":
+                why = f"time intervals: {muted_by}"
+                detail: dict[str, Any] = {"time_intervals": muted_by}
+            elif kind == "silenced":
+                by = sorted(
+                    {
+                        sid
+                        for a in alerts
+                        for sid in (self.silences.mutes(a.labels, self.clock.now()) if self.silences else [])
+                    }
+                )
+                why, detail = f"silenced by {', '.join(by)}", {"silenced_by": by}
+            else:
+                by = sorted({src for a in alerts for src in self.inhibitor.inhibited_by(a)})
+                why, detail = f"inhibited by {len(by)} firing alert(s)", {"inhibited_by": by}
+            await self._record(
+                kind,
+                group.receiver,
+                group.key,
+                why,
+                "suppressed",
+                sorted({a.name for a in alerts}),
+                sorted(fps),
+                detail,
+            )
 
     async def _record(
         self,
