@@ -261,7 +261,9 @@ class ThreadedHarness:
         self.thread = threading.Thread(target=self.loop.run_forever, name="alertd-api", daemon=True)
         self.thread.start()
         self.sink, self._sink_runner = self.run(serve_sink())
-        self._gen = start_harness(write_config(tmp, store=store, sink=self.sink))
+        # The virtual clock runs a minute ahead of the wall clock: a CLI (wall time) asking for a
+        # silence "from now" must get an active one however long the test has taken so far.
+        self._gen = start_harness(write_config(tmp, store=store, sink=self.sink), start=time.time() + 60)
         self.h: Harness = self.run(self._gen.__anext__())
         self.base = self.h.base
 

@@ -43,7 +43,10 @@ class Client:
             url = f"http://{listen}"
         token = os.environ.get("ALERTD_TOKEN")
         if args.token_file:
-            token = Path(args.token_file).read_text().strip()
+            try:
+                token = Path(args.token_file).read_text().strip()
+            except OSError as e:
+                raise ApiError(-1, f"--token-file {args.token_file}: {e.strerror}") from None
         return cls(url, token)
 
     def request(self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None) -> Any:
@@ -69,7 +72,10 @@ class Client:
 
 
 def fail(e: ApiError) -> int:
-    print(f"alertd: {e} (HTTP {e.status})" if e.status else f"alertd: {e}", file=sys.stderr)
+    """Report an API error; exit 1 for a refusal by alertd, 2 for a local usage error, 3 if unreachable."""
+    print(f"alertd: {e} (HTTP {e.status})" if e.status > 0 else f"alertd: {e}", file=sys.stderr)
+    if e.status < 0:
+        return 2
     return 1 if e.status != 0 else 3
 
 

@@ -56,7 +56,15 @@ def add_silence(args: argparse.Namespace) -> int:
         print(f"alertd: {e}", file=sys.stderr)
         return 2
     start = args.start or _iso(time.time())
-    end = _iso(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + duration)
+    try:
+        starts_at = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        print(f"alertd: --start: {start!r} is not an RFC 3339 time such as 2026-11-24T22:00:00Z", file=sys.stderr)
+        return 2
+    if starts_at.tzinfo is None:
+        print(f"alertd: --start: {start!r} has no time zone (add Z or an offset)", file=sys.stderr)
+        return 2
+    end = _iso(starts_at.timestamp() + duration)
     body = {"matchers": matchers, "startsAt": start, "endsAt": end, "createdBy": args.author, "comment": args.comment}
     try:
         out = Client.from_args(args).request("POST", "/api/v2/silences", body)
@@ -116,7 +124,10 @@ def _matcher(m: dict[str, object]) -> str:
 
 
 def expire_silences(args: argparse.Namespace) -> int:
-    client = Client.from_args(args)
+    try:
+        client = Client.from_args(args)
+    except ApiError as e:
+        return fail(e)
     code = 0
     for sid in args.ids:
         try:
