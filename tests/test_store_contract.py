@@ -177,3 +177,30 @@ def test_silences_and_history_survive_kill_9(store_url: str, tmp_path: Path) -> 
         await store.close()
 
     asyncio.run(reopen())
+
+
+async def test_schema_version_is_written_and_a_newer_one_refused(store_url: str) -> None:
+    s = open_store(store_url)
+    await s.open()
+    await s.close()
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        from alertd.store.sqlite import SCHEMA_VERSION
+
+        path = store_url.split(":///", 1)[1]
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        db.close()
+    else:
+        import redis
+
+        from alertd.store.redis import SCHEMA_VERSION, RedisStore
+
+        prefix = RedisStore.from_url(store_url).prefix
+        r = redis.Redis.from_url(store_url.split("?")[0])
+        assert int(r.get(prefix + "schema") or 0) == SCHEMA_VERSION
+        r.set(prefix + "schema", SCHEMA_VERSION + 1)
+    with pytest.raises(RuntimeError, match="newer than this alertd"):
+        await open_store(store_url).open()

@@ -11,6 +11,7 @@ Layout under a key prefix (default "alertd:", `?prefix=` in the URL):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -73,13 +74,16 @@ class RedisStore:
         current = await self.r.get(self._k("schema"))
         version = int(current) if current else 0
         if version > SCHEMA_VERSION:
+            await self.close()
             raise RuntimeError(
                 f"store {self.prefix!r} has schema version {version}, newer than this alertd "
                 f"({SCHEMA_VERSION}): upgrade alertd"
             )
-        if version < SCHEMA_VERSION:
-            # Migrations from older layouts go here, one step per version; version 1 is the first.
-            await self.r.set(self._k("schema"), SCHEMA_VERSION)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            # One step per version, each recorded as it completes, so an interrupted upgrade
+            # resumes where it stopped. Replicas must run the same alertd version during one.
+            await _MIGRATIONS[step](self)
+            await self.r.set(self._k("schema"), step)
 
     async def close(self) -> None:
         if self._r is not None:
@@ -181,3 +185,10 @@ def _matches(d: dict[str, Any], q: HistoryQuery) -> bool:
     if q.group_key is not None and d["group_key"] != q.group_key:
         return False
     return q.alertname is None or q.alertname in d.get("alertnames", [])
+
+
+async def _initial_layout(store: RedisStore) -> None:
+    """Version 1: the layout above. Keys are created on first write, so nothing to do."""
+
+
+_MIGRATIONS: dict[int, Callable[[RedisStore], Awaitable[None]]] = {1: _initial_layout}
