@@ -155,3 +155,29 @@ async def test_alertd_endpoints_answer(api_sqlite: Harness, sink: Sink) -> None:
     assert r.status == 503 and "not ready" in r.text
     metrics = await api.call("GET", "/metrics")
     assert metrics.status == 200 and "alertd_alerts" in metrics.text
+
+
+async def test_maintenance_window_ids_in_silenced_by_can_be_looked_up_and_expired(api_sqlite: Harness) -> None:
+    api = api_sqlite
+    await firing(api)
+    body = {
+        "matchers": ['task="billing.charge"'],
+        "time_intervals": [{"weekdays": ["monday:sunday"], "location": "UTC"}],  # always, for the test
+        "comment": "weekly reload",
+    }
+    r = await api.call("POST", "/api/alertd/v1/maintenance", body, token=SILENCE_TOKEN)
+    assert r.status == 201, r.text
+    mw = r.body["id"]
+    listed = await api.get("/api/alertd/v1/maintenance")
+    assert [(m["id"], m["state"], m["created_by"]) for m in listed] == [(mw, "active", "ops")]
+    alert = (await api.get("/api/v2/alerts"))[0]
+    conforms([alert], "[gettableAlert]")
+    assert alert["status"]["silencedBy"] == [mw] and alert["status"]["state"] == "suppressed"
+    r = await api.call("GET", f"/api/v2/silence/{mw}")
+    assert r.status == 404 and "maintenance window" in r.body["error"]
+    assert (await api.call("DELETE", f"/api/v2/silence/{mw}", token=SILENCE_TOKEN)).status == 200
+    assert (await api.get("/api/v2/alerts"))[0]["status"]["silencedBy"] == []
+    assert (await api.get("/api/alertd/v1/maintenance"))[0]["state"] == "expired"
+    bad = {**body, "time_intervals": [{"weekdays": ["caturday"]}]}
+    r = await api.call("POST", "/api/alertd/v1/maintenance", bad, token=SILENCE_TOKEN)
+    assert r.status == 400 and "caturday" in r.body["error"]

@@ -123,8 +123,13 @@ async def post_silences(request: web.Request) -> web.Response:
     return web.json_response({"silenceID": new_id})
 
 
+MAINTENANCE_HINT = "is a maintenance window: see /api/alertd/v1/maintenance"
+
+
 def _silence_id(request: web.Request) -> str:
     sid = request.match_info["silence_id"]
+    if sid.startswith("mw-"):
+        return sid
     if not re.fullmatch(r"[0-9a-fA-F-]{1,64}", sid):
         raise BadRequest(f"silenceID: {sid!r} is not a silence ID")
     return sid
@@ -135,6 +140,9 @@ async def get_silence(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await ctx.silences.refresh()
     sid = _silence_id(request)
+    if sid.startswith("mw-"):
+        # its ID shows in silencedBy, so tools look it up here; it has no single start and end
+        return error(404, f"{sid} {MAINTENANCE_HINT}")
     try:
         s = ctx.silences.get(sid)
     except NotFound:
@@ -147,7 +155,10 @@ async def delete_silence(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     sid = _silence_id(request)
     try:
-        await ctx.silences.expire(sid, principal_name(request))
+        if sid.startswith("mw-"):  # `amtool silence expire` with an ID taken from silencedBy
+            await ctx.silences.expire_maintenance(sid, principal_name(request))
+        else:
+            await ctx.silences.expire(sid, principal_name(request))
     except NotFound:
         return error(404, f"silence {sid} not found")
     except SilenceError:
