@@ -1,8 +1,9 @@
 """Inhibition, as in Alertmanager: a firing source alert mutes matching target alerts.
 
 A rule mutes a target when a firing alert matches source_matchers, the target matches
-target_matchers, and both carry the same values for every `equal` label. An alert never
-inhibits itself.
+target_matchers, and both carry the same values for every `equal` label (a missing label equals
+an empty one). An alert never inhibits itself, and alerts that match both sides of a rule never
+inhibit each other.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ class Inhibitor:
         for rule, sources in self._sources:
             if not sources or not matches_all(rule.target, alert.labels):
                 continue
+            # As Alertmanager: when the target could be a source too, sources that could be
+            # targets don't count, so two such alerts never mute each other (or themselves).
+            two_sided = matches_all(rule.source, alert.labels)
             for src in sources:
-                if src.fingerprint == alert.fingerprint:
+                if src.fingerprint == alert.fingerprint or (two_sided and matches_all(rule.target, src.labels)):
                     continue
                 if all(src.labels.get(k, "") == alert.labels.get(k, "") for k in rule.equal):
                     out.append(src.fingerprint)

@@ -10,6 +10,7 @@ from alertd.cli.run import load
 from alertd.dispatch.route import build_route
 from alertd.notify.delivery import ReceiverError, resolve_receiver
 from alertd.notify.service import CONSOLE_RECEIVER, default_route
+from alertd.notify.template import Templates
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,11 +50,16 @@ def routes_test(args: argparse.Namespace) -> int:
             print(f"  time intervals: active {list(r.active_time_intervals)}, mute {list(r.mute_time_intervals)}")
     print(f"fingerprint {Alert(labels=labels).fingerprint}")
     if args.verify_receivers:
+        # Checks that the URLs parse and the template compiles; nothing is sent (`notify test` sends).
         failed = 0
+        templates = Templates(config.path(config.templates_dir) if config.templates_dir else None, config.base_dir)
         for rc in config.receivers:
             try:
                 rec = resolve_receiver(rc, config.base_dir)
-                print(f"receiver {rc.name}: OK ({', '.join(rec.redacted())})")
+                problem = templates.problem(rc.template)
+                if problem:
+                    raise ReceiverError(rc.name, problem)
+                print(f"receiver {rc.name}: OK ({', '.join(rec.redacted())}), template {rc.template}")
             except ReceiverError as e:
                 failed += 1
                 print(f"receiver {rc.name}: {e}", file=sys.stderr)

@@ -27,7 +27,7 @@ from alertd.dispatch.route import Route, build_route
 from alertd.inhibit import Inhibitor
 from alertd.nflog import Entry, NotificationLog, dedup_reason
 from alertd.notify.config import ReceiverConfig, RouteConfig
-from alertd.notify.delivery import DeliveryResult, Receiver, deliver, resolve_receiver
+from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
 from alertd.notify.template import Rendered, Templates, build_context
 from alertd.store.base import HistoryEntry, Store
 from alertd.timeinterval import TimeIntervals
@@ -133,6 +133,11 @@ class Notifier:
         inhibitor = Inhibitor(config.inhibit_rules)
         intervals = TimeIntervals(config.time_intervals)
         override = config.path(config.templates_dir) if config.templates_dir else None
+        templates = Templates(override, config.base_dir)
+        for r in configs:
+            problem = templates.problem(r.template)
+            if problem:
+                raise ReceiverError(r.name, problem)
         self.config, self.receivers, self.root, self.inhibitor, self.intervals = (
             config,
             receivers,
@@ -140,7 +145,7 @@ class Notifier:
             inhibitor,
             intervals,
         )
-        self.templates = Templates(override)
+        self.templates = templates
         routes = {r.id: r for r in self.root.walk()}
         kept = {}
         for key, g in self.groups_by_key.items():
@@ -405,7 +410,16 @@ class Notifier:
             now=now,
         )
         template = receiver.config.template
-        rendered = self.templates.render(template, ctx)
+        try:
+            rendered = self.templates.render(template, ctx)
+        except Exception as e:
+            # A template that fails on this data (checked at load, but data varies) must not
+            # swallow the page: send it with the generic template and say so.
+            log.error(
+                "receiver %s: template %r failed (%s); sending with the generic template", receiver.name, template, e
+            )
+            rendered = self.templates.render("generic", ctx)
+            template = "generic"
         params: dict[str, str] = {}
         fmt = "markdown" if template == "slack" else "text"
         if template == "pagerduty":

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, TemplateNotFound
+from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.alert import Alert, AlertState
@@ -20,7 +20,9 @@ from alertd.humanize import FILTERS, duration
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "templates"
 TRACEBACK_LINES = 10
-TEXT_MAX = 2000
+TRACEBACK_MAX = 1500  # characters kept from the end of a traceback
+TEXT_MAX = 2000  # any annotation
+LABEL_MAX = 300  # a label value (an exception repr can be a whole payload)
 
 
 def trim_text(text: Any, limit: int = TEXT_MAX) -> str:
@@ -29,10 +31,15 @@ def trim_text(text: Any, limit: int = TEXT_MAX) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def trim_lines(text: Any, lines: int = TRACEBACK_LINES) -> str:
-    """The last lines of a traceback, which say where it failed."""
+def trim_lines(text: Any, lines: int = TRACEBACK_LINES, limit: int = TRACEBACK_MAX) -> str:
+    """The last lines of a traceback, which say where it failed, and at most `limit` characters of them."""
     parts = ("" if text is None else str(text)).rstrip().splitlines()
-    return "\n".join(parts if len(parts) <= lines else ["…", *parts[-lines:]])
+    out = "\n".join(parts if len(parts) <= lines else ["…", *parts[-lines:]])
+    return out if len(out) <= limit else "…" + out[-(limit - 1) :]
+
+
+def _is_traceback(key: str, value: str) -> bool:
+    return "traceback" in key.lower() or "Traceback (most recent call last)" in value
 
 
 @dataclass
@@ -45,7 +52,8 @@ class Rendered:
 class Templates:
     """Finds and renders templates by name or path."""
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(self, override_dir: Path | None = None, base_dir: Path | None = None) -> None:
+        self.base_dir = base_dir  # relative template paths in alertd.yaml are relative to it
         dirs = [str(d) for d in (override_dir, BUILTIN_DIR) if d is not None]
         self.env = SandboxedEnvironment(loader=FileSystemLoader(dirs), autoescape=False, trim_blocks=False)
         self.env.filters.update(FILTERS)
@@ -53,15 +61,27 @@ class Templates:
         self.env.filters["trim_lines"] = trim_lines
 
     def exists(self, name: str) -> bool:
+        return self.problem(name) is None
+
+    def problem(self, name: str) -> str | None:
+        """Why template `name` cannot be used (not found, syntax error with its line), or None."""
         try:
             self._get(name)
         except TemplateNotFound:
-            return False
-        return True
+            builtin = "slack, email, pagerduty, generic, json"
+            return f"template {name!r} not found (built-in: {builtin}; or a path to a .j2 file)"
+        except TemplateError as e:
+            line = getattr(e, "lineno", None)
+            return f"template {name!r}{f' line {line}' if line else ''}: {e.message or e}"
+        except OSError as e:
+            return f"template {name!r}: {e.strerror}"
+        return None
 
     def _get(self, name: str) -> Any:
         if "/" in name or name.endswith(".j2"):
             path = Path(name)
+            if not path.is_absolute() and self.base_dir is not None:
+                path = self.base_dir / path
             return self.env.from_string(path.read_text()) if path.is_file() else self.env.get_template(name)
         return self.env.get_template(f"{name}.j2")
 
@@ -87,13 +107,14 @@ def _value_text(v: float | None) -> str:
 
 
 def alert_view(a: Alert, common: dict[str, str], now: float) -> dict[str, Any]:
-    annotations = dict(a.annotations)
-    if "traceback" in annotations:
-        annotations["traceback"] = trim_lines(annotations["traceback"])
+    # Every text is bounded here, before any template sees it: a custom template cannot dump a
+    # 50 kB task traceback into a page.
+    annotations = {k: trim_lines(v) if _is_traceback(k, str(v)) else trim_text(v) for k, v in a.annotations.items()}
+    labels = {k: trim_text(v, LABEL_MAX) for k, v in a.labels.items()}
     return {
-        "labels": dict(a.labels),
+        "labels": labels,
         "annotations": annotations,
-        "distinct_labels": {k: v for k, v in a.labels.items() if k not in common},
+        "distinct_labels": {k: v for k, v in labels.items() if k not in common},
         "value": a.value,
         "value_text": _value_text(a.value),
         "status": "resolved" if a.state is AlertState.RESOLVED else "firing",
@@ -126,8 +147,11 @@ def build_context(
 ) -> dict[str, Any]:
     """Everything a template may use; the `webhook` key is Alertmanager's webhook payload shape."""
     alerts = [*firing, *resolved]
-    common_labels = common_of([a.labels for a in alerts])
-    common_annotations = common_of([a.annotations for a in alerts])
+    common_labels = {k: trim_text(v, LABEL_MAX) for k, v in common_of([a.labels for a in alerts]).items()}
+    common_annotations = {
+        k: trim_lines(v) if _is_traceback(k, str(v)) else trim_text(v)
+        for k, v in common_of([a.annotations for a in alerts]).items()
+    }
     status = "firing" if firing else "resolved"
     views_f = [alert_view(a, common_labels, now) for a in firing]
     views_r = [alert_view(a, common_labels, now) for a in resolved]
