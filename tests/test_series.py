@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +79,66 @@ def test_series_cap_drops_new_series_and_counts_them() -> None:
     assert store.series_count("tasks_sent") == 3
     assert store.dropped() == {"tasks_sent": 2}
     assert store.sums("tasks_sent", 60, 0.0)[("t0",)] == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.floats(0, 1500), st.floats(1e-3, 1e4)), min_size=1, max_size=150),
+    window=st.sampled_from([5.0, 60.0, 600.0]),
+)
+def test_window_distributions_match_the_values_in_the_window(events: list[tuple[float, float]], window: float) -> None:
+    store = SeriesStore(bucket_seconds=BUCKET, retention_seconds=900)
+    events.sort()
+    for t, v in events:
+        store.observe("task_runtime_seconds", ("t", "q", "w"), v, t)
+    now = events[-1][0]
+    first_bucket = int(now // BUCKET) - math.ceil(window / BUCKET) + 1
+    inside = sorted(v for t, v in events if int(t // BUCKET) >= first_bucket)
+    d = store.distributions("task_runtime_seconds", window, now)[("t", "q", "w")]
+    assert d.count == len(inside) and d.min == inside[0] and d.max == inside[-1]
+    assert math.isclose(d.sum, sum(inside), rel_tol=1e-9)
+    for q in (0.5, 0.9, 0.99):
+        exact = inside[int(q * (len(inside) - 1))]
+        assert exact / GAMMA <= d.quantile(q) <= exact * GAMMA
+    # since start, whatever the window: what /metrics exports as a histogram
+    assert store.cumulative("task_runtime_seconds")[("t", "q", "w")].count == len(events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=3), max_size=60), st.integers(1, 10))
+def test_series_cap_holds_for_any_label_sequence(names: list[str], cap: int) -> None:
+    store = SeriesStore(max_series=cap)
+    admitted: list[str] = []
+    refused = 0
+    for name in names:
+        if name not in admitted and len(admitted) >= cap:
+            refused += 1
+        elif name not in admitted:
+            admitted.append(name)
+        store.count("tasks_sent", (name,), 0.0)
+    assert store.series_count("tasks_sent") == len(admitted) <= cap
+    assert store.dropped().get("tasks_sent", 0) == refused
+    assert set(store.sums("tasks_sent", 60, 0.0)) == {(n,) for n in admitted}
+
+
+def test_an_event_older_than_the_retention_does_not_wipe_a_newer_bucket() -> None:
+    store = SeriesStore(bucket_seconds=1, retention_seconds=10)  # 11 slots
+    store.count("tasks_sent", ("t",), now=111.0, n=5)
+    store.observe("task_runtime_seconds", ("t", "q", "w"), 2.0, now=111.0)
+    # 100 falls in the same slot as 111, 11 buckets earlier: a late event from a replay, say
+    store.count("tasks_sent", ("t",), now=100.0, n=1)
+    store.observe("task_runtime_seconds", ("t", "q", "w"), 9.0, now=100.0)
+    assert store.sums("tasks_sent", 10, now=111.0) == {("t",): 5}
+    assert store.distributions("task_runtime_seconds", 10, now=111.0)[("t", "q", "w")].max == 2.0
+    assert store.totals("tasks_sent") == {("t",): 6}  # it still counts since start
+
+
+def test_distribution_stats_and_prometheus_bucket_counts() -> None:
+    d = Distribution()
+    for v in (0.0, 0.01, 0.2, 0.2, 3.0):
+        d.add(v)
+    assert d.stat("count") == 5 and d.stat("sum") == 3.41 and d.stat("min") == 0.0
+    assert d.count_at_most(0.1) == 2 and d.count_at_most(0.25) == 4 and d.count_at_most(5) == 5
+    assert 0.2 / GAMMA <= d.stat("p50") <= 0.2 * GAMMA
+    with pytest.raises(ValueError, match="unknown distribution statistic"):
+        d.stat("p")

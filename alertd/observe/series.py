@@ -57,6 +57,7 @@ class Distribution:
         self.bins: dict[int, int] = {}
 
     def add(self, value: float) -> None:
+        """Record one observation."""
         self.count += 1
         self.sum += value
         if value < self.min:
@@ -109,6 +110,7 @@ class Distribution:
         raise ValueError(f"unknown distribution statistic {name!r}")
 
     def merge(self, other: Distribution) -> None:
+        """Add every observation of `other` to this one (exact: the bins line up)."""
         if other.count == 0:
             return
         self.count += other.count
@@ -159,6 +161,7 @@ class SeriesStore:
         return ring
 
     def count(self, metric: str, labels: Labels, now: float, n: float = 1.0) -> None:
+        """Add n to the counter series in now's bucket."""
         ring = self._counters[metric].get(labels)
         if ring is None:
             ring = self._ring(self._counters, metric, labels, False)
@@ -167,14 +170,18 @@ class SeriesStore:
         idx = int(now // self.bucket_seconds)
         slot = idx % self._size
         values: list[float] = ring.values
-        if ring.epochs[slot] != idx:
-            ring.epochs[slot] = idx
-            values[slot] = n
-        else:
+        epochs = ring.epochs
+        if epochs[slot] == idx:
             values[slot] += n
+        elif epochs[slot] < idx:
+            epochs[slot] = idx
+            values[slot] = n
+        # else: older than the retention (a late or replayed event): reusing its slot would wipe a
+        # newer bucket, so it only counts towards the total.
         ring.total += n
 
     def observe(self, metric: str, labels: Labels, value: float, now: float) -> None:
+        """Add one value to the distribution series in now's bucket."""
         ring = self._dists[metric].get(labels)
         if ring is None:
             ring = self._ring(self._dists, metric, labels, True)
@@ -183,11 +190,16 @@ class SeriesStore:
         idx = int(now // self.bucket_seconds)
         slot = idx % self._size
         values: list[Distribution | None] = ring.values
+        epochs = ring.epochs
         d = values[slot]
-        if ring.epochs[slot] != idx or d is None:
-            ring.epochs[slot] = idx
-            d = values[slot] = Distribution()
-        d.add(value)
+        if epochs[slot] != idx or d is None:
+            if epochs[slot] > idx:
+                d = None  # older than the retention: see count()
+            else:
+                epochs[slot] = idx
+                d = values[slot] = Distribution()
+        if d is not None:
+            d.add(value)
         ring.total += 1
         ring.cumulative.add(value)  # type: ignore[union-attr]
 
@@ -244,7 +256,9 @@ class SeriesStore:
         return dict(self._dropped)
 
     def series_count(self, metric: str) -> int:
+        """Distinct label tuples held for the metric (at most max_series)."""
         return len(self._counters.get(metric, {})) + len(self._dists.get(metric, {}))
 
     def metrics(self) -> list[str]:
+        """Names of the metrics that hold at least one series."""
         return sorted(set(self._counters) | set(self._dists))
