@@ -17,8 +17,16 @@ from alertd.store.sqlite import SqliteStore
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("notify", help="try receivers")
     nsub = p.add_subparsers(dest="notify_command", required=True)
-    t = nsub.add_parser("test", help="send a sample notification through a receiver")
+    t = nsub.add_parser(
+        "test",
+        help="send a sample notification through a receiver",
+        description="Renders a sample alert with the receiver's template and sends it to its real URLs; "
+        "exit code 0 when delivered, 1 when not, 2 when the receiver is unknown or cannot load.",
+    )
     t.add_argument("receiver")
+    t.add_argument(
+        "--retries", type=int, default=0, help="retries after a failed attempt (default 0: report the first answer)"
+    )
     t.set_defaults(func=notify_test)
 
 
@@ -26,22 +34,25 @@ def notify_test(args: argparse.Namespace) -> int:
     config = load(args)
     if config is None:
         return 2
-    return asyncio.run(_test(config, args.receiver))
+    return asyncio.run(_test(config, args.receiver, args.retries))
 
 
-async def _test(config: Config, receiver: str) -> int:
+async def _test(config: Config, receiver: str, retries: int) -> int:
     store = SqliteStore(":memory:")  # a trial leaves no trace in the daemon's state
     await store.open()
     try:
-        notifier = Notifier(config, store, WallClock())
-    except ReceiverError as e:
-        print(f"receiver problem: {e}", file=sys.stderr)
-        return 2
-    if receiver not in notifier.receivers:
-        print(f"no receiver named {receiver!r}; configured: {', '.join(notifier.receiver_names())}", file=sys.stderr)
-        return 2
-    (result,) = await notifier.test_send(receiver)
-    await store.close()
+        try:
+            notifier = Notifier(config, store, WallClock())
+        except ReceiverError as e:
+            print(f"receiver problem: {e}", file=sys.stderr)
+            return 2
+        if receiver not in notifier.receivers:
+            names = ", ".join(notifier.receiver_names())
+            print(f"no receiver named {receiver!r}; configured: {names}", file=sys.stderr)
+            return 2
+        (result,) = await notifier.test_send(receiver, retries=retries)
+    finally:
+        await store.close()
     if result.ok:
         print(f"sent to {receiver} ({', '.join(result.targets)}) in {result.attempts} attempt(s)")
         return 0

@@ -549,11 +549,16 @@ class Notifier:
         entry = await self.nflog.get(receiver, group_key)
         return entry.to_dict() if entry else None
 
-    async def test_send(self, receiver: str) -> list[DeliveryResult]:
-        """A sample notification through the real receiver, to try a URL before an incident."""
+    async def test_send(self, receiver: str, *, retries: int | None = None) -> list[DeliveryResult]:
+        """A sample notification through the real receiver, to try a URL before an incident.
+
+        `retries` overrides the receiver's own (the CLI tries once, so the answer comes quickly).
+        """
         r = self.receivers.get(receiver)
         if r is None:
             raise KeyError(receiver)
+        if retries is not None:
+            r = Receiver(r.config.model_copy(update={"retries": retries}), r.urls)
         now = self.clock.now()
         sample = Alert(
             labels={"alertname": "AlertdTestNotification", "severity": "info", "receiver": receiver},
