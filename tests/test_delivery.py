@@ -107,6 +107,11 @@ receivers:
     assert "[FIRING:2] CeleryTaskFailureRateHigh" in text
     assert "billing.charge fails 12.0% of runs" in text and "`task=billing.refund`" in text
     assert "Runbook" in text
+    # Apprise turned the template's Markdown into Slack's mrkdwn: bold is *x*, not **x** or _x_
+    (attachment,) = payload["attachments"]
+    assert payload["mrkdwn"] is True and attachment["title"] == "[FIRING:2] CeleryTaskFailureRateHigh"
+    assert attachment["text"].startswith("*Firing* (2) · _first notification_")
+    assert "• *billing.charge fails 12.0% of runs*" in attachment["text"]
 
 
 async def test_pagerduty_plugin_triggers_then_resolves_with_a_stable_dedup_key(

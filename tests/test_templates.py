@@ -60,12 +60,12 @@ def test_slack_title_counts_common_labels_once_and_runbook_links() -> None:
     )
     out = Templates().render("slack", ctx)
     assert out.title == "[FIRING:3] CeleryTaskFailureRateHigh billing.charge"
-    assert "_new alerts in group_" in out.body
+    assert out.body.startswith("**Firing** (3) · _new alerts in group_")
     # labels all alerts share appear once; each alert shows only its own
     assert out.body.count("`task=billing.charge`") == 1 and out.body.count("`queue=a`") == 1
-    assert out.body.count("<https://runbooks.example.com/failures|Runbook>") == 3
-    assert "*Resolved* (1)" in out.body and "after 10m" in out.body
-    assert "<https://alertd.example.com|Open alertd>" in out.body
+    assert out.body.count("[Runbook](https://runbooks.example.com/failures)") == 3
+    assert "**Resolved** (1)" in out.body and "after 10m" in out.body
+    assert "[Open alertd](https://alertd.example.com)" in out.body
 
 
 def test_resolved_title_has_no_count() -> None:

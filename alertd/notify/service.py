@@ -170,8 +170,10 @@ class Notifier:
         if self._inflight:
             # give sends in flight a moment; a page half-sent at shutdown is retried after restart
             await asyncio.wait(list(self._inflight.values()), timeout=5.0)
-            for t in self._inflight.values():
+            left = list(self._inflight.values())
+            for t in left:
                 t.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
