@@ -1,211 +1,461 @@
-"""The observer on a virtual clock: joins by uuid, waits with ETA, loss timing, caps, absence, /metrics."""
+"""The observer on a virtual clock, fed events shaped as a real Celery 5.7 worker publishes them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import math
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import VirtualClock
-from alertd.observe.exposition import ObserverCollector
-from alertd.observe.observer import Observer, exception_class
+from alertd.observe.observer import LOST_FORGET_AFTER, SAMPLE_STALE_AFTER, Observer, exception_class
 from alertd.observe.series import SeriesStore
-from alertd.samples import QueueSample, WorkerSample
+from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
+from tests.observe_fixtures import (
+    T0,
+    TIMEOUT_TRACEBACK,
+    Events,
+    clock_fixture,  # noqa: F401 (registers the fixture)
+    events_fixture,  # noqa: F401
+    observer_fixture,  # noqa: F401
+    series_fixture,  # noqa: F401
+    value_error_traceback,
+)
 
-T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(start=T0)
-
-
-@pytest.fixture
-def series() -> SeriesStore:
-    return SeriesStore(bucket_seconds=1, retention_seconds=3600)
-
-
-def obs(series: SeriesStore, clock: VirtualClock, **kw: Any) -> Observer:
-    return Observer(series, clock, worker_lost_after=10.0, heartbeat_misses=2.5, **kw)
+W = "celery@w1"
 
 
-def ev(clock: VirtualClock, type: str, **fields: Any) -> dict[str, Any]:
-    return {"type": type, "timestamp": clock.now(), "local_received": clock.now(), **fields}
-
-
-def test_name_and_queue_are_joined_by_uuid(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    o.on_events([ev(clock, "task-sent", uuid="u1", name="billing.charge", queue="payments", hostname="gen@web")])
+def test_name_and_queue_are_joined_by_uuid(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.sent(u, "billing.charge", "payments")])
     clock.advance(2)
-    o.on_events([ev(clock, "task-received", uuid="u1", name="billing.charge", hostname="celery@w1")])
+    observer.on_events([events.received(u, "billing.charge", W)])
     clock.advance(1)
-    o.on_events([ev(clock, "task-started", uuid="u1", hostname="celery@w1")])
+    observer.on_events([events.started(u, W)])
     clock.advance(4)
-    o.on_events([ev(clock, "task-failed", uuid="u1", hostname="celery@w1", exception="ValueError('x')", traceback="")])
+    observer.on_events([events.failed(u, W)])
     now = clock.now()
-    key = ("billing.charge", "payments", "celery@w1")
-    assert series.sums("tasks_failed", 60, now) == {(*key, "ValueError"): 1}
+    key = ("billing.charge", "payments", W)
+    assert series.sums("tasks_sent", 60, now) == {("billing.charge", "payments", ""): 1}  # worker unknown yet
     assert series.sums("tasks_started", 60, now) == {key: 1}
+    assert series.sums("tasks_failed", 60, now) == {(*key, "ValueError"): 1}
     wait = series.distributions("task_queue_wait_seconds", 60, now)[key]
     assert wait.count == 1 and wait.max == pytest.approx(3.0, rel=0.03)
     assert series.distributions("task_runtime_seconds", 60, now)[key].max == pytest.approx(4.0, rel=0.03)
-    assert o.stats()["tasks_tracked"] == 0  # finished tasks leave the table
+    assert observer.stats()["tasks_tracked"] == 0  # finished tasks leave the table
 
 
-def test_queue_wait_counts_from_eta_not_from_sent(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    eta = datetime.fromtimestamp(T0 + 60, UTC).isoformat()
-    o.on_events([ev(clock, "task-sent", uuid="u", name="t", queue="q", eta=eta)])
+def test_succeeded_runtime_comes_from_the_event(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.received(u, "t.add"), events.started(u)])
+    clock.advance(9)  # the worker's own measure wins over our receive times
+    observer.on_events([events.succeeded(u, runtime=0.25)])
+    d = series.distributions("task_runtime_seconds", 60, clock.now())[("t.add", "", W)]
+    assert d.count == 1 and d.max == 0.25
+
+
+def test_queue_is_the_routing_key_when_sent_has_no_queue(
+    observer: Observer, series: SeriesStore, events: Events, clock: VirtualClock
+) -> None:
+    u = events.uuid()
+    sent = events.sent(u, "t.add", "ignored")
+    del sent["queue"]
+    sent["routing_key"] = "bulk"
+    observer.on_events([sent, events.received(u, "t.add")])
+    assert series.sums("tasks_received", 60, clock.now()) == {("t.add", "bulk", W): 1}
+
+
+def test_queue_wait_counts_from_eta_not_from_sent(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    eta = events.eta_in(60)
+    observer.on_events([events.sent(u, "t", "q", eta=eta)])
     clock.advance(1)
-    o.on_events([ev(clock, "task-received", uuid="u", name="t", hostname="w", eta=eta)])
+    observer.on_events([events.received(u, "t", W, eta=eta)])
     clock.advance(30)
-    g = o.gauges(clock.now())
-    assert g["task_oldest_reserved_seconds"] == {}  # waiting for its ETA is not stuck
+    assert observer.gauges(clock.now())["task_oldest_reserved_seconds"] == {}  # waiting for its ETA is not stuck
     clock.advance(31)  # 2 s after the ETA
-    assert g != o.gauges(clock.now())
-    assert o.gauges(clock.now())["task_oldest_reserved_seconds"][("t", "q")] == pytest.approx(2.0)
-    o.on_events([ev(clock, "task-started", uuid="u", hostname="w")])
-    d = series.distributions("task_queue_wait_seconds", 300, clock.now())[("t", "q", "w")]
+    assert observer.gauges(clock.now())["task_oldest_reserved_seconds"] == {("t", "q"): pytest.approx(2.0)}
+    observer.on_events([events.started(u, W)])
+    d = series.distributions("task_queue_wait_seconds", 300, clock.now())[("t", "q", W)]
     assert d.max == pytest.approx(2.0, rel=0.03)
 
 
-def test_killed_worker_is_lost_after_its_heartbeat_window(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    o.on_events([ev(clock, "worker-online", hostname="celery@a", freq=5.0)])
+def test_queue_wait_falls_back_to_received_and_clamps_at_zero(
+    series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    observer = Observer(series, clock)
+    u, v = events.uuid(), events.uuid()
+    observer.on_events([events.received(u, "t", W)])  # sent unseen (producer without task_send_sent_event)
+    clock.advance(5)
+    observer.on_events([events.started(u, W)])
+    # a producer whose clock runs 30 s ahead: its sent timestamp is after the worker's started
+    ahead = Events(clock, skew=30.0)
+    observer.on_events([ahead.sent(v, "t", "")])
+    observer.on_events([events.received(v, "t", W), events.started(v, W)])
+    d = series.distributions("task_queue_wait_seconds", 60, clock.now())[("t", "", W)]
+    assert d.count == 2 and d.min == 0.0 and d.max == pytest.approx(5.0, rel=0.03)
+
+
+def test_a_retried_task_goes_back_to_waiting(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.sent(u, "t.retry_once", "q"), events.received(u, "t.retry_once"), events.started(u)])
+    clock.advance(1)
+    observer.on_events([events.retried(u)])
+    g = observer.gauges(clock.now())
+    assert g["task_oldest_started_seconds"] == {} and g["task_oldest_reserved_seconds"] == {}
+    assert observer.tasks_snapshot()[0]["retries"] == 1
+    # Celery publishes the retry again (countdown 10 s): the second run waits from its ETA
+    eta = events.eta_in(10)
+    observer.on_events([events.sent(u, "t.retry_once", "q", eta=eta, retries=1)])
+    observer.on_events([events.received(u, "t.retry_once", W, eta=eta, retries=1)])
+    clock.advance(12)
+    observer.on_events([events.started(u), events.succeeded(u)])
+    now = clock.now()
+    key = ("t.retry_once", "q", W)
+    assert series.sums("tasks_retried", 60, now) == {(*key, "ConnectionError"): 1}
+    assert series.sums("tasks_sent", 60, now) == {("t.retry_once", "q", ""): 2}
+    assert series.sums("tasks_succeeded", 60, now) == {key: 1}
+    waits = series.distributions("task_queue_wait_seconds", 60, now)[key]
+    assert waits.count == 2 and waits.max == pytest.approx(2.0, rel=0.03)
+    assert observer.stats()["tasks_tracked"] == 0
+
+
+@pytest.mark.parametrize("end", ["revoked", "rejected"])
+def test_revoked_and_rejected_tasks_leave_the_table(
+    end: str, observer: Observer, series: SeriesStore, events: Events, clock: VirtualClock
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.sent(u, "t.sleep", "q"), events.received(u, "t.sleep"), events.started(u)])
+    observer.on_events([getattr(events, end)(u)])
+    assert series.sums(f"tasks_{end}", 60, clock.now()) == {("t.sleep", "q", W): 1}
+    assert observer.stats()["tasks_tracked"] == 0
+    assert observer.gauges(clock.now())["task_oldest_started_seconds"] == {}
+
+
+def test_stuck_task_ages_use_our_clock_not_the_workers(series: SeriesStore, clock: VirtualClock) -> None:
+    observer = Observer(series, clock)
+    behind = Events(clock, skew=-3600.0)  # a worker whose clock is an hour behind
+    u, v = behind.uuid(), behind.uuid()
+    observer.on_events([behind.received(u, "t.sleep"), behind.started(u)])
+    observer.on_events([behind.received(v, "t.add")])
+    clock.advance(90)
+    g = observer.gauges(clock.now())
+    assert g["task_oldest_started_seconds"] == {("t.sleep", ""): 90.0}
+    assert g["task_oldest_reserved_seconds"] == {("t.add", ""): 90.0}
+    assert observer.tasks_snapshot()[0]["age"] == 90.0
+
+
+def test_oldest_is_per_task_and_queue(observer: Observer, clock: VirtualClock, events: Events) -> None:
+    observer.on_events(events.lifecycle("a", "q1"))
+    clock.advance(10)
+    observer.on_events(events.lifecycle("a", "q1") + events.lifecycle("a", "q2") + events.lifecycle("b", "q1"))
+    clock.advance(5)
+    assert observer.gauges(clock.now())["task_oldest_started_seconds"] == {
+        ("a", "q1"): 15.0,
+        ("a", "q2"): 5.0,
+        ("b", "q1"): 5.0,
+    }
+
+
+def test_killed_worker_is_lost_after_its_heartbeat_window(
+    observer: Observer, clock: VirtualClock, events: Events
+) -> None:
+    observer.on_events([events.worker("worker-online", "celery@a", freq=5.0)])
     for _ in range(3):
         clock.advance(5)
-        o.on_events([ev(clock, "worker-heartbeat", hostname="celery@a", freq=5.0, active=2, processed=9)])
-    # window = max(worker_lost_after 10, freq 5 x 2.5) = 12.5 s
+        observer.on_events([events.worker("worker-heartbeat", "celery@a", freq=5.0, active=2, processed=9)])
+    # window = max(worker_lost_after 10, freq 5 x 2.5) = 12.5 s after the last heartbeat
     clock.advance(12)
-    assert o.gauges(clock.now())["worker_up"] == {("celery@a",): 1.0}
+    assert observer.gauges(clock.now())["worker_up"] == {("celery@a",): 1.0}
     clock.advance(1)
-    g = o.gauges(clock.now())
+    g = observer.gauges(clock.now())
     assert g["worker_lost"] == {("celery@a",): 1.0} and g["worker_up"] == {("celery@a",): 0.0}
     assert g["workers_online"] == {(): 0.0}
+    assert g["worker_active_tasks"] == {}  # a lost worker's last heartbeat says nothing about now
     # a goodbye is "offline", not "lost"
-    o.on_events([ev(clock, "worker-online", hostname="celery@b"), ev(clock, "worker-offline", hostname="celery@b")])
-    g = o.gauges(clock.now())
+    observer.on_events([events.worker("worker-online", "celery@b"), events.worker("worker-offline", "celery@b")])
+    g = observer.gauges(clock.now())
     assert g["worker_offline"][("celery@b",)] == 1.0 and g["worker_lost"][("celery@b",)] == 0.0
+    # a lost worker coming back is up again
+    observer.on_events([events.worker("worker-heartbeat", "celery@a", freq=5.0)])
+    assert observer.gauges(clock.now())["worker_up"][("celery@a",)] == 1.0
 
 
-def test_task_table_is_capped_and_evictions_counted(series: SeriesStore, clock: VirtualClock) -> None:
-    o = Observer(series, clock, max_tasks=100)
-    o.on_events([ev(clock, "task-received", uuid=f"u{i}", name="t", hostname="w") for i in range(150)])
-    assert o.stats()["tasks_tracked"] == 100 and o.stats()["tasks_evicted"] == 50
+def test_worker_floor_applies_to_fast_heartbeats(series: SeriesStore, clock: VirtualClock, events: Events) -> None:
+    observer = Observer(series, clock, worker_lost_after=3.0, heartbeat_misses=1.5)
+    observer.on_events([events.worker("worker-heartbeat", W, freq=1.0)])
+    clock.advance(2.9)  # freq x misses = 1.5 s, but the floor is 3 s
+    assert observer.gauges(clock.now())["worker_lost"] == {(W,): 0.0}
+    clock.advance(0.2)
+    assert observer.gauges(clock.now())["worker_lost"] == {(W,): 1.0}
 
 
-def test_malformed_events_are_counted_and_skipped(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    good = ev(clock, "task-received", uuid="u", name="t", hostname="w")
-    o.on_events([None, {}, {"type": 3}, {"type": "task-started"}, {"type": "worker-heartbeat"}, good])  # type: ignore[list-item]
-    assert o.stats()["malformed"] == 5
-    assert series.sums("tasks_received", 60, clock.now()) == {("t", "", "w"): 1}
+def test_heartbeats_are_timed_by_our_receive_clock(series: SeriesStore, clock: VirtualClock) -> None:
+    observer = Observer(series, clock, worker_lost_after=10.0, heartbeat_misses=2.5)
+    skewed = Events(clock, skew=-600.0)  # the worker's timestamps say "10 minutes ago"
+    observer.on_events([skewed.worker("worker-heartbeat", W)])
+    clock.advance(5)
+    assert observer.gauges(clock.now())["worker_up"] == {(W,): 1.0}
 
 
-def test_duplicate_final_events_count_once(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    o.on_events([ev(clock, "task-received", uuid="u", name="t", hostname="w"), ev(clock, "task-started", uuid="u")])
-    tb = "Traceback (most recent call last):\n  File x\nbilliard.exceptions.TimeLimitExceeded: TimeLimitExceeded(1,)\n"
-    failed = ev(clock, "task-failed", uuid="u", hostname="w", exception="ExceptionWithTraceback()", traceback=tb)
-    o.on_events([failed, dict(failed)])
-    assert series.sums("tasks_failed", 60, clock.now()) == {("t", "", "w", "TimeLimitExceeded"): 1}
-    assert o.stats()["duplicates"] == 1
+def test_worker_table_fields_and_snapshot(observer: Observer, clock: VirtualClock, events: Events) -> None:
+    observer.on_events([events.worker("worker-online", W, freq=2.0), events.worker("worker-heartbeat", W, active=3)])
+    (w,) = observer.workers_snapshot()
+    assert w["hostname"] == W and w["state"] == "online" and w["active"] == 3 and w["freq"] == 2.0
+    assert w["sw_ident"] == "py-celery" and w["sw_ver"] == "5.7.0" and w["loadavg"] == 0.45
+    assert w["last_heartbeat"] == clock.now()
+
+
+def test_lost_workers_stay_listed_then_are_forgotten(observer: Observer, clock: VirtualClock, events: Events) -> None:
+    observer.on_events([events.worker("worker-heartbeat", "celery@pod-1")])
+    clock.advance(LOST_FORGET_AFTER - 1)
+    assert observer.gauges(clock.now())["worker_lost"] == {("celery@pod-1",): 1.0}
+    clock.advance(2)
+    assert observer.gauges(clock.now())["worker_lost"] == {}
+    assert observer.stats()["workers_tracked"] == 0
+
+
+def test_task_table_is_capped_and_forgets_the_least_recently_active(
+    series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    observer = Observer(series, clock, max_tasks=100)
+    running = events.uuid()
+    observer.on_events([events.sent(running, "t.long", "q")])
+    idle = [events.uuid() for _ in range(99)]
+    observer.on_events([events.sent(u, "t.add", "q") for u in idle])
+    observer.on_events([events.received(running, "t.long"), events.started(running)])  # now the most recent
+    observer.on_events([events.sent(events.uuid(), "t.add", "q") for _ in range(50)])
+    stats = observer.stats()
+    assert stats["tasks_tracked"] == 100 and stats["tasks_evicted"] == 50
+    clock.advance(60)
+    assert observer.gauges(clock.now())["task_oldest_started_seconds"] == {("t.long", "q"): 60.0}
+    # an evicted task's end is still counted, under the name it can no longer be joined to
+    observer.on_events([events.succeeded(idle[0])])
+    assert series.sums("tasks_succeeded", 120, clock.now()) == {("", "", W): 1}
+
+
+def test_worker_table_is_capped_and_forgets_gone_workers_first(
+    series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    observer = Observer(series, clock, max_workers=3, worker_lost_after=10.0)
+    observer.on_events([events.worker("worker-heartbeat", "celery@old")])
+    clock.advance(60)  # celery@old is lost now
+    observer.on_events([events.worker("worker-heartbeat", f"celery@w{i}") for i in range(3)])
+    assert observer.stats()["workers_evicted"] == 1
+    assert sorted(observer.gauges(clock.now())["worker_up"]) == [("celery@w0",), ("celery@w1",), ("celery@w2",)]
+
+
+def test_malformed_events_are_counted_and_leave_no_trace(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    bad: list[Any] = [
+        None,
+        "task-sent",
+        {},
+        {"type": 3},
+        {"type": "task-started"},  # no uuid
+        {"type": "worker-heartbeat"},  # no hostname
+        {**events.sent(u, "t", "q"), "timestamp": "yesterday"},
+        {**events.sent(u, "t", "q"), "local_received": "now"},
+        {**events.sent(u, "t", "q"), "name": ["t"]},
+        {**events.sent(u, "t", "q"), "retries": "1"},
+        {**events.sent(u, "t", "q"), "eta": 12j},
+        {**events.received(u, "t"), "hostname": 7},
+        {**events.succeeded(u), "runtime": "fast"},
+        {**events.succeeded(u), "runtime": math.nan},
+    ]
+    good = events.received(events.uuid(), "t")
+    observer.on_events([*bad, good])
+    stats = observer.stats()
+    assert stats["malformed"] == len(bad) and stats["events"] == len(bad) + 1
+    assert stats["tasks_tracked"] == 1  # only the good one; no half-recorded task from a bad event
+    assert series.metrics() == ["tasks_received"]
+    assert series.sums("tasks_received", 60, clock.now()) == {("t", "", W): 1}
+
+
+def test_unknown_event_types_are_ignored(observer: Observer, events: Events) -> None:
+    observer.on_events([{**events.worker("worker-heartbeat"), "type": "custom-thing"}])
+    assert observer.stats()["unknown_types"] == 1 and observer.stats()["malformed"] == 0
+
+
+def test_duplicate_final_events_count_once(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.received(u, "t.timeout"), events.started(u)])
+    # exactly what a hard time limit publishes: twice, wrapped, the class only in the traceback
+    failed = events.failed(u, exception="ExceptionWithTraceback()", traceback=TIMEOUT_TRACEBACK)
+    observer.on_events([failed, dict(failed)])
+    assert series.sums("tasks_failed", 60, clock.now()) == {("t.timeout", "", W, "TimeLimitExceeded"): 1}
+    assert observer.stats()["duplicates"] == 1
 
 
 def test_exception_class_names() -> None:
     assert exception_class("ValueError('x')") == "ValueError"
+    assert exception_class("TimeLimitExceeded(1,)") == "TimeLimitExceeded"
     assert exception_class("celery.exceptions.SoftTimeLimitExceeded()") == "SoftTimeLimitExceeded"
     assert exception_class("WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)')") == "WorkerLostError"
+    assert exception_class("ExceptionWithTraceback()", TIMEOUT_TRACEBACK) == "TimeLimitExceeded"
     assert exception_class(None) == ""
 
 
-def test_expected_task_reports_absence_from_start(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    o.expect_task("reports.nightly")
+def test_expected_task_reports_absence_from_start(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    observer.expect_task("reports.nightly")
     clock.advance(3600)
-    assert o.gauges(clock.now())["task_last_succeeded_seconds"] == {("reports.nightly",): 3600.0}
-    o.on_events([ev(clock, "task-received", uuid="n", name="reports.nightly", hostname="w")])
-    o.on_events([ev(clock, "task-succeeded", uuid="n", hostname="w", runtime=1.0)])
+    assert observer.gauges(clock.now())["task_last_succeeded_seconds"] == {("reports.nightly",): 3600.0}
+    u = events.uuid()
+    observer.on_events([events.received(u, "reports.nightly"), events.started(u)])
+    observer.on_events([events.failed(u)])
+    assert observer.gauges(clock.now())["task_last_succeeded_seconds"] == {("reports.nightly",): 3600.0}
+    v = events.uuid()
+    observer.on_events([events.received(v, "reports.nightly"), events.started(v), events.succeeded(v)])
     clock.advance(60)
-    assert o.gauges(clock.now())["task_last_succeeded_seconds"][("reports.nightly",)] == 60.0
-    # and a restart remembers it
-    o2 = obs(series, clock)
-    o2.import_state(o.export_state())
-    o2.expect_task("reports.nightly")
-    assert o2.gauges(clock.now())["task_last_succeeded_seconds"][("reports.nightly",)] == 60.0
+    assert observer.gauges(clock.now())["task_last_succeeded_seconds"][("reports.nightly",)] == 60.0
 
 
-def test_watchers_get_enriched_events_of_their_types(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
+def test_state_survives_a_restart_through_json(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.received(u, "reports.nightly"), events.started(u), events.succeeded(u)])
+    observer.on_events([events.worker("worker-heartbeat", "celery@gone")])
+    observer.on_events([events.worker("worker-online", "celery@bye"), events.worker("worker-offline", "celery@bye")])
+    saved = json.loads(json.dumps(observer.export_state()))
+    clock.advance(60)
+    restarted = Observer(series, clock, worker_lost_after=10.0)
+    restarted.import_state(saved)
+    restarted.expect_task("reports.nightly")
+    g = restarted.gauges(clock.now())
+    assert g["task_last_succeeded_seconds"] == {("reports.nightly",): 60.0}
+    # workers that died while alertd was down are reported lost, not forgotten
+    assert g["worker_lost"] == {("celery@gone",): 1.0, (W,): 1.0, ("celery@bye",): 0.0}
+    assert g["worker_offline"][("celery@bye",)] == 1.0
+
+
+def test_a_damaged_saved_state_is_skipped_not_fatal(observer: Observer, clock: VirtualClock) -> None:
+    observer.import_state(
+        {
+            "last_success": {"ok": T0, "bad": "yesterday", "nan": math.nan},
+            "workers": {"celery@a": {"last_heartbeat": "x"}, "celery@b": [], "celery@c": {"last_heartbeat": T0}},
+        }
+    )
+    observer.import_state({"last_success": [], "workers": 7})
+    g = observer.gauges(clock.now())
+    assert g["task_last_succeeded_seconds"] == {("ok",): 0.0}
+    assert set(g["worker_up"]) == {("celery@c",)}
+
+
+def test_watchers_get_enriched_events_of_their_types(observer: Observer, clock: VirtualClock, events: Events) -> None:
     seen: list[dict[str, Any]] = []
-    unsubscribe = o.watch(seen.append, frozenset({"task-failed"}))
-    o.on_events([ev(clock, "task-sent", uuid="u", name="t.x", queue="q")])
-    o.on_events([ev(clock, "task-failed", uuid="u", hostname="w", exception="KeyError('k')", traceback="tb")])
-    assert len(seen) == 1
-    assert {k: seen[0][k] for k in ("task", "queue", "worker", "exception", "exception_repr")} == {
+    everything: list[dict[str, Any]] = []
+    unsubscribe = observer.watch(seen.append, frozenset({"task-failed"}))
+    observer.watch(everything.append)
+    u = events.uuid()
+    long_tb = value_error_traceback(frames=30)
+    observer.on_events([events.sent(u, "t.x", "q"), events.received(u, "t.x"), events.started(u)])
+    observer.on_events([events.failed(u, exception="KeyError('k')", traceback=long_tb)])
+    assert len(seen) == 1 and len(everything) == 4
+    e = seen[0]
+    assert {k: e[k] for k in ("type", "uuid", "task", "queue", "worker", "exception", "exception_repr")} == {
+        "type": "task-failed",
+        "uuid": u,
         "task": "t.x",
         "queue": "q",
-        "worker": "w",
+        "worker": W,
         "exception": "KeyError",
         "exception_repr": "KeyError('k')",
     }
+    tb_lines = e["traceback"].splitlines()
+    assert len(tb_lines) == 21 and tb_lines[0] == "..." and tb_lines[-1] == "ValueError: x"
     unsubscribe()
-    o.on_events([ev(clock, "task-failed", uuid="v", hostname="w", exception="KeyError('k')")])
-    assert len(seen) == 1
+    v = events.uuid()
+    observer.on_events([events.received(v, "t.x"), events.failed(v)])
+    assert len(seen) == 1 and len(everything) == 6
 
 
-def test_samples_give_queue_and_worker_gauges(series: SeriesStore, clock: VirtualClock) -> None:
-    o = obs(series, clock)
-    o.on_events([ev(clock, "worker-heartbeat", hostname="w", active=3, loadavg=[0.5, 0.4, 0.3])])
-    o.on_queue_sample(QueueSample("celery", 120, 0, clock.now()))
-    o.on_worker_sample(WorkerSample("w", clock.now(), pool_size=4, memory_bytes=200 << 20, cpu_seconds=10.0))
+def test_a_failing_watcher_does_not_stop_ingestion(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    def broken(_: dict[str, Any]) -> None:
+        raise RuntimeError("rule bug")
+
+    observer.watch(broken, frozenset({"task-received"}))
+    observer.on_events([events.received(events.uuid(), "t"), events.received(events.uuid(), "t")])
+    assert series.sums("tasks_received", 60, clock.now()) == {("t", "", W): 2}
+    assert observer.stats()["malformed"] == 0
+
+
+def test_samples_give_queue_and_worker_gauges(observer: Observer, clock: VirtualClock, events: Events) -> None:
+    observer.on_events([events.worker("worker-heartbeat", W, active=3)])
+    observer.on_queue_sample(QueueSample("celery", 120, 0, clock.now()))
+    observer.on_worker_sample(WorkerSample(W, clock.now(), pool_size=4, memory_bytes=200 << 20, cpu_seconds=10.0))
+    g = observer.gauges(clock.now())
+    assert g["worker_cpu_ratio"] == {}  # one sample is not a rate
     clock.advance(10)
-    o.on_worker_sample(WorkerSample("w", clock.now(), pool_size=4, memory_bytes=210 << 20, cpu_seconds=15.0))
-    o.on_events([ev(clock, "worker-heartbeat", hostname="w", active=3, loadavg=[0.5, 0.4, 0.3])])
-    g = o.gauges(clock.now())
+    observer.on_worker_sample(WorkerSample(W, clock.now(), pool_size=4, memory_bytes=210 << 20, cpu_seconds=15.0))
+    observer.on_events([events.worker("worker-heartbeat", W, active=3)])
+    g = observer.gauges(clock.now())
     assert g["queue_length"] == {("celery",): 120.0} and g["queue_consumers"] == {("celery",): 0.0}
-    assert g["worker_cpu_ratio"] == {("w",): 0.5}
-    assert g["worker_saturation_ratio"] == {("w",): 0.75}
-    assert g["worker_memory_bytes"] == {("w",): float(210 << 20)}
-    assert g["worker_loadavg"] == {("w",): 0.5}
+    assert g["queue_stranded_messages"] == {("celery",): 120.0}
+    assert g["worker_cpu_ratio"] == {(W,): 0.5}  # 5 CPU seconds over 10 wall seconds
+    assert g["worker_saturation_ratio"] == {(W,): 0.75}
+    assert g["worker_pool_size"] == {(W,): 4.0}
+    assert g["worker_memory_bytes"] == {(W,): float(210 << 20)}
+    assert g["worker_loadavg"] == {(W,): 0.45}
+    # the worker restarted: its rusage counter starts again from 0, which is not a negative rate
+    clock.advance(10)
+    observer.on_worker_sample(WorkerSample(W, clock.now(), cpu_seconds=1.0))
+    assert observer.gauges(clock.now())["worker_cpu_ratio"] == {(W,): 0.0}
 
 
-def test_metrics_use_celery_exporter_names(series: SeriesStore, clock: VirtualClock) -> None:
-    health = StreamHealth(connected=True, events=4)
-    o = obs(series, clock, health=health)
-    o.on_events(
-        [
-            ev(clock, "task-sent", uuid="u", name="t", queue="q"),
-            ev(clock, "task-received", uuid="u", name="t", hostname="w"),
-        ]
-    )
-    o.on_events(
-        [
-            ev(clock, "task-started", uuid="u", hostname="w"),
-            ev(clock, "task-succeeded", uuid="u", hostname="w", runtime=0.2),
-        ]
-    )
-    o.on_queue_sample(QueueSample("q", 7, 1, clock.now()))
-    registry = CollectorRegistry()
-    registry.register(ObserverCollector(o, series, clock, health))
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(generate_latest(registry).decode())
-        for s in fam.samples
-    }
-    labels = (("hostname", "w"), ("name", "t"), ("queue_name", "q"))
-    assert samples[("celery_task_succeeded_total", labels)] == 1.0
-    assert samples[("celery_task_runtime_count", labels)] == 1.0
+def test_queues_no_longer_sampled_are_dropped(observer: Observer, clock: VirtualClock) -> None:
+    observer.on_queue_sample(QueueSample("old", 5, None, clock.now()))
+    observer.on_queue_sample(QueueSample("celery", 1, None, clock.now() + SAMPLE_STALE_AFTER))
+    clock.advance(SAMPLE_STALE_AFTER + 1)
+    g = observer.gauges(clock.now())
+    assert g["queue_length"] == {("celery",): 1.0}
+    assert g["queue_consumers"] == {}  # Redis cannot tell; unknown is not 0
 
-    def bucket(le: str) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((*labels, ("le", le))))
 
-    assert samples[("celery_task_runtime_bucket", bucket("0.25"))] == 1.0
-    assert samples[("celery_task_runtime_bucket", bucket("0.1"))] == 0.0
-    assert samples[("celery_queue_length", (("queue_name", "q"),))] == 7.0
-    assert samples[("alertd_events_total", ())] == 4.0
-    assert samples[("alertd_stream_connected", ())] == 1.0
+def test_stream_and_broker_gauges(series: SeriesStore, clock: VirtualClock) -> None:
+    health = StreamHealth()
+    observer = Observer(series, clock, health=health)
+    clock.advance(30)
+    g = observer.gauges(clock.now())
+    assert g["events_silence_seconds"] == {(): 30.0} and g["event_stream_up"] == {(): 0.0}
+    assert g["broker_up"] == {}  # not sampled yet
+    health.mark_connected(clock.now())
+    health.last_event_at = clock.now() - 4
+    observer.on_broker_sample(BrokerSample(ok=False, at=clock.now(), error="connection refused"))
+    g = observer.gauges(clock.now())
+    assert g["events_silence_seconds"] == {(): 4.0} and g["event_stream_up"] == {(): 1.0}
+    assert g["broker_up"] == {(): 0.0}
+
+
+def test_gauges_cover_every_gauge_of_the_catalogue(observer: Observer, clock: VirtualClock) -> None:
+    gauges = {name for name, m in CATALOGUE.items() if m.kind is Kind.GAUGE}
+    g = observer.gauges(clock.now())
+    assert set(g) == gauges
+
+
+def test_tasks_snapshot_is_most_recent_first_and_limited(observer: Observer, events: Events) -> None:
+    for i in range(5):
+        observer.on_events([events.received(events.uuid(), f"t{i}")])
+    snap = observer.tasks_snapshot(limit=2)
+    assert [t["name"] for t in snap] == ["t4", "t3"]
+    assert snap[0]["state"] == "received" and snap[0]["worker"] == W
+    assert observer.tasks_snapshot(limit=0) == []

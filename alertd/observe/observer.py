@@ -15,6 +15,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from alertd.clock import Clock
@@ -38,6 +39,7 @@ COUNTERS = {
     s: f"tasks_{s}" for s in ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
 }
 FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
+MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
 
 _EXC_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)")
 
@@ -74,30 +76,54 @@ def _eta_seconds(value: Any) -> float | None:
     """Celery sends eta as an ISO 8601 string (or None); epoch seconds are accepted too."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value).timestamp()
         except ValueError:
             return None
-    return None
+    raise TypeError(f"eta is {type(value).__name__}, not an ISO 8601 string")
+
+
+def _number(e: dict[str, Any], field: str) -> float | None:
+    """A numeric field or None when absent; a wrong type makes the whole event malformed."""
+    value = e.get(field)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise TypeError(f"{field} is {value!r}, not a number")
+
+
+def _text(e: dict[str, Any], field: str) -> str:
+    """A string field, "" when absent; a wrong type makes the whole event malformed."""
+    value = e.get(field)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{field} is {type(value).__name__}, not a string")
 
 
 class Task:
     """One task in flight. Slots: a full table holds 100k of these."""
 
-    __slots__ = ("eta", "name", "queue", "received", "retries", "sent", "started", "state", "worker")
+    __slots__ = ("entered", "eta", "name", "queue", "received", "retries", "sent", "started", "state", "worker")
 
     def __init__(self) -> None:
         self.name = ""
         self.queue = ""
         self.worker = ""
         self.state = "pending"
-        self.sent: float | None = None  # event timestamps (the sender's clock)
+        # Event timestamps, each on its sender's clock (producer or worker): Celery's own timings.
+        self.sent: float | None = None
         self.received: float | None = None
         self.started: float | None = None
         self.eta: float | None = None
+        # Our receive time of the event that put the task in its state: ages of stuck tasks are
+        # measured on our clock, so a worker's skewed clock (or a replayed capture) cannot fake them.
+        self.entered = 0.0
         self.retries = 0
 
 
@@ -168,7 +194,8 @@ class Observer:
         self.heartbeat_misses = heartbeat_misses
         self.health = health
         self.started_at = clock.now()
-        self.tasks: dict[str, Task] = {}
+        # In flight, least recently heard of first: a full table forgets the task idle longest.
+        self.tasks: OrderedDict[str, Task] = OrderedDict()
         self.workers: dict[str, Worker] = {}
         self.queues: dict[str, QueueSample] = {}
         self._growing_since: dict[str, float] = {}  # queue -> since when it has not got shorter
@@ -193,20 +220,25 @@ class Observer:
 
     def on_events(self, events: Iterable[Any]) -> None:
         """The hot path: one batch from a source. Never raises; bad events are counted and skipped."""
+        stats = self._stats
         for event in events:
+            stats["events"] += 1
             try:
                 self._on_event(event)
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                self._stats["malformed"] += 1
-                if self._stats["malformed"] <= 10 or self._stats["malformed"] % 1000 == 0:
-                    log.warning("malformed event skipped (%d so far): %s", self._stats["malformed"], e)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+                stats["malformed"] += 1
+                if stats["malformed"] <= 10 or stats["malformed"] % 1000 == 0:
+                    log.warning("malformed event skipped (%d so far): %s", stats["malformed"], e)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if not isinstance(kind, str):
             raise TypeError("event type is not a string")
-        self._stats["events"] += 1
-        now = event.get("local_received") or self.clock.now()
+        now = event.get("local_received")
+        if type(now) is not float:  # the fast path is a float; anything else is checked
+            now = _number(event, "local_received")
+            if now is None:
+                now = self.clock.now()
         task: Task | None = None
         if kind.startswith("task-"):
             task = self._on_task_event(kind[5:], event, now)
@@ -219,79 +251,116 @@ class Observer:
             self._notify_watchers(kind, event, task)
 
     def _on_task_event(self, state: str, e: dict[str, Any], now: float) -> Task | None:
+        # Every field is checked before anything changes: a malformed event leaves no trace.
         uuid = e["uuid"]
-        if not isinstance(uuid, str):
+        if not isinstance(uuid, str) or not uuid:
             raise TypeError("task uuid is not a string")
-        ts = float(e.get("timestamp") or now)
-        task = self.tasks.get(uuid)
+        ts = e.get("timestamp")
+        if type(ts) is not float:
+            ts = _number(e, "timestamp")
+            if ts is None:
+                ts = now
+        name = e.get("name")
+        if name is not None and type(name) is not str:
+            raise TypeError("name is not a string")
+        hostname = e.get("hostname")
+        if hostname is not None and type(hostname) is not str:
+            raise TypeError("hostname is not a string")
+        runtime = eta = None
+        queue = exception = ""
+        retries = 0
+        if state == "succeeded":
+            runtime = _number(e, "runtime")
+        elif state == "failed" or state == "retried":
+            exception = exception_class(e.get("exception"), e.get("traceback"))
+        elif state == "sent" or state == "received":
+            eta = _eta_seconds(e.get("eta"))
+            if state == "sent":
+                queue = _text(e, "queue") or _text(e, "routing_key")
+                r = e.get("retries")
+                if r is not None:
+                    if not isinstance(r, int) or isinstance(r, bool):
+                        raise TypeError(f"retries is {r!r}, not an integer")
+                    retries = r
+        tasks = self.tasks
+        task = tasks.get(uuid)
+        final = state in FINAL_STATES
         if task is None:
-            if state in FINAL_STATES and uuid in self._finished:
+            if final and uuid in self._finished:
                 # Celery reports some endings twice (a hard time limit: once from the pool, once
                 # from the request); counting both would double the failure rate.
                 self._stats["duplicates"] += 1
                 return None
-            if state in FINAL_STATES and "name" not in e:
-                # A final event for a task we never saw start (alertd restarted meanwhile): still count it.
-                task = Task()
-            else:
-                task = self.tasks[uuid] = Task()
-                if len(self.tasks) > self.max_tasks:
-                    del self.tasks[next(iter(self.tasks))]
+            task = Task()
+            if not final:  # a final event for a task never seen (alertd restarted): count it, keep nothing
+                tasks[uuid] = task
+                if len(tasks) > self.max_tasks:
+                    tasks.popitem(last=False)
                     self._stats["tasks_evicted"] += 1
-        if e.get("name"):
-            task.name = str(e["name"])
-        hostname = e.get("hostname")
+        elif not final:
+            tasks.move_to_end(uuid)  # least recently heard of goes first when the table is full
+        if name:
+            task.name = name
         if state == "sent":
-            task.queue = str(e.get("queue") or e.get("routing_key") or task.queue)
+            task.queue = queue or task.queue
             task.sent = ts
-            task.eta = _eta_seconds(e.get("eta"))
-            task.retries = int(e.get("retries") or 0)
-        else:
-            if hostname and hostname != task.worker:
-                task.worker = str(hostname)
-                self._touch_worker(task.worker, now)
-            if state == "received":
-                task.received = ts
-                if task.eta is None:
-                    task.eta = _eta_seconds(e.get("eta"))
-                if not task.queue:
-                    info = e.get("delivery_info")
-                    if isinstance(info, dict):
-                        task.queue = str(info.get("routing_key") or "")
+            task.eta = eta
+            task.retries = retries
+            task.worker = ""  # not received by any worker yet (a retry may go to another one)
+        elif hostname and hostname != task.worker:
+            # task-sent's hostname is the producer's; every later event comes from the worker.
+            task.worker = hostname
+            self._touch_worker(hostname, now)
         task.state = state
         labels = (task.name, task.queue, task.worker)
         series = self.series
         counter = COUNTERS.get(state)
-        if state == "failed" or state == "retried":
-            series.count(counter, (*labels, exception_class(e.get("exception"), e.get("traceback"))), now)  # type: ignore[arg-type]
-        elif counter is not None:
-            series.count(counter, labels, now)
-        if state == "started":
+        if counter is not None:
+            if state == "failed" or state == "retried":
+                series.count(counter, (*labels, exception), now)
+            else:
+                series.count(counter, labels, now)
+        if state == "received":
+            task.received = ts
+            task.entered = now
+            if eta is not None:
+                task.eta = eta
+        elif state == "started":
             task.started = ts
-            base = max(task.sent, task.eta) if task.sent is not None and task.eta is not None else task.sent
-            if base is None:
-                base = task.received if task.eta is None else max(task.received or task.eta, task.eta)
+            task.entered = now
+            # Queue wait starts when the task could first have run: sent, or its ETA if later.
+            base = task.sent if task.sent is not None else task.received
             if base is not None:
+                if task.eta is not None and task.eta > base:
+                    base = task.eta
                 series.observe("task_queue_wait_seconds", labels, max(0.0, ts - base), now)
         elif state == "succeeded":
-            runtime = e.get("runtime")
-            if isinstance(runtime, int | float):
-                series.observe("task_runtime_seconds", labels, float(runtime), now)
+            if runtime is not None:
+                series.observe("task_runtime_seconds", labels, runtime, now)
             if task.name:
-                self.last_success[task.name] = now
-        elif state == "failed" and task.started is not None:
-            series.observe("task_runtime_seconds", labels, max(0.0, ts - task.started), now)
+                self._succeeded(task.name, now)
+        elif state == "failed":
+            if task.started is not None:
+                series.observe("task_runtime_seconds", labels, max(0.0, ts - task.started), now)
         elif state == "retried":
+            # Back to waiting: the retry is published again (task-sent) and received anew.
             task.retries += 1
             task.started = None
             task.received = None
-        if state in FINAL_STATES:
-            self.tasks.pop(uuid, None)
+        if final:
+            tasks.pop(uuid, None)
             finished = self._finished
             finished[uuid] = None
             if len(finished) > FINISHED_REMEMBERED:
                 finished.popitem(last=False)
         return task
+
+    def _succeeded(self, name: str, now: float) -> None:
+        last = self.last_success
+        if name not in last and len(last) >= MAX_TASK_NAMES:
+            # Names come from producers; a bug that mints one per call must not grow us forever.
+            del last[min(last, key=last.__getitem__)]
+        last[name] = now
 
     def _touch_worker(self, hostname: str, now: float) -> Worker:
         w = self.workers.get(hostname)
@@ -464,14 +533,18 @@ class Observer:
                 "task_last_succeeded_seconds",
             )
         }
-        for q, s in self.queues.items():
-            if now - s.at <= SAMPLE_STALE_AFTER:
-                g["queue_length"][(q,)] = float(s.messages)
-                if s.consumers is not None:
-                    g["queue_consumers"][(q,)] = float(s.consumers)
-                    g["queue_stranded_messages"][(q,)] = float(s.messages) if s.consumers == 0 else 0.0
-                since = self._growing_since.get(q, s.at)
-                g["queue_not_draining_seconds"][(q,)] = s.at - since if s.messages > 0 else 0.0
+        for q, s in list(self.queues.items()):
+            if now - s.at > SAMPLE_STALE_AFTER:
+                # No longer sampled (deleted, or no worker lists it): report nothing rather than a stale length.
+                del self.queues[q]
+                self._growing_since.pop(q, None)
+                continue
+            g["queue_length"][(q,)] = float(s.messages)
+            if s.consumers is not None:
+                g["queue_consumers"][(q,)] = float(s.consumers)
+                g["queue_stranded_messages"][(q,)] = float(s.messages) if s.consumers == 0 else 0.0
+            since = self._growing_since.get(q, s.at)
+            g["queue_not_draining_seconds"][(q,)] = s.at - since if s.messages > 0 else 0.0
         online = 0
         for w in self.workers.values():
             key = (w.hostname,)
@@ -509,23 +582,27 @@ class Observer:
         return g
 
     def _oldest(self, g: Gauges, now: float) -> None:
-        # One pass over the table. Task timestamps are the workers' clocks; converting "now" to
-        # their clock is not possible, so ages use our clock and clamp at 0.
+        # One pass over the table (about 15 ms for 100k tasks in flight), once per evaluation.
         started = g["task_oldest_started_seconds"]
         reserved = g["task_oldest_reserved_seconds"]
         for t in self.tasks.values():
+            state = t.state
+            if state == "started":
+                target = started
+                since = t.entered
+            elif state == "received":
+                target = reserved
+                since = t.entered
+                if t.eta is not None and t.eta > since:
+                    if t.eta > now:
+                        continue  # an ETA/countdown task waiting for its time is not stuck
+                    since = t.eta
+            else:
+                continue
             key = (t.name, t.queue)
-            if t.state == "started" and t.started is not None:
-                age = now - t.started
-                if age > started.get(key, -1.0):
-                    started[key] = max(0.0, age)
-            elif t.state == "received" and t.received is not None:
-                since = t.received if t.eta is None else max(t.received, t.eta)
-                if since > now:
-                    continue  # an ETA/countdown task waiting for its time is not stuck
-                age = now - since
-                if age > reserved.get(key, -1.0):
-                    reserved[key] = max(0.0, age)
+            age = now - since
+            if age > target.get(key, -1.0):
+                target[key] = age if age > 0.0 else 0.0
 
     # -- views and state -------------------------------------------------------------------
 
@@ -556,8 +633,10 @@ class Observer:
         return out
 
     def tasks_snapshot(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Up to `limit` tasks in flight, most recently active first."""
+        now = self.clock.now()
         out = []
-        for uuid, t in list(self.tasks.items())[-limit:]:
+        for uuid, t in islice(reversed(self.tasks.items()), max(0, limit)):
             out.append(
                 {
                     "uuid": uuid,
@@ -570,6 +649,7 @@ class Observer:
                     "started": t.started,
                     "eta": t.eta,
                     "retries": t.retries,
+                    "age": max(0.0, now - t.entered) if t.state in ("received", "started") else None,
                 }
             )
         return out
@@ -586,12 +666,27 @@ class Observer:
         }
 
     def import_state(self, state: dict[str, Any]) -> None:
-        for name, at in (state.get("last_success") or {}).items():
-            if isinstance(at, int | float):
-                self.last_success[str(name)] = max(float(at), self.last_success.get(str(name), 0.0))
-        for hostname, d in (state.get("workers") or {}).items():
+        """Restore export_state()'s output; entries that do not parse are skipped, never fatal."""
+        last_success = state.get("last_success") if isinstance(state, dict) else None
+        if isinstance(last_success, dict):
+            for name, at in last_success.items():
+                if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+                    self._succeeded(str(name), max(float(at), self.last_success.get(str(name), -math.inf)))
+        workers = state.get("workers") if isinstance(state, dict) else None
+        if not isinstance(workers, dict):
+            return
+        for hostname, d in workers.items():
             if hostname in self.workers or not isinstance(d, dict):
                 continue
-            w = self._touch_worker(str(hostname), float(d.get("last_heartbeat") or 0.0))
-            w.freq = float(d.get("freq") or 2.0)
-            w.offline_at = d.get("offline_at")
+            try:
+                beat = _number(d, "last_heartbeat")
+                freq = _number(d, "freq")
+                offline_at = _number(d, "offline_at")
+            except TypeError:
+                log.warning("saved state of worker %r skipped: not understood", hostname)
+                continue
+            if beat is None:
+                continue
+            w = self._touch_worker(str(hostname), beat)
+            w.freq = freq if freq and freq > 0 else w.freq
+            w.offline_at = offline_at
