@@ -320,9 +320,9 @@ class Notifier:
 
         # 5. render, 6. send (retry, fallback), 7. record
         shown_resolved = to_resolve if receiver.config.send_resolved else []
-        result = await self._send(receiver, group, to_fire, shown_resolved, reason, now)
+        entry_if_sent = Entry(receiver.name, group.key, sorted(fire_fps), sorted(resolve_fps), now, reason)
+        result = await self._send(receiver, group, to_fire, shown_resolved, reason, now, entry_if_sent)
         if result.ok:
-            await self.nflog.put(Entry(receiver.name, group.key, sorted(fire_fps), sorted(resolve_fps), now, reason))
             self._forget_resolved(group)
 
     def _forget_resolved(self, group: AlertGroup) -> None:
@@ -333,8 +333,17 @@ class Notifier:
                 self._finished[fp] = a.ends_at
 
     async def _send(
-        self, receiver: Receiver, group: AlertGroup, firing: list[Alert], resolved: list[Alert], reason: str, now: float
+        self,
+        receiver: Receiver,
+        group: AlertGroup,
+        firing: list[Alert],
+        resolved: list[Alert],
+        reason: str,
+        now: float,
+        entry_if_sent: Entry,
     ) -> DeliveryResult:
+        """Deliver, retry, fall back; the notification log is written the moment a delivery
+        succeeds, before anything else, so a crash right after a page cannot send it again."""
         rendered, params, fmt = self._render(receiver, group, firing, resolved, reason, now)
         all_resolved = not firing
         alertnames = sorted({a.name for a in (*firing, *resolved)})
@@ -354,6 +363,7 @@ class Notifier:
             on_retry=retrying,
         )
         if result.ok:
+            await self.nflog.put(entry_if_sent)
             self.sent_total += 1
             await self._record(
                 "sent",
@@ -395,6 +405,7 @@ class Notifier:
                 {"for": receiver.name, "attempts": fb.attempts},
             )
             if fb.ok:
+                await self.nflog.put(entry_if_sent)  # told through the fallback: don't page again every interval
                 return fb
         return result
 
