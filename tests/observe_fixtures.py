@@ -7,11 +7,14 @@ helpers so the observer is fed what it will really see, not a convenient subset.
 
 from __future__ import annotations
 
+import asyncio
 import uuid as uuidlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from celery import Celery
 
 from alertd.clock import VirtualClock
 from alertd.observe.observer import Observer
@@ -172,3 +175,29 @@ def events_fixture(clock: VirtualClock) -> Events:
 @pytest.fixture(name="observer")
 def observer_fixture(series: SeriesStore, clock: VirtualClock) -> Observer:
     return Observer(series, clock, worker_lost_after=10.0, heartbeat_misses=2.5)
+
+
+@pytest.fixture(name="producer")
+def producer_fixture() -> Iterator[Callable[[str], Celery]]:
+    """A fresh producer app per broker URL, with task-sent events on, closed at the end."""
+    apps: list[Celery] = []
+
+    def make(broker: str) -> Celery:
+        app = Celery("observe-producer", broker=broker, set_as_current=False)
+        app.conf.task_send_sent_event = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll without blocking the event loop (the event source runs on it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
