@@ -582,10 +582,12 @@ class Observer:
         return g
 
     def _oldest(self, g: Gauges, now: float) -> None:
-        # One pass over the table (about 15 ms for 100k tasks in flight), once per evaluation.
+        # One pass over the table (about 20 ms for 100k tasks in flight), once per evaluation. The
+        # order does not matter here, and dict's own iteration is twice as fast as OrderedDict's
+        # (which walks its linked list and looks each key up again).
         started = g["task_oldest_started_seconds"]
         reserved = g["task_oldest_reserved_seconds"]
-        for t in self.tasks.values():
+        for t in dict.values(self.tasks):
             state = t.state
             if state == "started":
                 target = started
