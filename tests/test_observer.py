@@ -214,7 +214,7 @@ def test_worker_table_fields_and_snapshot(observer: Observer, clock: VirtualCloc
     (w,) = observer.workers_snapshot()
     assert w["hostname"] == W and w["state"] == "online" and w["active"] == 3 and w["freq"] == 2.0
     assert w["sw_ident"] == "py-celery" and w["sw_ver"] == "5.7.0" and w["loadavg"] == 0.45
-    assert w["last_heartbeat"] == clock.now()
+    assert w["last_heartbeat"] == clock.now() and w["pid"] == 28272 and w["processed"] == 0
 
 
 def test_lost_workers_stay_listed_then_are_forgotten(observer: Observer, clock: VirtualClock, events: Events) -> None:
@@ -275,12 +275,17 @@ def test_malformed_events_are_counted_and_leave_no_trace(
         {**events.received(u, "t"), "hostname": 7},
         {**events.succeeded(u), "runtime": "fast"},
         {**events.succeeded(u), "runtime": math.nan},
+        {**events.worker("worker-heartbeat", "celery@bad"), "freq": "2"},
+        {**events.worker("worker-heartbeat", "celery@bad"), "active": -1},
+        {**events.worker("worker-heartbeat", "celery@bad"), "loadavg": "high"},
+        {**events.worker("worker-online", "celery@bad"), "pid": 1.5},
     ]
     good = events.received(events.uuid(), "t")
     observer.on_events([*bad, good])
     stats = observer.stats()
     assert stats["malformed"] == len(bad) and stats["events"] == len(bad) + 1
     assert stats["tasks_tracked"] == 1  # only the good one; no half-recorded task from a bad event
+    assert stats["workers_tracked"] == 1  # only the good event's worker
     assert series.metrics() == ["tasks_received"]
     assert series.sums("tasks_received", 60, clock.now()) == {("t", "", W): 1}
 

@@ -96,6 +96,16 @@ def _number(e: dict[str, Any], field: str) -> float | None:
     raise TypeError(f"{field} is {value!r}, not a number")
 
 
+def _count(e: dict[str, Any], field: str) -> int | None:
+    """A non-negative integer field or None when absent; a wrong type makes the event malformed."""
+    value = e.get(field)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise TypeError(f"{field} is {value!r}, not a count")
+
+
 def _text(e: dict[str, Any], field: str) -> str:
     """A string field, "" when absent; a wrong type makes the whole event malformed."""
     value = e.get(field)
@@ -380,28 +390,39 @@ class Observer:
 
     def _on_worker_event(self, kind: str, e: dict[str, Any], now: float) -> None:
         hostname = e["hostname"]
-        if not isinstance(hostname, str):
+        if not isinstance(hostname, str) or not hostname:
             raise TypeError("worker hostname is not a string")
+        # Checked before anything changes, as for task events.
+        freq = _number(e, "freq")
+        active = _count(e, "active")
+        processed = _count(e, "processed")
+        pid = _count(e, "pid")
+        load = e.get("loadavg")
+        if load is not None and not (
+            isinstance(load, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in load)
+        ):
+            raise TypeError(f"loadavg is {load!r}, not a list of numbers")
+        sw_ident = _text(e, "sw_ident")
+        sw_ver = _text(e, "sw_ver")
+
         w = self._touch_worker(hostname, now)
         if kind == "offline":
             w.offline_at = now
             return
         w.offline_at = None
-        w.last_heartbeat = now
-        freq = e.get("freq")
-        if isinstance(freq, int | float) and freq > 0:
-            w.freq = float(freq)
-        if isinstance(e.get("active"), int):
-            w.active = e["active"]
-        if isinstance(e.get("processed"), int):
-            w.processed = e["processed"]
-        load = e.get("loadavg")
-        if isinstance(load, list | tuple) and load and isinstance(load[0], int | float):
+        w.last_heartbeat = now  # our receive time: a worker's skewed clock cannot make it look dead or alive
+        if freq is not None and freq > 0:
+            w.freq = freq
+        if active is not None:
+            w.active = active
+        if processed is not None:
+            w.processed = processed
+        if load:
             w.loadavg = float(load[0])
-        w.sw_ident = str(e.get("sw_ident") or w.sw_ident)
-        w.sw_ver = str(e.get("sw_ver") or w.sw_ver)
-        if isinstance(e.get("pid"), int):
-            w.pid = e["pid"]
+        w.sw_ident = sw_ident or w.sw_ident
+        w.sw_ver = sw_ver or w.sw_ver
+        if pid is not None:
+            w.pid = pid
 
     # -- watchers (event rules) ------------------------------------------------------------
 
@@ -629,6 +650,8 @@ class Observer:
                     "cpu_ratio": w.cpu_ratio,
                     "sw_ident": w.sw_ident,
                     "sw_ver": w.sw_ver,
+                    "pid": w.pid,
+                    "offline_at": w.offline_at,
                     "queues": list(w.queues),
                 }
             )
