@@ -65,7 +65,7 @@ class KombuEventSource:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="kombu-events", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"kombu-events-{id(self):x}", daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
@@ -74,6 +74,8 @@ class KombuEventSource:
             self._receiver.should_stop = True
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10.0)
+            if self._thread.is_alive():
+                log.warning("event receiver thread did not stop within 10s; abandoning it")
             self._thread = None
         self._flush()
 
@@ -103,7 +105,15 @@ class KombuEventSource:
                             expires=self.durable_queue_ttl * 4 if self.durable_queue_ttl else None,
                         )
                     self._receiver = receiver
-                    self._call(self._mark_connected)
+                    # "Connected" only once the queue is declared and bound: from then on the
+                    # broker keeps events for us (a durable queue even across a stop).
+                    ready = receiver.on_consume_ready
+
+                    def on_consume_ready(*args: Any, _ready: Any = ready, **kwargs: Any) -> None:
+                        _ready(*args, **kwargs)
+                        self._call(self._mark_connected)
+
+                    receiver.on_consume_ready = on_consume_ready
                     backoff = 0.5
                     receiver.capture(limit=None, timeout=None, wakeup=False)
                     if self._stop.is_set():
