@@ -58,13 +58,16 @@ class Distribution:
 
     def add(self, value: float) -> None:
         """Record one observation."""
+        self.add_binned(value, _bin(value))
+
+    def add_binned(self, value: float, k: int) -> None:
+        """Record one observation whose bin is already known (the store bins once, adds twice)."""
         self.count += 1
         self.sum += value
         if value < self.min:
             self.min = value
         if value > self.max:
             self.max = value
-        k = _bin(value)
         bins = self.bins
         bins[k] = bins.get(k, 0) + 1
 
@@ -198,10 +201,11 @@ class SeriesStore:
             else:
                 epochs[slot] = idx
                 d = values[slot] = Distribution()
+        k = _bin(value)
         if d is not None:
-            d.add(value)
+            d.add_binned(value, k)
         ring.total += 1
-        ring.cumulative.add(value)  # type: ignore[union-attr]
+        ring.cumulative.add_binned(value, k)  # type: ignore[union-attr]
 
     def _slots(self, window: float, now: float) -> list[tuple[int, int]]:
         """(slot, epoch) pairs of the buckets covering the window ending at now."""
