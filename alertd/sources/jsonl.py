@@ -137,6 +137,8 @@ class ReplaySource:
                     if virtual is not None:
                         if at > virtual.now():
                             virtual.set(at)
+                            # Timers due by now fire before the events at this time, as live.
+                            await asyncio.sleep(0)
                     elif self.speed is not None:
                         first = first or (at, self.clock.now())
                         await self.clock.sleep(first[1] + (at - first[0]) / self.speed - self.clock.now())
