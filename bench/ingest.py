@@ -266,6 +266,51 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
     return int(line[1]), float(line[2]), float(line[3])
 
 
+def sampler_rounds(url: str, n_queues: int = 50, rounds: int = 10) -> None:
+    """The sampler's round time on this Redis: n_queues x 4 priority lists, inspect off, then on."""
+    import asyncio
+    import statistics
+
+    import redis
+
+    from alertd.clock import WallClock
+    from alertd.sources.sampler import Sampler, redis_priority_keys
+
+    queues = [f"bench-q{i}" for i in range(n_queues)]
+    client = redis.Redis.from_url(url)
+    for q in queues:
+        for key in redis_priority_keys(q, {}):
+            client.rpush(key, b"{}")
+
+    async def measure(inspect: bool) -> list[float]:
+        sampler = Sampler(
+            url,
+            WallClock(),
+            on_queue=lambda s: None,
+            on_worker=lambda s: None,
+            on_broker=lambda s: None,
+            queues=queues,
+            inspect=inspect,
+            inspect_timeout=0.5,
+        )
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await sampler.sample_once()
+            times.append(time.perf_counter() - started)
+        await sampler.stop()
+        return times
+
+    for inspect in (False, True):
+        times = asyncio.run(measure(inspect))
+        what = "inspect on (no workers: waits the 0.5 s timeout)" if inspect else "inspect off"
+        print(
+            f"sampler round, {n_queues} queues, {what}: median {statistics.median(times) * 1000:.1f} ms, "
+            f"max {max(times) * 1000:.1f} ms"
+        )
+    client.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
@@ -276,6 +321,7 @@ def main() -> None:
         default=["celery", "celery-state", "alertd"],
         help="consumers to run",
     )
+    ap.add_argument("--sampler-queues", type=int, default=50, help="queues for the sampler round (0: skip)")
     ap.add_argument("--consumer", choices=["alertd", "celery", "celery-state"])
     ap.add_argument("--url")
     ap.add_argument("--expect", type=int)
@@ -328,6 +374,8 @@ def main() -> None:
             print(f"{labels[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} events/s, RSS +{rss:.0f} MiB")
         if "alertd" in results and "celery" in results:
             print(f"ratio alertd / bare EventReceiver: {results['alertd'] / results['celery']:.2f}x")
+        if args.sampler_queues:
+            sampler_rounds(url, args.sampler_queues)
     finally:
         server.kill()
         shutil.rmtree(tmp, ignore_errors=True)

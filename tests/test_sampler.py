@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis
@@ -111,3 +112,44 @@ async def test_dead_broker_gives_a_failed_sample_quickly() -> None:
     assert got.broker and not got.broker[-1].ok and got.broker[-1].error
     assert got.queues == {}
     await s.stop()
+
+
+async def test_a_hanging_broker_never_blocks_the_loop_and_rounds_never_overlap() -> None:
+    # A listener that completes the TCP handshake and then never answers: the worst broker.
+    import socket
+
+    from alertd.clock import VirtualClock
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    port = hole.getsockname()[1]
+    clock = VirtualClock()
+    got = Collected()
+    s = Sampler(
+        f"redis://127.0.0.1:{port}/0",
+        clock,
+        on_queue=lambda q: None,
+        on_worker=lambda w: None,
+        on_broker=got.broker.append,
+        queues=["celery"],
+        interval=1.0,
+        inspect=True,
+        inspect_timeout=0.3,
+    )
+    await s.start()
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    try:
+        for _ in range(5):
+            before = loop.time()
+            await asyncio.sleep(0.05)
+            worst = max(worst, loop.time() - before - 0.05)
+            clock.advance(1.0)  # the next round is due while the first still waits on the broker
+        assert worst < 0.1, f"the event loop stalled for {worst:.2f}s"
+        assert s.skipped >= 3 and s.rounds == 0
+    finally:
+        started = loop.time()
+        await s.stop()
+        assert loop.time() - started < 5
+        hole.close()
