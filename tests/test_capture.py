@@ -16,14 +16,18 @@ def test_capture_writes_real_events_and_stops_at_count(
     redis_url: str, unique: str, tmp_path: Path, celery_worker_factory: Any
 ) -> None:
     out = tmp_path / "events.jsonl"
+    # A private key prefix (from the config file): other tests publish events on db 13 too.
+    prefix = f"capt-{unique}:"
+    config = tmp_path / "alertd.yaml"
+    config.write_text(f"broker: {redis_url}\nbroker_transport_options: {{global_keyprefix: '{prefix}'}}\n")
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "alertd",
+            "--config",
+            str(config),
             "capture",
-            "--broker",
-            redis_url,
             "-o",
             str(out),
             "--count",
@@ -35,7 +39,8 @@ def test_capture_writes_real_events_and_stops_at_count(
         stderr=subprocess.PIPE,
         text=True,
     )
-    celery_worker_factory(redis_url, queues=[f"q-{unique}"])  # worker-online and heartbeats
+    # worker-online and heartbeats
+    celery_worker_factory(redis_url, queues=[f"q-{unique}"], extra_env={"ALERTD_TEST_KEYPREFIX": prefix})
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err
     assert "3 events written" in err
