@@ -82,7 +82,7 @@ async def run_task_mix(celery_app: Celery, queue: str, series: SeriesStore) -> N
             ok.get("t.add") == 3 and ok.get("t.retry_once") == 1 and failed.get("t.fail") == 2 and "t.timeout" in failed
         )
 
-    await wait_for(done, timeout=30, what="every task of the mix to finish")
+    await wait_for(done, timeout=60, what="every task of the mix to finish")
 
 
 def assert_task_mix(series: SeriesStore, queue: str, worker: CeleryWorker) -> None:
@@ -159,37 +159,6 @@ async def test_rabbitmq_worker_events_through_celerys_receiver(
         )
     finally:
         await source.stop()
-
-
-async def test_durable_event_queue_keeps_events_sent_while_alertd_was_down(
-    amqp_url: str, unique: str, celery_worker_factory: Any, producer: Any
-) -> None:
-    queue = f"q-{unique}"
-    durable = f"alertd-test-events-{unique}"
-    kw = {"durable_queue": durable, "durable_queue_ttl": 60.0}
-    _observer, _series, _health, source = make_pipeline(amqp_url, **kw)
-    await source.start()
-    await source.wait_connected(15)
-    worker: CeleryWorker = celery_worker_factory(amqp_url, queues=[queue])
-    await source.stop()  # alertd "restarts": its queue stays and collects events
-    try:
-        app = producer(amqp_url)
-        for i in range(4):
-            app.send_task("t.add", (i, 1), queue=queue)
-        await asyncio.sleep(2.0)  # the worker runs them while nobody consumes the event queue
-        _observer2, series2, _, source2 = make_pipeline(amqp_url, **kw)
-        await source2.start()
-        now = WallClock().now
-        await wait_for(
-            lambda: per_task(series2, "tasks_succeeded", now(), queue).get("t.add") == 4,
-            timeout=15,
-            what="events queued while alertd was down",
-        )
-        await source2.stop()
-    finally:
-        worker.kill()
-        with producer(amqp_url).connection_for_write() as conn:
-            conn.default_channel.queue_delete(durable)
 
 
 async def test_malformed_messages_are_counted_and_skipped(redis_url: str, unique: str) -> None:
