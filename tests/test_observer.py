@@ -464,3 +464,27 @@ def test_tasks_snapshot_is_most_recent_first_and_limited(observer: Observer, eve
     assert [t["name"] for t in snap] == ["t4", "t3"]
     assert snap[0]["state"] == "received" and snap[0]["worker"] == W
     assert observer.tasks_snapshot(limit=0) == []
+
+
+def test_a_late_task_sent_does_not_send_a_received_task_back_to_waiting(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    # The producer's connection is not the worker's: task-sent can reach us after task-received.
+    u = events.uuid()
+    eta = events.eta_in(5)
+    observer.on_events([events.received(u, "t.add", W, eta=eta)])
+    observer.on_events([events.sent(u, "t.add", "q", eta=eta)])
+    (snap,) = observer.tasks_snapshot()
+    assert snap["state"] == "received" and snap["worker"] == W and snap["queue"] == "q"
+    clock.advance(8)  # 3 s past the ETA: reserved too long now, under its queue
+    assert observer.gauges(clock.now())["task_oldest_reserved_seconds"] == {("t.add", "q"): 3.0}
+    observer.on_events([events.started(u)])
+    v = events.uuid()
+    observer.on_events([events.received(v, "t.add", W), events.started(v), events.sent(v, "t.add", "q")])
+    assert [t["state"] for t in observer.tasks_snapshot()] == ["started", "started"]
+    now = clock.now()
+    assert series.sums("tasks_sent", 60, now) == {("t.add", "q", ""): 2}
+    # counted before its queue was known, the second start stays under ""; what follows has the queue
+    assert series.sums("tasks_started", 60, now) == {("t.add", "q", W): 1, ("t.add", "", W): 1}
+    observer.on_events([events.succeeded(v)])
+    assert series.sums("tasks_succeeded", 60, now) == {("t.add", "q", W): 1}

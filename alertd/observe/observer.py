@@ -287,11 +287,11 @@ class Observer:
             eta = _eta_seconds(e.get("eta"))
             if state == "sent":
                 queue = _text(e, "queue") or _text(e, "routing_key")
-                r = e.get("retries")
-                if r is not None:
-                    if not isinstance(r, int) or isinstance(r, bool):
-                        raise TypeError(f"retries is {r!r}, not an integer")
-                    retries = r
+            r = e.get("retries")
+            if r is not None:
+                if not isinstance(r, int) or isinstance(r, bool):
+                    raise TypeError(f"retries is {r!r}, not an integer")
+                retries = r
         tasks = self.tasks
         task = tasks.get(uuid)
         final = state in FINAL_STATES
@@ -312,17 +312,27 @@ class Observer:
         if name:
             task.name = name
         if state == "sent":
+            # The producer publishes task-sent on its own connection, so it may reach us after the
+            # worker's task-received (or even task-started) for the same run: then it only fills in
+            # the queue and the sent time and must not send the task back to waiting.
+            late = task.state in ("received", "started") and retries <= task.retries
             task.queue = queue or task.queue
             task.sent = ts
-            task.eta = eta
-            task.retries = retries
-            task.worker = ""  # not received by any worker yet (a retry may go to another one)
-        elif hostname and hostname != task.worker:
-            # task-sent's hostname is the producer's; every later event comes from the worker.
-            task.worker = hostname
-            self._touch_worker(hostname, now)
-        task.state = state
-        labels = (task.name, task.queue, task.worker)
+            if not late:
+                task.state = state
+                task.eta = eta
+                task.retries = retries
+                task.worker = ""  # not received by any worker yet (a retry may go to another one)
+            elif task.eta is None:
+                task.eta = eta
+            labels = (task.name, task.queue, "")  # the sender is a producer, not a worker
+        else:
+            if hostname and hostname != task.worker:
+                # task-sent's hostname is the producer's; every later event comes from the worker.
+                task.worker = hostname
+                self._touch_worker(hostname, now)
+            task.state = state
+            labels = (task.name, task.queue, task.worker)
         series = self.series
         counter = COUNTERS.get(state)
         if counter is not None:
@@ -333,6 +343,8 @@ class Observer:
         if state == "received":
             task.received = ts
             task.entered = now
+            if retries > task.retries:
+                task.retries = retries
             if eta is not None:
                 task.eta = eta
         elif state == "started":
