@@ -488,3 +488,13 @@ def test_a_late_task_sent_does_not_send_a_received_task_back_to_waiting(
     assert series.sums("tasks_started", 60, now) == {("t.add", "q", W): 1, ("t.add", "", W): 1}
     observer.on_events([events.succeeded(v)])
     assert series.sums("tasks_succeeded", 60, now) == {("t.add", "q", W): 1}
+
+
+def test_a_task_sent_after_the_task_finished_is_counted_not_kept(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    u = events.uuid()
+    observer.on_events([events.received(u, "t.add"), events.started(u), events.succeeded(u)])
+    observer.on_events([events.sent(u, "t.add", "q")])
+    assert observer.stats()["tasks_tracked"] == 0
+    assert series.sums("tasks_sent", 60, clock.now()) == {("t.add", "q", ""): 1}

@@ -302,7 +302,9 @@ class Observer:
                 self._stats["duplicates"] += 1
                 return None
             task = Task()
-            if not final:  # a final event for a task never seen (alertd restarted): count it, keep nothing
+            # Count but keep nothing for a final event of a task never seen (alertd restarted), and
+            # for a task-sent that arrives after the task already finished (a fast task).
+            if not final and not (state == "sent" and uuid in self._finished):
                 tasks[uuid] = task
                 if len(tasks) > self.max_tasks:
                     tasks.popitem(last=False)
