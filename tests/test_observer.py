@@ -498,3 +498,25 @@ def test_a_task_sent_after_the_task_finished_is_counted_not_kept(
     observer.on_events([events.sent(u, "t.add", "q")])
     assert observer.stats()["tasks_tracked"] == 0
     assert series.sums("tasks_sent", 60, clock.now()) == {("t.add", "q", ""): 1}
+
+
+def test_a_retry_reported_after_the_next_run_began_changes_only_the_count(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    # The retried run publishes its retry before its parent reports task-retried: the next run can
+    # be received, and even finish, first. Recorded from a prefork worker under load.
+    u, v = events.uuid(), events.uuid()
+    for x in (u, v):
+        observer.on_events([events.sent(x, "t.retry_once", "q"), events.received(x, "t.retry_once"), events.started(x)])
+        observer.on_events([events.sent(x, "t.retry_once", "q", retries=1)])
+        observer.on_events([events.received(x, "t.retry_once", retries=1)])
+    observer.on_events([events.retried(u)])  # run 1 is waiting to start: it must stay reserved
+    clock.advance(4)
+    assert observer.gauges(clock.now())["task_oldest_reserved_seconds"] == {("t.retry_once", "q"): 4.0}
+    observer.on_events([events.started(v), events.succeeded(v)])
+    observer.on_events([events.retried(v)])  # after the task already succeeded
+    key = ("t.retry_once", "q", W)
+    assert series.sums("tasks_retried", 60, clock.now()) == {(*key, "ConnectionError"): 2}
+    assert observer.stats()["tasks_tracked"] == 1  # u, still reserved; nothing parked for v
+    (snap,) = observer.tasks_snapshot()
+    assert snap["uuid"] == u and snap["state"] == "received" and snap["retries"] == 1

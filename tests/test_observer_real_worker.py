@@ -52,6 +52,36 @@ async def test_running_countdown_time_limited_revoked_and_killed(
 
         await wait_for(lambda: gauge("worker_up").get((host,)) == 1.0, what="the worker's first heartbeat")
 
+        # Succeeding, failing and retrying tasks: counts per task name, runtimes and queue waits.
+        for i in range(3):
+            app.send_task("t.add", (i, i), queue=queue)
+        for _ in range(2):
+            app.send_task("t.fail", ("nope",), queue=queue)
+        app.send_task("t.retry_once", queue=queue)
+
+        def per_task(metric: str) -> dict[tuple[str, ...], float]:
+            return {k[:1] + k[3:]: v for k, v in series.sums(metric, 600, clock.now()).items() if k[1] == queue}
+
+        await wait_for(
+            lambda: (
+                per_task("tasks_succeeded") == {("t.add",): 3, ("t.retry_once",): 1}
+                and per_task("tasks_failed") == {("t.fail", "ValueError"): 2}
+            ),
+            what="the first mix to finish",
+        )
+        assert per_task("tasks_sent") == {("t.add",): 3, ("t.fail",): 2, ("t.retry_once",): 2}
+        assert per_task("tasks_retried") == {("t.retry_once", "ConnectionError"): 1}
+        assert per_task("tasks_started") == {("t.add",): 3, ("t.fail",): 2, ("t.retry_once",): 2}
+        runtimes = series.distributions("task_runtime_seconds", 600, clock.now())
+        assert runtimes[("t.add", queue, host)].count == 3 and 0 < runtimes[("t.add", queue, host)].max < 0.5
+        assert runtimes[("t.fail", queue, host)].count == 2
+        waits = series.distributions("task_queue_wait_seconds", 600, clock.now())
+        assert waits[("t.add", queue, host)].count == 3 and waits[("t.add", queue, host)].max < 2.0
+        assert waits[("t.retry_once", queue, host)].count == 2
+        assert observer.stats()["tasks_tracked"] == 0
+        series = SeriesStore(bucket_seconds=1, retention_seconds=600)  # a clean slate for what follows
+        observer.series = series
+
         # A running task: it ages on the stuck-task gauge, the snapshot and the heartbeat show it.
         running = app.send_task("t.sleep", (4.0,), queue=queue)
         await wait_for(lambda: gauge("task_oldest_started_seconds").get(("t.sleep", queue), 0) >= 1.0, what="aging")
@@ -80,7 +110,7 @@ async def test_running_countdown_time_limited_revoked_and_killed(
         app.send_task("t.timeout", (5.0,), queue=queue)
         await wait_for(lambda: failures, timeout=10, what="the time-limited task to fail")
         await wait_for(lambda: observer.stats()["duplicates"] >= 1, timeout=3, what="the second report of the kill")
-        (failed,) = failures
+        (failed,) = [f for f in failures if f["task"] == "t.timeout"]
         assert failed["task"] == "t.timeout" and failed["queue"] == queue and failed["worker"] == host
         assert failed["exception"] == "TimeLimitExceeded"
         assert failed["exception_repr"] == "ExceptionWithTraceback()"

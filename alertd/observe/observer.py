@@ -119,7 +119,19 @@ def _text(e: dict[str, Any], field: str) -> str:
 class Task:
     """One task in flight. Slots: a full table holds 100k of these."""
 
-    __slots__ = ("entered", "eta", "name", "queue", "received", "retries", "sent", "started", "state", "worker")
+    __slots__ = (
+        "entered",
+        "eta",
+        "name",
+        "queue",
+        "received",
+        "retried",
+        "retries",
+        "sent",
+        "started",
+        "state",
+        "worker",
+    )
 
     def __init__(self) -> None:
         self.name = ""
@@ -134,7 +146,8 @@ class Task:
         # Our receive time of the event that put the task in its state: ages of stuck tasks are
         # measured on our clock, so a worker's skewed clock (or a replayed capture) cannot fake them.
         self.entered = 0.0
-        self.retries = 0
+        self.retries = 0  # the run in flight: the `retries` field of its task-sent / task-received
+        self.retried = 0  # task-retried events seen
 
 
 class Worker:
@@ -216,7 +229,8 @@ class Observer:
         self._watch_all: list[Watcher] = []
         # Recently finished uuids, oldest first: an OrderedDict pops its oldest in O(1), where a
         # dict used as a queue slows down as deleted slots pile up at its front.
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        # uuid -> (name, queue): late events of a finished task still get its labels.
+        self._finished: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._stats = {
             "events": 0,
             "malformed": 0,
@@ -302,9 +316,12 @@ class Observer:
                 self._stats["duplicates"] += 1
                 return None
             task = Task()
-            # Count but keep nothing for a final event of a task never seen (alertd restarted), and
-            # for a task-sent that arrives after the task already finished (a fast task).
-            if not final and not (state == "sent" and uuid in self._finished):
+            gone = self._finished.get(uuid) if state == "sent" or state == "retried" else None
+            if gone is not None:
+                # The task finished already: a task-sent from a slow producer, or a retry reported
+                # after the retried run had already succeeded. Counted under its labels, not kept.
+                task.name, task.queue = gone
+            elif not final:  # a final event of a task never seen (alertd restarted) is counted, not kept
                 tasks[uuid] = task
                 if len(tasks) > self.max_tasks:
                     tasks.popitem(last=False)
@@ -313,6 +330,7 @@ class Observer:
             tasks.move_to_end(uuid)  # least recently heard of goes first when the table is full
         if name:
             task.name = name
+        late = False
         if state == "sent":
             # The producer publishes task-sent on its own connection, so it may reach us after the
             # worker's task-received (or even task-started) for the same run: then it only fills in
@@ -333,7 +351,14 @@ class Observer:
                 # task-sent's hostname is the producer's; every later event comes from the worker.
                 task.worker = hostname
                 self._touch_worker(hostname, now)
-            task.state = state
+            if state == "retried":
+                # The retry's new message can overtake the parent's task-retried: run n+1 may be
+                # received (even finished) before run n's retry is reported. An earlier run's retry
+                # is counted and changes nothing else.
+                task.retried += 1
+                late = task.retried <= task.retries
+            if not late:
+                task.state = state
             labels = (task.name, task.queue, task.worker)
         series = self.series
         counter = COUNTERS.get(state)
@@ -366,15 +391,15 @@ class Observer:
         elif state == "failed":
             if task.started is not None:
                 series.observe("task_runtime_seconds", labels, max(0.0, ts - task.started), now)
-        elif state == "retried":
+        elif state == "retried" and not late:
             # Back to waiting: the retry is published again (task-sent) and received anew.
-            task.retries += 1
+            task.retries = task.retried
             task.started = None
             task.received = None
         if final:
             tasks.pop(uuid, None)
             finished = self._finished
-            finished[uuid] = None
+            finished[uuid] = (task.name, task.queue)
             if len(finished) > FINISHED_REMEMBERED:
                 finished.popitem(last=False)
         return task
