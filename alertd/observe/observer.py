@@ -38,6 +38,7 @@ TRACEBACK_LINES = 20
 COUNTERS = {
     s: f"tasks_{s}" for s in ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
 }
+_TASK_STATES = {f"task-{s}": s for s in COUNTERS}
 FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
 MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
 
@@ -229,8 +230,8 @@ class Observer:
         self._watch_all: list[Watcher] = []
         # Recently finished uuids, oldest first: an OrderedDict pops its oldest in O(1), where a
         # dict used as a queue slows down as deleted slots pile up at its front.
-        # uuid -> (name, queue): late events of a finished task still get its labels.
-        self._finished: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # uuid -> the finished task (kept whole: no allocation per task): late events still get its labels.
+        self._finished: OrderedDict[str, Task] = OrderedDict()
         self._stats = {
             "events": 0,
             "malformed": 0,
@@ -264,8 +265,11 @@ class Observer:
             if now is None:
                 now = self.clock.now()
         task: Task | None = None
-        if kind.startswith("task-"):
-            task = self._on_task_event(kind[5:], event, now)
+        state = _TASK_STATES.get(kind)  # one lookup instead of slicing a new string per event
+        if state is not None:
+            task = self._on_task_event(state, event, now)
+        elif kind.startswith("task-"):
+            task = self._on_task_event(kind[5:], event, now)  # a custom task event (send_event)
         elif kind.startswith("worker-"):
             self._on_worker_event(kind[7:], event, now)
         else:
@@ -320,7 +324,7 @@ class Observer:
             if gone is not None:
                 # The task finished already: a task-sent from a slow producer, or a retry reported
                 # after the retried run had already succeeded. Counted under its labels, not kept.
-                task.name, task.queue = gone
+                task.name, task.queue = gone.name, gone.queue
             elif not final:  # a final event of a task never seen (alertd restarted) is counted, not kept
                 tasks[uuid] = task
                 if len(tasks) > self.max_tasks:
@@ -399,7 +403,7 @@ class Observer:
         if final:
             tasks.pop(uuid, None)
             finished = self._finished
-            finished[uuid] = (task.name, task.queue)
+            finished[uuid] = task
             if len(finished) > FINISHED_REMEMBERED:
                 finished.popitem(last=False)
         return task
