@@ -63,8 +63,13 @@ def write_setup(
     rules: str = FAIL_RULES,
     route: str = "",
     extra: str = "",
+    keyprefix: str = "",
 ) -> Path:
-    """alertd.yaml + rules + tokens in `tmp`; returns the config path."""
+    """alertd.yaml + rules + tokens in `tmp`; returns the config path.
+
+    `keyprefix` puts the broker's keys and event channels under a private global_keyprefix, so
+    only this test's worker is heard (other tests share Redis db 13).
+    """
     (tmp / "rules").mkdir(exist_ok=True)
     (tmp / "rules" / "test.yaml").write_text(rules)
     (tmp / "tokens").write_text(
@@ -85,6 +90,7 @@ route:
     cfg = tmp / "alertd.yaml"
     cfg.write_text(f"""
 broker: "{broker}"
+broker_transport_options: {{{f'global_keyprefix: "{keyprefix}"' if keyprefix else ""}}}
 rule_files: [rules/*.yaml]
 store: "{store}"
 api: {{listen: 127.0.0.1:{port}, tokens_file: tokens}}
@@ -188,12 +194,14 @@ def alertd_process(tmp_path: Path) -> Iterator[Any]:
         d.kill(signal.SIGTERM)
 
 
-def producer(broker: str) -> Any:
+def producer(broker: str, keyprefix: str = "") -> Any:
     """A Celery producer that sends task-sent events, as alertd's docs ask of a deployment."""
     from celery import Celery
 
     app = Celery("producer", broker=broker, set_as_current=False)
     app.conf.task_send_sent_event = True
+    if keyprefix:
+        app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
     return app
 
 

@@ -55,12 +55,19 @@ def test_page_silence_expire_against_a_real_worker(
     tmp_path: Path, redis_url: str, unique: str, http_sink: Any, celery_worker_factory: Any, alertd_process: Any
 ) -> None:
     port = free_port()
-    cfg = write_setup(tmp_path, broker=redis_url, store="sqlite:///state.db", sink_url=http_sink.url(), port=port)
+    cfg = write_setup(
+        tmp_path,
+        broker=redis_url,
+        store="sqlite:///state.db",
+        sink_url=http_sink.url(),
+        port=port,
+        keyprefix=f"{unique}:",
+    )
     daemon = alertd_process(cfg, port)
     api = daemon.api
     queue = f"q-{unique}"
-    worker = celery_worker_factory(redis_url, queues=[queue])
-    app = producer(redis_url)
+    worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
+    app = producer(redis_url, f"{unique}:")
     app.send_task("t.fail", ("boom",), queue=queue)
 
     # 1. the page
@@ -178,11 +185,19 @@ def test_kill_9_and_restart_keeps_silences_and_firing_state_and_does_not_page_tw
     store = "sqlite:///state.db" if backend == "sqlite" else f"{redis_url}?prefix=alertd-{unique}:"
     port = free_port()
     route = hook_route("1s", "2s", "1h", group_by="[alertname]")
-    cfg = write_setup(tmp_path, broker=redis_url, store=store, sink_url=http_sink.url(), port=port, route=route)
+    cfg = write_setup(
+        tmp_path,
+        broker=redis_url,
+        store=store,
+        sink_url=http_sink.url(),
+        port=port,
+        route=route,
+        keyprefix=f"{unique}:",
+    )
     daemon = alertd_process(cfg, port, "first")
     queue = f"q-{unique}"
-    worker = celery_worker_factory(redis_url, queues=[queue])
-    producer(redis_url).send_task("t.fail", queue=queue)
+    worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
+    producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
     before = daemon.api.get("/api/v2/alerts")
     body = {
@@ -221,11 +236,15 @@ def test_two_replicas_on_one_redis_page_once_and_share_silences(
     replicas = []
     for d, p in zip(dirs, ports, strict=True):
         d.mkdir()
-        cfg = write_setup(d, broker=redis_url, store=store, sink_url=http_sink.url(), port=p, route=route)
+        cfg = write_setup(
+            d, broker=redis_url, store=store, sink_url=http_sink.url(), port=p, route=route, keyprefix=f"{unique}:"
+        )
         replicas.append(alertd_process(cfg, p, d.name))
     queue = f"q-{unique}"
-    worker = celery_worker_factory(redis_url, queues=[queue], concurrency=4)
-    app = producer(redis_url)
+    worker = celery_worker_factory(
+        redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4
+    )
+    app = producer(redis_url, f"{unique}:")
     for i in range(20):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
         app.send_task("t.flaky", (i, 1), queue=queue)  # every one fails: a second task name in the group

@@ -54,11 +54,14 @@ def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_kill
         port=port,
         rules=RATE_RULES,
         extra=OBSERVE,
+        keyprefix=f"{unique}:",
     )
     api = alertd_process(cfg, port).api
     queue = f"q-{unique}"
-    worker = celery_worker_factory(redis_url, queues=[queue], concurrency=4)
-    app = producer(redis_url)
+    worker = celery_worker_factory(
+        redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4
+    )
+    app = producer(redis_url, f"{unique}:")
     for n in range(1, 41):
         app.send_task("t.flaky", (n, 5), queue=queue)  # every 5th fails: 20 %
 
@@ -126,11 +129,12 @@ groups:
         port=port,
         rules=rules,
         route=route,
+        keyprefix=f"{unique}:",
     )
     api = alertd_process(cfg, port).api
     queue = f"q-{unique}"
-    celery_worker_factory(redis_url, queues=[queue], concurrency=4)
-    app = producer(redis_url)
+    celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4)
+    app = producer(redis_url, f"{unique}:")
     for i in range(50):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the page")
@@ -168,20 +172,37 @@ groups:
         d.mkdir()
         port = free_port()
         cfg = write_setup(
-            d, broker=redis_url, store=store, sink_url=http_sink.url(), port=port, rules=rules, route=route
+            d,
+            broker=redis_url,
+            store=store,
+            sink_url=http_sink.url(),
+            port=port,
+            rules=rules,
+            route=route,
+            keyprefix=f"{unique}:",
         )
         replicas.append(alertd_process(cfg, port, name))
     queue = f"q-{unique}"
-    celery_worker_factory(redis_url, queues=[queue], concurrency=4)
-    app = producer(redis_url)
+    celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4)
+    app = producer(redis_url, f"{unique}:")
     for i in range(20):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the page")
+    # Kill once the page is in the shared notification log. (Killed between the receiver's 200
+    # and that write, a replica leaves a page the other cannot know was sent: it is sent again
+    # once the claim expires - at least once, never lost.)
+    wait_for(
+        lambda: replicas[1].api.get("/api/alertd/v1/history", query="kind=sent"),
+        timeout=10,
+        what="the page in the shared history",
+    )
     replicas[0].kill(signal.SIGKILL)  # mid-incident
     wait_for(lambda: len(hook_posts(http_sink)) >= 2, timeout=20, what="the resolved notice from the survivor")
     time.sleep(3)
     titles = [p["title"] for p in hook_posts(http_sink)]
-    assert titles == ["[FIRING:1] TaskFailed", "[RESOLVED] TaskFailed"], titles
+    assert titles == ["[FIRING:1] TaskFailed", "[RESOLVED] TaskFailed"], [
+        (p["title"], p["message"].splitlines()[0]) for p in hook_posts(http_sink)
+    ]
 
 
 def cli(*args: str, port: int) -> subprocess.CompletedProcess[str]:
@@ -200,11 +221,18 @@ def test_the_maintenance_flow_from_the_cli(
     tmp_path: Path, redis_url: str, unique: str, http_sink: Any, celery_worker_factory: Any, alertd_process: Any
 ) -> None:
     port = free_port()
-    cfg = write_setup(tmp_path, broker=redis_url, store="sqlite:///state.db", sink_url=http_sink.url(), port=port)
+    cfg = write_setup(
+        tmp_path,
+        broker=redis_url,
+        store="sqlite:///state.db",
+        sink_url=http_sink.url(),
+        port=port,
+        keyprefix=f"{unique}:",
+    )
     alertd_process(cfg, port)
     queue = f"q-{unique}"
-    celery_worker_factory(redis_url, queues=[queue])
-    producer(redis_url).send_task("t.fail", queue=queue)
+    celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
+    producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
 
     # 1. preview what the silence would match

@@ -51,11 +51,18 @@ def test_silence_from_the_page_then_expire(
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
-    cfg = write_setup(tmp_path, broker=redis_url, store="sqlite:///state.db", sink_url=http_sink.url(), port=port)
+    cfg = write_setup(
+        tmp_path,
+        broker=redis_url,
+        store="sqlite:///state.db",
+        sink_url=http_sink.url(),
+        port=port,
+        keyprefix=f"{unique}:",
+    )
     daemon = alertd_process(cfg, port)
     queue = f"q-{unique}"
-    worker = celery_worker_factory(redis_url, queues=[queue])
-    producer(redis_url).send_task("t.fail", queue=queue)
+    worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
+    producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
     wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
