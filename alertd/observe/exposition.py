@@ -34,6 +34,7 @@ class ObserverCollector(Collector):
         self.health = health
 
     def collect(self) -> Iterator[Metric]:
+        """Called by prometheus_client on each scrape."""
         yield from self._task_counters()
         yield from self._histograms()
         yield from self._gauges()

@@ -152,6 +152,8 @@ class Task:
 
 
 class Worker:
+    """One worker by hostname: what its heartbeats and the sampler said last."""
+
     __slots__ = (
         "active",
         "cpu_at",
@@ -520,12 +522,14 @@ class Observer:
     # -- samples ---------------------------------------------------------------------------
 
     def on_queue_sample(self, s: QueueSample) -> None:
+        """Latest length and consumers of a queue; notes since when it has not got shorter."""
         prev = self.queues.get(s.queue)
         if s.messages == 0 or prev is None or s.messages < prev.messages:
             self._growing_since[s.queue] = s.at
         self.queues[s.queue] = s
 
     def on_worker_sample(self, s: WorkerSample) -> None:
+        """Pool size, memory and CPU (a ratio from the delta between two samples) of a worker."""
         w = self.workers.get(s.worker)
         if w is None:
             # Seen by inspect before any heartbeat reached us: listed, but not "online" until it beats.
@@ -548,6 +552,7 @@ class Observer:
         w.sample_at = s.at
 
     def on_broker_sample(self, s: BrokerSample) -> None:
+        """Whether the last sampling pass reached the broker (broker_up)."""
         self.broker = s
 
     def expect_task(self, name: str) -> None:
@@ -673,9 +678,11 @@ class Observer:
     # -- views and state -------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
+        """Counts for /metrics and the API: events, malformed, duplicates, table sizes and evictions."""
         return {**self._stats, "tasks_tracked": len(self.tasks), "workers_tracked": len(self.workers)}
 
     def workers_snapshot(self) -> list[dict[str, Any]]:
+        """Every worker in the table with its state (online, lost, offline), sorted by hostname."""
         now = self.clock.now()
         out = []
         for w in sorted(self.workers.values(), key=lambda w: w.hostname):
