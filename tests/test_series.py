@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertd.observe.series import GAMMA, Distribution, SeriesStore
+from alertd.observe.series import GAMMA, RAW_MAX, Distribution, SeriesStore
 
 BUCKET = 5.0
 
@@ -83,8 +83,13 @@ def test_series_cap_drops_new_series_and_counts_them() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    events=st.lists(st.tuples(st.floats(0, 1500), st.floats(1e-3, 1e4)), min_size=1, max_size=150),
-    window=st.sampled_from([5.0, 60.0, 600.0]),
+    events=st.one_of(
+        # sparse: buckets keep their few values raw
+        st.lists(st.tuples(st.floats(0, 1500), st.floats(1e-3, 1e4)), min_size=1, max_size=150),
+        # dense: buckets pass RAW_MAX and are binned; windows then mix raw and binned buckets
+        st.lists(st.tuples(st.floats(0, 30), st.floats(0, 1e4)), min_size=1, max_size=400),
+    ),
+    window=st.sampled_from([5.0, 10.0, 60.0, 600.0]),
 )
 def test_window_distributions_match_the_values_in_the_window(events: list[tuple[float, float]], window: float) -> None:
     store = SeriesStore(bucket_seconds=BUCKET, retention_seconds=900)
@@ -99,7 +104,7 @@ def test_window_distributions_match_the_values_in_the_window(events: list[tuple[
     assert math.isclose(d.sum, sum(inside), rel_tol=1e-9)
     for q in (0.5, 0.9, 0.99):
         exact = inside[int(q * (len(inside) - 1))]
-        assert exact / GAMMA <= d.quantile(q) <= exact * GAMMA
+        assert exact / GAMMA <= d.quantile(q) <= exact * GAMMA or exact == d.quantile(q) == 0.0
     # since start, whatever the window: what /metrics exports as a histogram
     assert store.cumulative("task_runtime_seconds")[("t", "q", "w")].count == len(events)
 
@@ -142,3 +147,16 @@ def test_distribution_stats_and_prometheus_bucket_counts() -> None:
     assert 0.2 / GAMMA <= d.stat("p50") <= 0.2 * GAMMA
     with pytest.raises(ValueError, match="unknown distribution statistic"):
         d.stat("p")
+
+
+def test_a_busy_bucket_is_binned_and_stays_exact_in_count_sum_min_max() -> None:
+    store = SeriesStore(bucket_seconds=5, retention_seconds=60)
+    values = [0.001 * (i + 1) for i in range(RAW_MAX * 3)]
+    for v in values:
+        store.observe("task_runtime_seconds", ("t", "q", "w"), v, now=100.0)
+    store.observe("task_runtime_seconds", ("t", "q", "w"), 7.0, now=106.0)  # the next bucket stays raw
+    d = store.distributions("task_runtime_seconds", 10, now=106.0)[("t", "q", "w")]
+    assert d.count == len(values) + 1 and d.min == values[0] and d.max == 7.0
+    assert math.isclose(d.sum, sum(values) + 7.0)
+    exact = sorted([*values, 7.0])[int(0.5 * len(values))]
+    assert exact / GAMMA <= d.quantile(0.5) <= exact * GAMMA

@@ -14,7 +14,9 @@ CONTRACT (shared by observe/ which writes and rules/ which reads; keep these sig
 from __future__ import annotations
 
 import math
+from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 Labels = tuple[str, ...]
@@ -25,6 +27,10 @@ Labels = tuple[str, ...]
 GAMMA = 1.04
 _LOG_GAMMA = math.log(GAMMA)
 _ZERO_BIN = -(10**9)  # values <= 0 (a clamped queue wait, say) share one bin
+# A bucket keeps its first values raw (8 bytes each in an array) and bins them only past this many:
+# a dict of bins costs ~400 bytes however few values it holds, and most buckets of most series
+# hold a handful. Binning then happens when a window is read, for the few values concerned.
+RAW_MAX = 48
 
 
 def _bin(value: float) -> int:
@@ -70,6 +76,23 @@ class Distribution:
             self.max = value
         bins = self.bins
         bins[k] = bins.get(k, 0) + 1
+
+    def add_many(self, values: Sequence[float]) -> None:
+        """Record many observations at once (a bucket's raw values)."""
+        if not values:
+            return
+        self.count += len(values)
+        self.sum += sum(values)
+        lo, hi = min(values), max(values)
+        if lo < self.min:
+            self.min = lo
+        if hi > self.max:
+            self.max = hi
+        bins = self.bins
+        log, ceil, lg = math.log, math.ceil, _LOG_GAMMA
+        for v in values:
+            k = ceil(log(v) / lg) if v > 0.0 else _ZERO_BIN
+            bins[k] = bins.get(k, 0) + 1
 
     def quantile(self, q: float) -> float:
         """q in [0, 1]; nan when empty."""
@@ -134,7 +157,7 @@ class _Ring:
         # Since start, for /metrics histograms (Prometheus wants cumulative buckets, not windows).
         self.cumulative = Distribution() if distribution else None
         self.epochs = [-1] * size
-        # floats for counters, Distribution | None for distributions
+        # floats for counters; for distributions None, raw values (array) or a binned Distribution
         self.values: list[Any] = [None] * size if distribution else [0.0] * size
         self.total = 0.0
 
@@ -192,7 +215,7 @@ class SeriesStore:
                 return
         idx = int(now // self.bucket_seconds)
         slot = idx % self._size
-        values: list[Distribution | None] = ring.values
+        values: list[array[float] | Distribution | None] = ring.values
         epochs = ring.epochs
         d = values[slot]
         if epochs[slot] != idx or d is None:
@@ -200,10 +223,15 @@ class SeriesStore:
                 d = None  # older than the retention: see count()
             else:
                 epochs[slot] = idx
-                d = values[slot] = Distribution()
+                d = values[slot] = array("d")
         k = _bin(value)
-        if d is not None:
-            d.add_binned(value, k)
+        if type(d) is array:
+            d.append(value)
+            if len(d) > RAW_MAX:
+                binned = values[slot] = Distribution()
+                binned.add_many(d)
+        elif d is not None:
+            d.add_binned(value, k)  # type: ignore[union-attr]
         ring.total += 1
         ring.cumulative.add_binned(value, k)  # type: ignore[union-attr]
 
@@ -234,15 +262,18 @@ class SeriesStore:
         out: dict[Labels, Distribution] = {}
         for labels, ring in self._dists.get(metric, {}).items():
             epochs = ring.epochs
-            values: list[Distribution | None] = ring.values
-            merged: Distribution | None = None
+            values: list[array[float] | Distribution | None] = ring.values
+            merged = Distribution()
+            raw: list[float] = []
             for slot, epoch in slots:
                 d = values[slot]
                 if d is not None and epochs[slot] == epoch:
-                    if merged is None:
-                        merged = Distribution()
-                    merged.merge(d)
-            if merged is not None:
+                    if type(d) is array:
+                        raw.extend(d)
+                    else:
+                        merged.merge(d)  # type: ignore[arg-type]
+            merged.add_many(raw)
+            if merged.count:
                 out[labels] = merged
         return out
 
