@@ -1,4 +1,5 @@
-"""Observer benchmark, in process: events/s through on_events, gauges() cost, memory of a full table.
+"""Observer benchmark, in process: events/s through on_events, gauges() cost, memory of a full table
+and of busy series, and the cost of reading windows.
 
 No broker: this measures the observer and the series store alone (bench/ingest.py measures the
 whole Redis path). Events are shaped like the ones a real Celery 5.7 worker publishes.
@@ -12,6 +13,7 @@ import argparse
 import gc
 import sys
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,51 @@ def bench_full_table(in_flight: int) -> None:
     )
 
 
+def _fill_series(store: SeriesStore, n_series: int, counters: bool, dists: bool) -> int:
+    """Busy series: every 5 s bucket of the hour holds a count and 3 runtimes from 10 ms to 10 s."""
+    values = [0.01 * (1 + (i * 7919) % 1000) for i in range(3000)]
+    i = 0
+    for step in range(0, 3600, 5):
+        for k in range(n_series):
+            labels = (f"t{k}", "q", "w")
+            if counters:
+                store.count("tasks_succeeded", labels, T0 + step, 3)
+            if dists:
+                for _ in range(3):
+                    store.observe("task_runtime_seconds", labels, values[i % 3000], T0 + step)
+                    i += 1
+    return i
+
+
+def bench_series(n_series: int = 400) -> None:
+    """Memory of series busy in every bucket of the hour (tracemalloc), and the cost of reading windows."""
+    for kind, counters, dists in (("counter", True, False), ("distribution", False, True)):
+        tracemalloc.start()
+        store = SeriesStore(bucket_seconds=5, retention_seconds=3600, max_series=100_000)
+        _fill_series(store, n_series, counters, dists)
+        used = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        print(f"series: {used / n_series / 1024:.0f} KiB per busy {kind} series (5 s buckets, 1 h)")
+        del store
+    store = SeriesStore(bucket_seconds=5, retention_seconds=3600, max_series=100_000)
+    t = time.perf_counter()
+    n = _fill_series(store, n_series, False, True)
+    print(f"  observe: {n / (time.perf_counter() - t):,.0f} values/s")
+    _fill_series(store, n_series, True, False)
+    now = T0 + 3595
+    for window in (600.0, 3600.0):
+        t = time.perf_counter()
+        store.sums("tasks_succeeded", window, now)
+        summed = time.perf_counter() - t
+        t = time.perf_counter()
+        store.distributions("task_runtime_seconds", window, now)
+        merged = time.perf_counter() - t
+        print(
+            f"  {window / 60:.0f} m window over {n_series} series: sums {summed * 1000:.0f} ms, "
+            f"distributions {merged * 1000:.0f} ms"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=1_000_000)
@@ -175,6 +222,7 @@ def main() -> None:
     args = p.parse_args()
     bench_throughput(args.events)
     bench_full_table(args.in_flight)
+    bench_series()
 
 
 if __name__ == "__main__":
