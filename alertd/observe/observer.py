@@ -38,6 +38,7 @@ TRACEBACK_LINES = 20
 COUNTERS = {
     s: f"tasks_{s}" for s in ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
 }
+_FAR = 1e15  # seconds: beyond any real timestamp, and below the floats that are not finite
 _TASK_STATES = {f"task-{s}": s for s in COUNTERS}
 FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
 MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
@@ -77,7 +78,7 @@ def _eta_seconds(value: Any) -> float | None:
     """Celery sends eta as an ISO 8601 string (or None); epoch seconds are accepted too."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         try:
@@ -262,7 +263,8 @@ class Observer:
         if not isinstance(kind, str):
             raise TypeError("event type is not a string")
         now = event.get("local_received")
-        if type(now) is not float:  # the fast path is a float; anything else is checked
+        # The fast path is a finite float (the chained comparison also rejects nan); anything else is checked.
+        if type(now) is not float or not -_FAR < now < _FAR:
             now = _number(event, "local_received")
             if now is None:
                 now = self.clock.now()
@@ -286,7 +288,7 @@ class Observer:
         if not isinstance(uuid, str) or not uuid:
             raise TypeError("task uuid is not a string")
         ts = e.get("timestamp")
-        if type(ts) is not float:
+        if type(ts) is not float or not -_FAR < ts < _FAR:
             ts = _number(e, "timestamp")
             if ts is None:
                 ts = now
