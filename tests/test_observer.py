@@ -7,6 +7,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import VirtualClock
@@ -282,6 +284,8 @@ def test_malformed_events_are_counted_and_leave_no_trace(
         {**events.worker("worker-heartbeat", "celery@bad"), "active": -1},
         {**events.worker("worker-heartbeat", "celery@bad"), "loadavg": "high"},
         {**events.worker("worker-online", "celery@bad"), "pid": 1.5},
+        {**events.worker("worker-heartbeat", "celery@bad"), "loadavg": [math.nan, 0.1, 0.1]},
+        {**events.worker("worker-heartbeat", "celery@bad"), "freq": math.inf},
     ]
     good = events.received(events.uuid(), "t")
     observer.on_events([*bad, good])
@@ -523,3 +527,62 @@ def test_a_retry_reported_after_the_next_run_began_changes_only_the_count(
     assert observer.stats()["tasks_tracked"] == 1  # u, still reserved; nothing parked for v
     (snap,) = observer.tasks_snapshot()
     assert snap["uuid"] == u and snap["state"] == "received" and snap["retries"] == 1
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.floats(allow_nan=True), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_TYPES = [
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-revoked",
+    "task-rejected",
+    "task-custom",
+    "worker-online",
+    "worker-heartbeat",
+    "worker-offline",
+    "nonsense",
+]
+_FIELDS = ["uuid", "name", "hostname", "timestamp", "local_received", "runtime", "eta", "queue", "routing_key"]
+_FIELDS += ["retries", "exception", "traceback", "freq", "active", "processed", "loadavg", "pid", "sw_ident"]
+# Real types with any fields of any type, and plausible events with every field a fuzzed type.
+_EVENT = st.fixed_dictionaries(
+    {"type": st.sampled_from(_TYPES)}, optional={f: _FIELD_VALUES for f in _FIELDS}
+) | st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(_TYPES),
+        "uuid": st.sampled_from(["u1", "u2", "u3"]),
+        "hostname": st.sampled_from(["celery@a", "celery@b"]),
+        "name": st.sampled_from(["t.a", "t.b"]),
+        "timestamp": st.floats(T0 - 10, T0 + 10),
+        "local_received": st.floats(T0, T0 + 10),
+    },
+    optional={f: _FIELD_VALUES for f in ("runtime", "eta", "retries", "freq", "active", "loadavg", "exception")},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_EVENT, _FIELD_VALUES), max_size=30))
+def test_on_events_never_raises_and_keeps_its_bounds(batch: list[Any]) -> None:
+    clock = VirtualClock(T0)
+    observer = Observer(SeriesStore(bucket_seconds=1, retention_seconds=60), clock, max_tasks=2, max_workers=1)
+    observer.watch(lambda e: None)
+    observer.on_events(batch)
+    stats = observer.stats()
+    assert stats["events"] == len(batch) and stats["malformed"] <= len(batch)
+    assert stats["tasks_tracked"] <= 2 and stats["workers_tracked"] <= 1
+    for step in (5, 30):  # workers online, then lost
+        clock.advance(step)
+        g = observer.gauges(clock.now())
+        assert all(math.isfinite(v) for values in g.values() for v in values.values()), g
+    json.dumps(observer.export_state(), allow_nan=False)

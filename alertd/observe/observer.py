@@ -446,7 +446,8 @@ class Observer:
         pid = _count(e, "pid")
         load = e.get("loadavg")
         if load is not None and not (
-            isinstance(load, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in load)
+            isinstance(load, list | tuple)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in load)
         ):
             raise TypeError(f"loadavg is {load!r}, not a list of numbers")
         sw_ident = _text(e, "sw_ident")
