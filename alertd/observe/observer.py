@@ -40,7 +40,7 @@ COUNTERS = {
 }
 _FAR = 1e15  # seconds: beyond any real timestamp, and below the floats that are not finite
 _TASK_STATES = {f"task-{s}": s for s in COUNTERS}
-FINISHED_REMEMBERED = 10_000  # uuids of finished tasks kept to drop duplicate final events
+FINISHED_REMEMBERED = 10_000  # finished tasks kept by uuid: duplicate endings dropped, late events labelled
 MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
 
 _EXC_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)")
