@@ -178,13 +178,19 @@ def observer_fixture(series: SeriesStore, clock: VirtualClock) -> Observer:
 
 
 @pytest.fixture(name="producer")
-def producer_fixture() -> Iterator[Callable[[str], Celery]]:
-    """A fresh producer app per broker URL, with task-sent events on, closed at the end."""
+def producer_fixture() -> Iterator[Callable[..., Celery]]:
+    """make(broker, keyprefix="") -> a producer app with task-sent events on, closed at the end.
+
+    A private `global_keyprefix` (the same for worker, producer and source) keeps other tests'
+    events on the shared Redis db 13 out of a test's stream.
+    """
     apps: list[Celery] = []
 
-    def make(broker: str) -> Celery:
+    def make(broker: str, keyprefix: str = "") -> Celery:
         app = Celery("observe-producer", broker=broker, set_as_current=False)
         app.conf.task_send_sent_event = True
+        if keyprefix:
+            app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
         apps.append(app)
         return app
 

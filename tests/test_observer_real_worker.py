@@ -30,7 +30,7 @@ async def test_running_countdown_time_limited_revoked_and_killed(
     redis_url: str,
     unique: str,
     celery_worker_factory: Callable[..., CeleryWorker],
-    producer: Callable[[str], Celery],
+    producer: Callable[..., Celery],
 ) -> None:
     clock = WallClock()
     series = SeriesStore(bucket_seconds=1, retention_seconds=600)
@@ -38,14 +38,19 @@ async def test_running_countdown_time_limited_revoked_and_killed(
     observer = Observer(series, clock, worker_lost_after=3.0, heartbeat_misses=1.5, health=health)
     failures: list[dict[str, Any]] = []
     observer.watch(failures.append, frozenset({"task-failed"}))
-    source = open_event_source(redis_url, observer.on_events, clock, health)
+    prefix = f"obs-{unique}:"  # a private stream: other tests share db 13 and run the same tasks
+    source = open_event_source(
+        redis_url, observer.on_events, clock, health, transport_options={"global_keyprefix": prefix}
+    )
     await source.start()
     try:
         await source.wait_connected()
         queue = f"q-{unique}"
-        worker = celery_worker_factory(redis_url, queues=[queue], concurrency=2)
+        worker = celery_worker_factory(
+            redis_url, queues=[queue], concurrency=2, extra_env={"ALERTD_TEST_KEYPREFIX": prefix}
+        )
         host = worker.hostname
-        app = producer(redis_url)
+        app = producer(redis_url, prefix)
 
         def gauge(name: str) -> dict[tuple[str, ...], float]:
             return observer.gauges(clock.now())[name]
