@@ -31,6 +31,7 @@ from alertd.clock import VirtualClock
 from alertd.config import load_config
 from alertd.daemon import Daemon
 from tests.conftest import ROOT, free_port
+from tests.daemon_fixtures import FAIL_RULES
 from tests.notify_fixtures import Sink
 
 SILENCE_TOKEN = "alertd_api_test_silence_token_0123456789"
@@ -39,19 +40,7 @@ ADMIN_TOKEN = "alertd_api_test_admin_token_0123456789abc"
 GRAFANA_USER, GRAFANA_PASSWORD = "grafana", "correct horse battery"
 SINK_SECRET = "s3cr3t-webhook-path-4f2a"  # part of the receiver URL: must never show in a response
 
-RULES = """
-groups:
-  - name: test
-    interval: 1s
-    rules:
-      - alert: TaskFailed
-        event: task-failed
-        by: [task]
-        resolve_after: 10m
-        labels: {severity: critical}
-        annotations:
-          summary: "{{ labels.task }} failed"
-"""
+RULES = FAIL_RULES  # the same event rule the subprocess end-to-end tests use
 
 SPEC_PATH = ROOT.parent / "shared" / "reference" / "alertmanager-api-v2.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
