@@ -65,7 +65,7 @@ class SilencesConfig(Section):
 
 
 class HaConfig(Section):
-    replica: str = ""  # defaults to hostname:pid
+    replica: str = ""  # defaults to $ALERTD_REPLICA, else hostname:API port (stable across restarts)
     claim_ttl: Seconds = 60.0
 
 

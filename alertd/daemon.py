@@ -62,9 +62,16 @@ class ReplaySummary:
     transitions: list[Alert] = field(default_factory=list)
 
 
-def default_replica() -> str:
-    """$ALERTD_REPLICA (a pod name, say), else host:pid."""
-    return os.environ.get("ALERTD_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
+def default_replica(config: Config) -> str:
+    """$ALERTD_REPLICA (a pod name, say), else host:API port.
+
+    The identity must survive a restart: a process that dies holding a send claim must recognise
+    it as its own when it comes back, or the page waits for the claim to expire (and is lost if
+    the alert resolves meanwhile). host:port is stable across restarts and unique on a host, since
+    two processes cannot listen on one port; a pid is neither.
+    """
+    port = config.api.listen.rpartition(":")[2]
+    return os.environ.get("ALERTD_REPLICA") or f"{socket.gethostname()}:{port}"
 
 
 class Daemon:
@@ -73,7 +80,7 @@ class Daemon:
     def __init__(self, config: Config, clock: Clock | None = None, *, replica: str | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or WallClock()
-        self.replica = replica or config.ha.replica or default_replica()
+        self.replica = replica or config.ha.replica or default_replica(config)
         self.version = __version__
         self.started_at = self.clock.now()
         self.health = StreamHealth(broker=redact_url(config.broker))

@@ -3,16 +3,28 @@
 Written to the store on every send (never snapshotted), so a restarted alertd neither pages again
 for what it already said nor forgets a resolved notice it still owes; replicas sharing a Redis
 store share it too.
+
+An entry knows, per alert told as firing, which *episode* it was told about (the alert's
+`starts_at`): a fingerprint that fires, resolves and fires again is a new episode and is news to
+the receiver even if the resolve never reached it. It also keeps what an unconfirmed attempt may
+have said (`maybe_firing`): a send interrupted by a crash or a timeout may have reached the
+receiver, so a resolved notice is owed for it (at-least-once), and re-sending it is named a
+possible duplicate.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from alertd.store.base import Store
 
 KIND = "nflog"
+
+# Replicas evaluate on their own ticks, so the same episode can start up to a tick or two apart
+# on each. An episode told by another replica is the same one unless it started this much later.
+PEER_EPISODE_SKEW = 5.0
 
 
 @dataclass
@@ -23,27 +35,60 @@ class Entry:
     resolved: list[str] = field(default_factory=list)  # fingerprints told as resolved
     at: float = 0.0
     reason: str = ""
+    starts: dict[str, float] = field(default_factory=dict)  # fingerprint -> starts_at of the episode told
+    replica: str = ""  # who wrote it
+    via: str = ""  # the fallback receiver that delivered it, when the receiver itself failed
+    maybe_firing: dict[str, float] = field(default_factory=dict)  # attempted, not confirmed
+    attempted_at: float | None = None
+    attempted_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Entry:
+        known = {f.name for f in fields(cls)}  # a newer alertd's extra fields don't break an older one
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def owes_resolve(self, fp: str) -> bool:
+        """Was (or may have been) this alert told as firing, so that its resolution is news?"""
+        return fp in self.firing or fp in self.maybe_firing
+
+
+def new_episodes(entry: Entry | None, firing: Mapping[str, float], *, replica: str) -> set[str]:
+    """Firing alerts (fingerprint -> starts_at) the receiver has not been told about in this episode."""
+    if entry is None:
+        return set(firing)
+    skew = 0.0 if entry.replica == replica else PEER_EPISODE_SKEW
+    told = set(entry.firing)
+    out = set()
+    for fp, starts_at in firing.items():
+        if fp not in told:
+            out.add(fp)
+        elif fp in entry.starts and starts_at > entry.starts[fp] + skew:
+            out.add(fp)  # fired again after the episode that was told
+    return out
+
 
 def dedup_reason(
     entry: Entry | None,
-    firing: set[str],
+    firing: Mapping[str, float],
     resolved: set[str],
     *,
     now: float,
     repeat_interval: float,
     send_resolved: bool,
+    replica: str = "",
 ) -> str | None:
-    """Why this group needs a notification now (Alertmanager's reasons), or None when it does not."""
+    """Why this group needs a notification now (Alertmanager's reasons), or None when it does not.
+
+    `firing` maps each firing fingerprint to the start of its current episode.
+    """
+    if new_episodes(entry, firing, replica=replica):
+        return "first notification" if entry is None or not entry.firing else "new alerts in group"
     if entry is None:
-        return "first notification" if firing else None
-    told = set(entry.firing)
-    if firing - told:
-        return "first notification" if not told else "new alerts in group"
-    newly_resolved = (told - firing) & resolved
+        return None
+    newly_resolved = {fp for fp in resolved if fp not in firing and entry.owes_resolve(fp)}
     if send_resolved and newly_resolved:
         return "all resolved" if not firing else "some resolved"
     if firing and now - entry.at >= repeat_interval:
@@ -62,9 +107,8 @@ class NotificationLog:
 
     async def get(self, receiver: str, group_key: str) -> Entry | None:
         doc = await self.store.get(KIND, self.key(receiver, group_key))
-        return Entry(**doc) if doc else None
+        return Entry.from_dict(doc) if doc else None
 
     async def put(self, entry: Entry) -> None:
-        await self.store.put(
-            KIND, self.key(entry.receiver, entry.group_key), entry.to_dict(), entry.at + self.retention
-        )
+        at = max(entry.at, entry.attempted_at or 0.0)
+        await self.store.put(KIND, self.key(entry.receiver, entry.group_key), entry.to_dict(), at + self.retention)

@@ -70,6 +70,14 @@ async def test_claims_are_exclusive_and_expire(store: Store) -> None:
     assert await store.claim("send:x", "r2", ttl=0.3, now=T0 + 1)
 
 
+async def test_a_released_claim_is_free_at_once_and_only_its_owner_releases_it(store: Store) -> None:
+    assert await store.claim("send:y", "r1", ttl=60, now=T0)
+    await store.release("send:y", "r2")  # not r2's: left alone
+    assert not await store.claim("send:y", "r2", ttl=60, now=T0)
+    await store.release("send:y", "r1")  # a graceful stop gives its claims back
+    assert await store.claim("send:y", "r2", ttl=60, now=T0)
+
+
 async def test_silence_lifecycle_and_alertmanager_update_rules(store: Store) -> None:
     clock = VirtualClock(start=T0)
     s = Silences(store, clock)

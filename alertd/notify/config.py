@@ -42,7 +42,9 @@ class ReceiverConfig(Strict):
     send_resolved: bool = True
     send_resolved_immediately: bool = False  # all alerts of a group resolved: don't wait for group_interval
     fallback: str | None = None  # receiver that gets the notification when every retry failed
-    timeout: Seconds = 10.0
+    # after a fallback delivered, the receiver itself gets one notification once it answers again
+    catch_up_after_fallback: bool = True
+    timeout: Seconds = 10.0  # bounds each attempt, connect and read included
     retries: int = Field(3, ge=0, le=20)
     retry_backoff: Seconds = 2.0  # first retry after this; doubles up to 60 s
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import apprise
 
@@ -191,7 +191,7 @@ async def _send_once(
     for url in receiver.urls:
         if url.startswith(CONSOLE):
             continue
-        ap.add(_with_params(url, params))
+        ap.add(_with_params(url, {**_timeouts(url, receiver.config.timeout), **params}))
     body, fmt = message.body, body_format
     if message.html is not None:
         body, fmt = message.html, apprise.NotifyFormat.HTML
@@ -203,6 +203,18 @@ async def _send_once(
         return True, ""
     errors = [e.message for e in result.logs() if e.level in ("ERROR", "WARNING")]
     return False, "; ".join(errors[-3:]) or f"delivery failed ({getattr(result, 'status', 'error')})"
+
+
+def _timeouts(url: str, timeout: float) -> dict[str, str]:
+    """Apprise's own socket timeouts (4 s by default) from the receiver's `timeout`.
+
+    The attempt is also bounded by asyncio.wait_for, but Apprise runs its plugins in a thread that
+    a cancelled wait does not stop: without these, a slow receiver would outlive the attempt.
+    A URL that sets cto/rto itself keeps them.
+    """
+    query = parse_qs(urlsplit(url).query)
+    value = f"{max(timeout, 0.1):g}"
+    return {k: value for k in ("cto", "rto") if k not in query}
 
 
 def _with_params(url: str, params: dict[str, str]) -> str:

@@ -17,13 +17,14 @@ import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from alertd.alert import Alert, AlertState
 from alertd.clock import Clock
 from alertd.config import Config
 from alertd.dispatch.route import Route, build_route
+from alertd.faults import crash_point
 from alertd.inhibit import Inhibitor
 from alertd.nflog import Entry, NotificationLog, dedup_reason
 from alertd.notify.config import ReceiverConfig, RouteConfig
@@ -35,6 +36,8 @@ from alertd.timeinterval import TimeIntervals
 log = logging.getLogger(__name__)
 
 CONSOLE_RECEIVER = "console"
+CLAIM_RECHECK_SECONDS = 5.0  # a group whose send another replica holds is looked at again this soon
+CATCH_UP = "catch-up after fallback"
 SEVERITY_TO_PAGERDUTY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 
 
@@ -72,6 +75,18 @@ class AlertGroup:
 
 
 @dataclass
+class _Plan:
+    """What a flush owes the receiver: decided from the notification log."""
+
+    entry: Entry | None
+    to_fire: list[Alert]
+    shown_resolved: list[Alert]  # resolved alerts the message lists (none when send_resolved is off)
+    reason: str
+    episodes: dict[str, float]  # firing fingerprint -> starts_at of its episode
+    owed_resolved: list[Alert]  # resolved alerts the receiver was (or may have been) told as firing
+
+
+@dataclass
 class AlertStatus:
     receivers: list[str]
     silenced_by: list[str]
@@ -87,6 +102,29 @@ class AlertStatus:
             "muted_by": self.muted_by,
             "state": self.state,
         }
+
+
+def current_alerts(alerts: Iterable[Alert]) -> dict[str, Alert]:
+    """One alert per fingerprint: the firing episode if there is one, else the latest resolved one.
+
+    The engine keeps a resolved copy for a while after an episode ends (so its resolved notice can
+    still be sent); when the same label set fires again, the new episode must not be shadowed by
+    that copy, whatever order they come in.
+    """
+    out: dict[str, Alert] = {}
+    for a in alerts:
+        if a.state is AlertState.PENDING:
+            continue
+        seen = out.get(a.fingerprint)
+        if seen is None or _outranks(a, seen):
+            out[a.fingerprint] = a
+    return out
+
+
+def _outranks(a: Alert, b: Alert) -> bool:
+    if (a.state is AlertState.FIRING) != (b.state is AlertState.FIRING):
+        return a.state is AlertState.FIRING
+    return (a.ends_at or a.starts_at) > (b.ends_at or b.starts_at)
 
 
 def default_route() -> RouteConfig:
@@ -113,8 +151,11 @@ class Notifier:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._claims: set[str] = set()  # send claims this notifier holds, handed back on stop
         self.sent_total = 0
         self.failed_total = 0
+        self.fallback_total = 0  # delivered by a fallback receiver (also counted in sent_total)
+        self.possible_duplicates_total = 0  # re-sent after an attempt that may have reached the receiver
         self.reload(config)
 
     # -- config ----------------------------------------------------------------------------
@@ -174,6 +215,10 @@ class Notifier:
             for t in left:
                 t.cancel()
             await asyncio.gather(*left, return_exceptions=True)
+        # A graceful stop hands its claims back, so the other replica (or this one, restarted)
+        # sends what is owed at once instead of waiting for the claims to expire.
+        for key in list(self._claims):
+            await self._release(key)
 
     async def _run(self) -> None:
         while True:
@@ -193,7 +238,7 @@ class Notifier:
     def put(self, alerts: Iterable[Alert]) -> None:
         """All current alerts (firing and recently resolved; pending ones are ignored). Idempotent."""
         now = self.clock.now()
-        current = {a.fingerprint: a for a in alerts if a.state is not AlertState.PENDING}
+        current = current_alerts(alerts)
         self.alerts_by_fp = current
         self.inhibitor.update(current.values())
         # forget finished alerts the engine no longer reports; skip those it still does
@@ -284,46 +329,114 @@ class Notifier:
             group, {fp: "inhibited" for fp in inhibited} | {fp: "silenced" for fp in silenced}, ""
         )
 
-        # 4. dedup against the notification log
+        # 4. dedup against the notification log, read before claiming: most flushes have nothing to say
+        plan = await self._plan(receiver, group, to_fire, resolved, now)
+        if plan is None:
+            return
+
+        # 5. HA: one replica at a time sends for a group. The claim is a lock on the group, not on
+        # one notification: the replica that waits reads what the other one logged, so a group
+        # that grew during group_wait is not paged twice. A replica that dies holding it is
+        # recognised when it comes back (its identity is stable); otherwise the claim expires.
+        kind = "firing" if plan.to_fire else "resolved"
+        claim_key = f"send:{receiver.name}:{group.key}"
+        crash_point("before-claim", kind)
+        if not await self.store.claim(claim_key, self.replica, self.config.ha.claim_ttl, now):
+            recheck = now + min(group.route.group_interval, CLAIM_RECHECK_SECONDS)
+            group.next_flush = min(group.next_flush, recheck)
+            log.info(
+                "group %s: another replica holds the send to %s; checking again in %.0fs",
+                group.key,
+                receiver.name,
+                recheck - now,
+            )
+            return
+        self._claims.add(claim_key)
+        crash_point("after-claim", kind)
+        renewal = asyncio.create_task(self._renew(claim_key), name=f"claim {claim_key}")
+        try:
+            # The other replica may have sent just before we got the claim: decide on what it logged.
+            plan = await self._plan(receiver, group, to_fire, resolved, now)
+            if plan is not None and await self._send(receiver, group, plan, now):
+                self._forget_resolved(group)
+        except Exception:
+            await self._release(claim_key)  # a bug in this flush must not hold the group
+            raise
+        finally:
+            renewal.cancel()
+        # A cancelled send (shutdown) skips this and keeps its claim until stop() hands it back;
+        # a crashed one keeps it until it expires or this replica, restarted, takes it again.
+        await self._release(claim_key)
+
+    async def _renew(self, claim_key: str) -> None:
+        """Keep the claim while the send is alive (retries can outlast claim_ttl); a dead sender's
+        claim then expires within claim_ttl, whatever backoff it was in."""
+        ttl = self.config.ha.claim_ttl
+        while True:
+            await self.clock.sleep(ttl / 3)
+            try:
+                await self.store.claim(claim_key, self.replica, ttl, self.clock.now())
+            except Exception as e:
+                log.warning("could not renew claim %s: %s", claim_key, e)
+
+    async def _plan(
+        self, receiver: Receiver, group: AlertGroup, to_fire: list[Alert], resolved: list[Alert], now: float
+    ) -> _Plan | None:
+        """What this group owes its receiver now, according to the notification log; None if nothing."""
         entry = await self.nflog.get(receiver.name, group.key)
-        told = set(entry.firing) if entry else set()
-        # resolved alerts never told as firing need no resolved notice: drop them quietly
-        to_resolve = [a for a in resolved if a.fingerprint in told]
-        fire_fps = {a.fingerprint for a in to_fire}
-        resolve_fps = {a.fingerprint for a in to_resolve}
+        cfg = receiver.config
+        episodes = {a.fingerprint: a.starts_at for a in to_fire}
+        # resolved alerts never told (or tried) as firing need no resolved notice: drop them quietly
+        to_resolve = [a for a in resolved if entry is not None and entry.owes_resolve(a.fingerprint)]
         reason = dedup_reason(
             entry,
-            fire_fps,
-            resolve_fps,
+            episodes,
+            {a.fingerprint for a in resolved},
             now=now,
             repeat_interval=group.route.repeat_interval,
-            send_resolved=receiver.config.send_resolved,
+            send_resolved=cfg.send_resolved,
+            replica=self.replica,
         )
+        if reason is None and entry is not None and entry.via and cfg.catch_up_after_fallback and to_fire:
+            reason = CATCH_UP  # the fallback told someone; the receiver itself still has to hear it once
         if reason is None:
-            if entry is not None and not receiver.config.send_resolved and told & resolve_fps:
+            resolve_fps = {a.fingerprint for a in to_resolve}
+            if entry is not None and not cfg.send_resolved and resolve_fps:
                 # Nothing to say (send_resolved: false), but the log must forget the resolved
                 # alerts, or one that fires again would look already told and never page.
                 await self.nflog.put(
-                    Entry(receiver.name, group.key, sorted(told - resolve_fps), [], entry.at, entry.reason)
+                    replace(
+                        entry,
+                        firing=[fp for fp in entry.firing if fp not in resolve_fps],
+                        resolved=[],
+                        starts={fp: s for fp, s in entry.starts.items() if fp not in resolve_fps},
+                        maybe_firing={fp: s for fp, s in entry.maybe_firing.items() if fp not in resolve_fps},
+                    )
                 )
             self._forget_resolved(group)
-            return
+            return None
+        if (
+            entry is not None
+            and entry.firing
+            and entry.replica not in ("", self.replica)
+            and reason != "repeat elapsed"
+        ):
+            # Another replica sent last: group_interval runs from its send, not from this replica's
+            # own timer, so a group that grew during group_wait is not paged by both (resolved
+            # notices may go at once if the receiver asks for that). This replica's own sends are
+            # paced by its timers, as in Alertmanager, restarts included.
+            due = entry.at + group.route.group_interval
+            if now < due and not (cfg.send_resolved_immediately and not to_fire):
+                group.next_flush = due
+                return None
+        return _Plan(entry, to_fire, to_resolve if cfg.send_resolved else [], reason, episodes, to_resolve)
 
-        # HA: one replica sends each notification; the claim expires so a crashed sender's work is redone
-        digest = hashlib.blake2b(
-            ("|".join(sorted(fire_fps)) + "#" + "|".join(sorted(resolve_fps)) + "#" + reason).encode(), digest_size=8
-        ).hexdigest()
-        claim_key = f"send:{receiver.name}:{group.key}:{digest}"
-        if not await self.store.claim(claim_key, self.replica, self.config.ha.claim_ttl, now):
-            log.debug("another replica sends %s", claim_key)
-            return
-
-        # 5. render, 6. send (retry, fallback), 7. record
-        shown_resolved = to_resolve if receiver.config.send_resolved else []
-        entry_if_sent = Entry(receiver.name, group.key, sorted(fire_fps), sorted(resolve_fps), now, reason)
-        result = await self._send(receiver, group, to_fire, shown_resolved, reason, now, entry_if_sent)
-        if result.ok:
-            self._forget_resolved(group)
+    async def _release(self, claim_key: str) -> None:
+        self._claims.discard(claim_key)
+        try:
+            await self.store.release(claim_key, self.replica)
+        except Exception as e:  # it expires by itself; a failed release only delays the other replica
+            log.warning("could not release claim %s: %s", claim_key, e)
 
     def _forget_resolved(self, group: AlertGroup) -> None:
         """Resolved alerts are done once their notice went out (or none was owed)."""
@@ -332,50 +445,82 @@ class Notifier:
                 del group.alerts[fp]
                 self._finished[fp] = a.ends_at
 
-    async def _send(
-        self,
-        receiver: Receiver,
-        group: AlertGroup,
-        firing: list[Alert],
-        resolved: list[Alert],
-        reason: str,
-        now: float,
-        entry_if_sent: Entry,
-    ) -> DeliveryResult:
-        """Deliver, retry, fall back; the notification log is written the moment a delivery
-        succeeds, before anything else, so a crash right after a page cannot send it again."""
+    async def _send(self, receiver: Receiver, group: AlertGroup, plan: _Plan, now: float) -> bool:
+        """Log the attempt, deliver (retry, fall back), log the outcome.
+
+        The attempt is in the log before the request leaves, so a crash mid-request still owes the
+        resolved notice later; the outcome is in the log the moment a delivery succeeds, before
+        history, so a crash right after a page does not send it again.
+        """
+        kind = "firing" if plan.to_fire else "resolved"
+        firing, resolved, reason = plan.to_fire, plan.shown_resolved, plan.reason
+        before = plan.entry or Entry(receiver.name, group.key)
+        interrupted = bool(set(plan.episodes) & set(before.maybe_firing)) and before.attempted_at is not None
+        attempt = replace(
+            before,
+            maybe_firing={**before.maybe_firing, **plan.episodes},
+            attempted_at=now,
+            attempted_by=self.replica,
+        )
+        await self.nflog.put(attempt)
+        resolve_fps = {a.fingerprint for a in plan.owed_resolved}
+        done = Entry(
+            receiver.name,
+            group.key,
+            sorted(plan.episodes),
+            sorted(resolve_fps),
+            now,
+            reason,
+            starts=dict(plan.episodes),
+            replica=self.replica,
+            maybe_firing={
+                fp: s for fp, s in before.maybe_firing.items() if fp not in plan.episodes and fp not in resolve_fps
+            },
+        )
         rendered, params, fmt = self._render(receiver, group, firing, resolved, reason, now)
-        all_resolved = not firing
         alertnames = sorted({a.name for a in (*firing, *resolved)})
         fps = sorted(a.fingerprint for a in (*firing, *resolved))
+        detail: dict[str, Any] = {"firing": len(firing), "resolved": len(resolved)}
+        if interrupted:
+            # the receiver may have this already: an attempt was cut short (crash, timeout)
+            detail["possible_duplicate"] = {"attempted_at": before.attempted_at, "by": before.attempted_by}
 
-        async def retrying(attempt: int, error: str, backoff: float) -> None:
-            detail = {"attempt": attempt, "next_in": backoff}
-            await self._record("retry", receiver.name, group.key, reason, error, alertnames, fps, detail)
+        async def retrying(attempt_no: int, error: str, backoff: float) -> None:
+            await self._record(
+                "retry",
+                receiver.name,
+                group.key,
+                reason,
+                error,
+                alertnames,
+                fps,
+                {"attempt": attempt_no, "next_in": backoff},
+            )
 
+        crash_point("before-request", kind)
         result = await deliver(
             receiver,
             rendered,
             clock=self.clock,
-            resolved=all_resolved,
+            resolved=not firing,
             params=params,
             body_format=fmt,
             on_retry=retrying,
         )
         if result.ok:
-            await self.nflog.put(entry_if_sent)
-            self.sent_total += 1
+            crash_point("after-request", kind)
+            await self.nflog.put(done)
+            self._count_sent(interrupted)
             await self._record(
-                "sent",
-                receiver.name,
-                group.key,
-                reason,
-                "ok",
-                alertnames,
-                fps,
-                {"attempts": result.attempts, "firing": len(firing), "resolved": len(resolved)},
+                "sent", receiver.name, group.key, reason, "ok", alertnames, fps, {"attempts": result.attempts, **detail}
             )
-            return result
+            return True
+        if reason == CATCH_UP:
+            # already told through the fallback: no dead letter and no second fallback each interval
+            await self._record(
+                "failed", receiver.name, group.key, reason, result.error, alertnames, fps, {"attempts": result.attempts}
+            )
+            return False
         self.failed_total += 1
         await self._record(
             "dead_letter",
@@ -389,25 +534,33 @@ class Notifier:
         )
         log.error("notification to %s failed after %d attempts: %s", receiver.name, result.attempts, result.error)
         fallback = self.receivers.get(receiver.config.fallback or "")
-        if fallback is not None and fallback is not receiver:
-            fb_rendered, fb_params, fb_fmt = self._render(fallback, group, firing, resolved, reason, now)
-            fb = await deliver(
-                fallback, fb_rendered, clock=self.clock, resolved=all_resolved, params=fb_params, body_format=fb_fmt
-            )
-            await self._record(
-                "fallback",
-                fallback.name,
-                group.key,
-                reason,
-                "ok" if fb.ok else fb.error,
-                alertnames,
-                fps,
-                {"for": receiver.name, "attempts": fb.attempts},
-            )
-            if fb.ok:
-                await self.nflog.put(entry_if_sent)  # told through the fallback: don't page again every interval
-                return fb
-        return result
+        if fallback is None or fallback is receiver:
+            return False
+        fb_rendered, fb_params, fb_fmt = self._render(fallback, group, firing, resolved, reason, now)
+        fb = await deliver(
+            fallback, fb_rendered, clock=self.clock, resolved=not firing, params=fb_params, body_format=fb_fmt
+        )
+        await self._record(
+            "fallback",
+            fallback.name,
+            group.key,
+            reason,
+            "ok" if fb.ok else fb.error,
+            alertnames,
+            fps,
+            {"for": receiver.name, "attempts": fb.attempts},
+        )
+        if fb.ok:
+            # told through the fallback: don't page again every interval; the receiver catches up
+            await self.nflog.put(replace(done, via=fallback.name))
+            self.fallback_total += 1
+            self._count_sent(interrupted)
+        return fb.ok
+
+    def _count_sent(self, possible_duplicate: bool) -> None:
+        self.sent_total += 1
+        if possible_duplicate:
+            self.possible_duplicates_total += 1
 
     def _render(
         self, receiver: Receiver, group: AlertGroup, firing: list[Alert], resolved: list[Alert], reason: str, now: float

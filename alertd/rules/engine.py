@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alertd.alert import Alert, AlertState
+from alertd.alert import Alert, AlertState, fingerprint
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import Clock
 from alertd.matchers import matches_all
@@ -416,10 +416,28 @@ class Engine:
         now = self.clock.now()
         out = []
         for rt in self.runtimes.values():
-            for st in (*rt.series.values(), *rt.resolved):
+            for st in (*rt.series.values(), *self._resolved_shown(rt)):
                 out.append(self._alert(rt.rule, st, now))
         out.extend(self._meta_alert(st, now) for st in self.meta.values())
         return out
+
+    @staticmethod
+    def _resolved_shown(rt: RuleRuntime) -> list[SeriesState]:
+        """The latest resolved episode of each label set, unless that label set fires again.
+
+        A label set that fires, resolves and fires again has one alert, the new episode; an
+        older resolved copy must not stand beside it (it would shadow the firing one downstream).
+        """
+        firing = {fingerprint(st.labels) for st in rt.series.values() if st.state is AlertState.FIRING}
+        latest: dict[str, SeriesState] = {}
+        for st in rt.resolved:
+            fp = fingerprint(st.labels)
+            if fp in firing:
+                continue
+            seen = latest.get(fp)
+            if seen is None or (st.ends_at or 0.0) >= (seen.ends_at or 0.0):
+                latest[fp] = st
+        return list(latest.values())
 
     def rule_states(self) -> list[dict[str, Any]]:
         """For the API and the web page: each rule, its health, last values and alert counts."""

@@ -69,3 +69,6 @@ class Store(Protocol):
 
     async def claim(self, key: str, owner: str, ttl: float, now: float) -> bool:
         """Atomically take `key` for `owner` until now + ttl. True if taken (or already ours)."""
+
+    async def release(self, key: str, owner: str) -> None:
+        """Give `key` back if `owner` holds it (a claim of another owner is left alone)."""

@@ -24,6 +24,12 @@ SCHEMA_VERSION = 1
 HISTORY_CAP = 100_000
 
 # Take the claim if free, or keep it if it is already ours; else refuse. Atomic on the server.
+# Delete the claim only if it is still ours: a claim that expired and was taken over is not touched.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _CLAIM = """
 local cur = redis.call('GET', KEYS[1])
 if cur == false then
@@ -173,6 +179,9 @@ class RedisStore:
     async def claim(self, key: str, owner: str, ttl: float, now: float) -> bool:
         ok = await self.r.eval(_CLAIM, 1, self._k("claim", key), owner, str(max(1, int(ttl * 1000))))  # type: ignore[misc]
         return bool(ok)
+
+    async def release(self, key: str, owner: str) -> None:
+        await self.r.eval(_RELEASE, 1, self._k("claim", key), owner)  # type: ignore[misc]
 
 
 def _matches(d: dict[str, Any], q: HistoryQuery) -> bool:

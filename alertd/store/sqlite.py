@@ -180,3 +180,7 @@ class SqliteStore:
             )
             row = self.db.execute("SELECT owner FROM claims WHERE key = ?", (key,)).fetchone()
         return bool(row and row[0] == owner)
+
+    async def release(self, key: str, owner: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
