@@ -475,9 +475,21 @@ class _AlertingCollector(Collector):
         for state, n in counts.items():
             alerts.add_metric([state], n)
         yield alerts
-        yield CounterMetricFamily("alertd_notifications_sent", "Notifications delivered.", value=d.notifier.sent_total)
+        yield CounterMetricFamily(
+            "alertd_notifications_sent", "Notifications delivered (fallbacks included).", value=d.notifier.sent_total
+        )
         yield CounterMetricFamily(
             "alertd_notifications_failed", "Notifications that failed every retry.", value=d.notifier.failed_total
+        )
+        yield CounterMetricFamily(
+            "alertd_notifications_fallback",
+            "Notifications delivered by a receiver's fallback after the receiver failed every retry.",
+            value=d.notifier.fallback_total,
+        )
+        yield CounterMetricFamily(
+            "alertd_notifications_possible_duplicates",
+            "Notifications re-sent after an attempt that may have reached the receiver (a crash or timeout mid-send).",
+            value=d.notifier.possible_duplicates_total,
         )
         active = sum(1 for s in d.silences.query(include_expired=False) if s.state(now).value == "active")
         yield GaugeMetricFamily("alertd_silences_active", "Active silences.", value=active)

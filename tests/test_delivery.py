@@ -288,3 +288,61 @@ receivers: [{{name: hook, apprise: ["{sink.url()}"], retries: 5, retry_backoff: 
         g.next_flush = 0
     await n.flush_due()
     assert len(sink.requests) == 6
+
+
+async def test_a_fallback_delivery_is_counted_and_the_receiver_catches_up_once_it_answers(
+    store: SqliteStore, sink: Sink, sink2: Sink
+) -> None:
+    sink.status = 500
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: primary, apprise: ["{sink.url()}"], retries: 0, fallback: backup}}
+  - {{name: backup, apprise: ["{sink2.url()}"], retries: 0}}
+{ROUTE % "primary"}"""
+    )
+    clock = VirtualClock(start=T0)
+    n = Notifier(cfg, store, clock)
+    await run_groups(n, clock, [firing()], 1)
+    assert len(sink2.requests) == 1
+    assert (n.sent_total, n.fallback_total, n.failed_total) == (1, 1, 1)  # delivered, by the fallback
+    sink.status = 200  # the primary is back
+    for _ in range(3):  # three group_intervals: one catch-up, then nothing more to say
+        await run_groups(n, clock, [firing()], 60)
+    caught_up = [r for r in sink.requests if r["json"]]
+    assert len(sink.requests) == 2 and "(catch-up after fallback)" in caught_up[-1]["json"]["message"]
+    assert len(sink2.requests) == 1
+    (sent,) = await store.history(HistoryQuery(kind="sent", receiver="primary"))
+    assert sent.reason == "catch-up after fallback"
+
+
+async def test_no_catch_up_when_the_receiver_says_so(store: SqliteStore, sink: Sink, sink2: Sink) -> None:
+    sink.status = 500
+    cfg = load_config(
+        text=f"""
+receivers:
+  - {{name: primary, apprise: ["{sink.url()}"], retries: 0, fallback: backup, catch_up_after_fallback: false}}
+  - {{name: backup, apprise: ["{sink2.url()}"], retries: 0}}
+{ROUTE % "primary"}"""
+    )
+    clock = VirtualClock(start=T0)
+    n = Notifier(cfg, store, clock)
+    await run_groups(n, clock, [firing()], 1)
+    sink.status = 200
+    await run_groups(n, clock, [firing()], 60)
+    assert len(sink.requests) == 1 and len(sink2.requests) == 1
+
+
+async def test_the_receiver_timeout_is_what_bounds_an_attempt_not_apprises_own(store: SqliteStore, sink: Sink) -> None:
+    """Apprise reads for 4 s by default: a receiver given 8 s that answers in 5 s must get through."""
+    sink.delay = 5.0
+    cfg = load_config(
+        text=f"""
+receivers: [{{name: hook, apprise: ["{sink.url()}"], retries: 0, timeout: 8s}}]
+{ROUTE % "hook"}"""
+    )
+    n = Notifier(cfg, store, VirtualClock(start=T0))
+    await run_groups(n, n.clock, [firing()], 1)
+    (sent,) = await store.history(HistoryQuery(kind="sent"))
+    assert sent.detail["attempts"] == 1
+    assert await store.history(HistoryQuery(kind="dead_letter")) == []
