@@ -7,9 +7,9 @@ store share it too.
 An entry knows, per alert told as firing, which *episode* it was told about (the alert's
 `starts_at`): a fingerprint that fires, resolves and fires again is a new episode and is news to
 the receiver even if the resolve never reached it. It also keeps what an unconfirmed attempt may
-have said (`maybe_firing`): a send interrupted by a crash or a timeout may have reached the
-receiver, so a resolved notice is owed for it (at-least-once), and re-sending it is named a
-possible duplicate.
+have said (`maybe_firing`, `maybe_resolved`): a send interrupted by a crash or a timeout may have
+reached the receiver, so a resolved notice is owed for it (at-least-once), and re-sending it (a
+page or a resolved notice) is named a possible duplicate.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Entry:
     replica: str = ""  # who wrote it
     via: str = ""  # the fallback receiver that delivered it, when the receiver itself failed
     maybe_firing: dict[str, float] = field(default_factory=dict)  # attempted, not confirmed
+    maybe_resolved: list[str] = field(default_factory=list)  # resolved notices attempted, not confirmed
     attempted_at: float | None = None
     attempted_by: str = ""
 

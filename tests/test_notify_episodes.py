@@ -10,6 +10,7 @@ resolve -> a resolved notice; a new episode of a fingerprint is news to the rece
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,7 @@ async def test_any_interleaving_of_fire_and_resolve_is_notified_as_the_reference
 # -- attempts that may have reached the receiver ---------------------------------------------
 
 
-async def test_a_send_that_timed_out_but_arrived_still_gets_its_resolved_notice(
-    sink: Sink, store: SqliteStore
-) -> None:
+async def test_a_send_that_timed_out_but_arrived_still_gets_its_resolved_notice(sink: Sink, store: SqliteStore) -> None:
     """The receiver got the page, but answered after our timeout: the log cannot say 'told', and
     before this, the resolve was dropped as 'never told' - an incident left open for good."""
     clock = VirtualClock(start=T0)
@@ -255,6 +254,40 @@ async def test_a_send_cut_short_by_a_crash_is_resent_after_restart_and_named_a_p
     again.put([make_alert("QueueLong", AlertState.RESOLVED, queue="a")])
     await again.flush_due()
     assert sink.requests[-1]["json"]["type"] == "success"
+
+
+async def test_a_resolved_notice_cut_short_by_a_crash_is_resent_and_named_a_possible_duplicate(
+    sink: Sink, store: SqliteStore
+) -> None:
+    """Found by tests/test_delivery_faults.py: only the pages' attempts were remembered, so a
+    resolved notice that reached the receiver as alertd died was sent again unnamed and uncounted."""
+    clock = VirtualClock(start=T0)
+    text = receiver_config(sink)
+    first = Notifier(load_config(text=text), store, clock, replica="host:9093")
+    first.put([make_alert("QueueLong", queue="a")])
+    clock.advance(GROUP_WAIT)
+    await first.flush_due()
+    sink.delay = 0.5
+    first.put([make_alert("QueueLong", AlertState.RESOLVED, queue="a")])
+    clock.advance(GROUP_INTERVAL)
+    await first.flush_due(wait=False)
+    await asyncio.sleep(0.2)  # the resolved notice is on its way
+    for task in list(first._inflight.values()):
+        task.cancel()  # killed mid-request: it arrives, the log never hears of it
+    await asyncio.sleep(0.5)
+    assert [p["type"] for p in sink_posts(sink, "/team")] == ["failure", "success"]
+    sink.delay = 0
+    again = Notifier(load_config(text=text), store, clock, replica="host:9093")
+    again.put([make_alert("QueueLong", AlertState.RESOLVED, queue="a")])
+    clock.advance(GROUP_WAIT)
+    await again.flush_due()
+    assert [p["type"] for p in sink_posts(sink, "/team")] == ["failure", "success", "success"]
+    resolved, fired = await store.history(HistoryQuery(kind="sent"))
+    assert "possible_duplicate" not in fired.detail
+    assert resolved.reason == "all resolved" and resolved.detail["possible_duplicate"]["by"] == "host:9093"
+    assert again.possible_duplicates_total == 1
+    entry = await again.nflog.get("team", resolved.group_key)
+    assert entry is not None and entry.maybe_resolved == [] and entry.maybe_firing == {}
 
 
 async def test_a_graceful_stop_hands_its_claim_to_the_other_replica_at_once(sink: Sink, store: SqliteStore) -> None:
@@ -319,7 +352,7 @@ async def test_two_replicas_never_page_a_group_twice_nor_miss_an_alert(
             await asyncio.gather(r1.flush_due(), r2.flush_due())
         sent = list(reversed(await store.history(HistoryQuery(kind="sent", limit=1000))))
         times = [e.ts for e in sent]
-        assert all(b - a >= GROUP_INTERVAL for a, b in zip(times, times[1:], strict=False)), sent
+        assert all(b - a >= GROUP_INTERVAL for a, b in itertools.pairwise(times)), sent
         told_firing = {fp for e in sent if e.reason not in ("all resolved",) for fp in e.fingerprints}
         assert told_firing == {a.fingerprint for a in alerts}
         assert sent[-1].reason == "all resolved"

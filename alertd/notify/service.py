@@ -411,6 +411,7 @@ class Notifier:
                         resolved=[],
                         starts={fp: s for fp, s in entry.starts.items() if fp not in resolve_fps},
                         maybe_firing={fp: s for fp, s in entry.maybe_firing.items() if fp not in resolve_fps},
+                        maybe_resolved=[fp for fp in entry.maybe_resolved if fp not in resolve_fps],
                     )
                 )
             self._forget_resolved(group)
@@ -455,10 +456,15 @@ class Notifier:
         kind = "firing" if plan.to_fire else "resolved"
         firing, resolved, reason = plan.to_fire, plan.shown_resolved, plan.reason
         before = plan.entry or Entry(receiver.name, group.key)
-        interrupted = bool(set(plan.episodes) & set(before.maybe_firing)) and before.attempted_at is not None
+        shown_resolved = {a.fingerprint for a in plan.shown_resolved}
+        # An earlier attempt at this same news was cut short: the receiver may have it already.
+        interrupted = before.attempted_at is not None and bool(
+            set(plan.episodes) & set(before.maybe_firing) or shown_resolved & set(before.maybe_resolved)
+        )
         attempt = replace(
             before,
             maybe_firing={**before.maybe_firing, **plan.episodes},
+            maybe_resolved=sorted(set(before.maybe_resolved) | shown_resolved),
             attempted_at=now,
             attempted_by=self.replica,
         )
@@ -476,6 +482,7 @@ class Notifier:
             maybe_firing={
                 fp: s for fp, s in before.maybe_firing.items() if fp not in plan.episodes and fp not in resolve_fps
             },
+            maybe_resolved=[fp for fp in before.maybe_resolved if fp not in resolve_fps and fp not in plan.episodes],
         )
         rendered, params, fmt = self._render(receiver, group, firing, resolved, reason, now)
         alertnames = sorted({a.name for a in (*firing, *resolved)})
