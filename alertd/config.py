@@ -84,6 +84,7 @@ class Config(Section):
     receivers: list[ReceiverConfig] = []
     route: RouteConfig | None = None
     inhibit_rules: list[InhibitRuleConfig] = []
+    builtin_inhibit_rules: bool = True  # one page per cause for the default pack (docs/routing.md)
     time_intervals: list[TimeIntervalConfig] = []
 
     # Where the file was found; relative paths in it (rule_files, tokens_file, templates_dir,

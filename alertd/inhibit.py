@@ -15,6 +15,56 @@ from alertd.alert import Alert, AlertState
 from alertd.matchers import Matcher, matches_all, parse_matcher
 from alertd.notify.config import InhibitRuleConfig
 
+# One page per cause, out of the box: each rule mutes what its source explains, for the default
+# rule pack's alert names. They form a strict order - broker unreachable > event stream
+# disconnected > no workers online > event stream silent > per-worker and per-queue alerts - so
+# no two alerts can ever mute each other and the cause is always paged (tests check the order).
+# `builtin_inhibit_rules: false` in alertd.yaml turns them off, to replace them with your own.
+_EVENT_DERIVED = (
+    "CeleryTask(FailureRateHigh|RetryRateHigh|RetryStorm|LatencyHigh|RejectedSpike|RevokedSpike"
+    "|StuckStarted|StuckReserved|RuntimeHigh)|CeleryHeavyTaskLatencyHigh|CeleryWorkerLostTask"
+)
+BUILTIN_INHIBIT_RULES: tuple[InhibitRuleConfig, ...] = (
+    # Everything alertd measures goes through the broker: its queues, workers and event stream.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryBrokerUnreachable"'],
+        target_matchers=[
+            f'alertname=~"CeleryQueue.+|CeleryWorker.+|CeleryNoWorkersOnline|CeleryEventStream.+|{_EVENT_DERIVED}"'
+        ],
+    ),
+    # alertd is blind: what it would judge from events (heartbeats, task rates) is unknown, not bad.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryEventStreamDisconnected"'],
+        target_matchers=[
+            f'alertname=~"CeleryEventStreamSilent|CeleryWorkerLost|CeleryWorkerShutDown|CeleryNoWorkersOnline'
+            f'|{_EVENT_DERIVED}"'
+        ],
+    ),
+    # No worker at all: per-worker and per-queue consumer alerts, and the silence, follow from it.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryNoWorkersOnline"'],
+        target_matchers=[
+            'alertname=~"CeleryEventStreamSilent|CeleryWorker.+|CeleryQueueNoConsumers|CeleryQueueNotDraining"'
+        ],
+    ),
+    # Connected but nothing arrives: heartbeat and task-rate judgements have no data behind them.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryEventStreamSilent"'],
+        target_matchers=[f'alertname=~"CeleryWorkerLost|CeleryWorkerShutDown|{_EVENT_DERIVED}"'],
+    ),
+    # The critical threshold of a queue pages instead of, not beside, its warning.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryQueueVeryLong"'],
+        target_matchers=['alertname="CeleryQueueLong"'],
+        equal=["queue"],
+    ),
+)
+
+
+def effective_rules(configured: Iterable[InhibitRuleConfig], *, builtin: bool) -> list[InhibitRuleConfig]:
+    """The rules in force: the built-in ones (unless turned off), then the configured ones."""
+    return [*(BUILTIN_INHIBIT_RULES if builtin else ()), *configured]
+
 
 @dataclass(frozen=True)
 class InhibitRule:

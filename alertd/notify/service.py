@@ -25,7 +25,7 @@ from alertd.clock import Clock
 from alertd.config import Config
 from alertd.dispatch.route import Route, build_route
 from alertd.faults import crash_point
-from alertd.inhibit import Inhibitor
+from alertd.inhibit import Inhibitor, effective_rules
 from alertd.nflog import Entry, NotificationLog, dedup_reason
 from alertd.notify.config import ReceiverConfig, RouteConfig
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
@@ -171,7 +171,7 @@ class Notifier:
             configs.append(ReceiverConfig(name=CONSOLE_RECEIVER))
         receivers = {r.name: resolve_receiver(r, config.base_dir) for r in configs}
         root = build_route(config.route or default_route())
-        inhibitor = Inhibitor(config.inhibit_rules)
+        inhibitor = Inhibitor(effective_rules(config.inhibit_rules, builtin=config.builtin_inhibit_rules))
         intervals = TimeIntervals(config.time_intervals)
         override = config.path(config.templates_dir) if config.templates_dir else None
         templates = Templates(override, config.base_dir)
