@@ -39,6 +39,7 @@ class Entry:
     replica: str = ""  # who wrote it
     via: str = ""  # the fallback receiver that delivered it, when the receiver itself failed
     maybe_firing: dict[str, float] = field(default_factory=dict)  # attempted, not confirmed
+    resolved_starts: dict[str, float] = field(default_factory=dict)  # fingerprint -> episode told resolved
     maybe_resolved: list[str] = field(default_factory=list)  # resolved notices attempted, not confirmed
     attempted_at: float | None = None
     attempted_by: str = ""
@@ -65,6 +66,8 @@ def new_episodes(entry: Entry | None, firing: Mapping[str, float], *, replica: s
     out = set()
     for fp, starts_at in firing.items():
         if fp not in told:
+            if fp in entry.resolved_starts and starts_at <= entry.resolved_starts[fp] + skew:
+                continue  # that episode was told resolved by a replica that saw its end first
             out.add(fp)
         elif fp in entry.starts and starts_at > entry.starts[fp] + skew:
             out.add(fp)  # fired again after the episode that was told

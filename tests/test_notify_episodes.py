@@ -397,3 +397,37 @@ def test_an_entry_from_a_newer_alertd_with_unknown_fields_still_loads() -> None:
     doc = {**entry(firing=["a"]).to_dict(), "acked_by": "ana"}
     assert Entry.from_dict(doc).firing == ["a"]
     assert new_episodes(Entry.from_dict(doc), {"a": T0}, replica="r1") == set()
+
+
+async def test_an_alert_paged_then_silenced_still_gets_its_resolved_notice_after_its_group_spoke_again(
+    sink: Sink, store: SqliteStore
+) -> None:
+    """A was paged, then silenced; B joins the group and is paged; A ends while silenced. The
+    receiver was told A fires and never told otherwise: the resolved notice is owed."""
+
+    class Silence:
+        muted: set[str] = set()
+
+        def mutes(self, labels: Any, now: float) -> list[str]:
+            return ["s1"] if labels.get("queue") in self.muted else []
+
+    silence = Silence()
+    clock = VirtualClock(start=T0)
+    n = Notifier(load_config(text=receiver_config(sink)), store, clock, silences=silence, replica="r1")
+    a, b = make_alert("QueueLong", queue="a"), make_alert("QueueLong", queue="b", starts_at=T0 + 20)
+
+    async def until(t: float, alerts: list[Alert]) -> None:
+        while clock.now() < T0 + t:
+            clock.advance(1)
+            n.put(alerts)
+            await n.flush_due()
+
+    await until(GROUP_WAIT + 1, [a])
+    silence.muted.add("a")
+    await until(30, [a, b])
+    await until(60, [make_alert("QueueLong", AlertState.RESOLVED, queue="a"), b])
+    posts = sink_posts(sink, "/team")
+    assert [p["title"] for p in posts][:2] == ["[FIRING:1] QueueLong", "[FIRING:1] QueueLong"]
+    assert "queue=b" in posts[1]["message"] and "queue=a" not in posts[1]["message"]
+    assert len(posts) == 3 and "(some resolved)" in posts[2]["message"]
+    assert "RESOLVED: QueueLong on a" in posts[2]["message"]

@@ -84,6 +84,10 @@ class _Plan:
     reason: str
     episodes: dict[str, float]  # firing fingerprint -> starts_at of its episode
     owed_resolved: list[Alert]  # resolved alerts the receiver was (or may have been) told as firing
+    # told as firing earlier and still firing, but silenced or inhibited now: left out of the
+    # message, kept in the log, so that their resolved notice is still owed when they end
+    still_told: dict[str, float] = field(default_factory=dict)
+    resolved_starts: dict[str, float] = field(default_factory=dict)  # episodes told resolved, for the log
 
 
 @dataclass
@@ -125,6 +129,22 @@ def _outranks(a: Alert, b: Alert) -> bool:
     if (a.state is AlertState.FIRING) != (b.state is AlertState.FIRING):
         return a.state is AlertState.FIRING
     return (a.ends_at or a.starts_at) > (b.ends_at or b.starts_at)
+
+
+def _resolved_starts(
+    entry: Entry | None, group: AlertGroup, episodes: Mapping[str, float], resolving: list[Alert]
+) -> dict[str, float]:
+    """Episodes told resolved, so that a replica that sees the end later does not page them anew.
+
+    Kept for alerts still in the group (a lagging replica's are); the rest is pruned, which keeps
+    the entry as small as the group.
+    """
+    kept = {
+        fp: s
+        for fp, s in (entry.resolved_starts.items() if entry is not None else ())
+        if fp in group.alerts and fp not in episodes
+    }
+    return kept | {a.fingerprint: a.starts_at for a in resolving}
 
 
 def default_route() -> RouteConfig:
@@ -412,6 +432,7 @@ class Notifier:
                         starts={fp: s for fp, s in entry.starts.items() if fp not in resolve_fps},
                         maybe_firing={fp: s for fp, s in entry.maybe_firing.items() if fp not in resolve_fps},
                         maybe_resolved=[fp for fp in entry.maybe_resolved if fp not in resolve_fps],
+                        resolved_starts=_resolved_starts(entry, group, episodes, to_resolve),
                     )
                 )
             self._forget_resolved(group)
@@ -430,7 +451,20 @@ class Notifier:
             if now < due and not (cfg.send_resolved_immediately and not to_fire):
                 group.next_flush = due
                 return None
-        return _Plan(entry, to_fire, to_resolve if cfg.send_resolved else [], reason, episodes, to_resolve)
+        muted_firing = {a.fingerprint for a in group.alerts.values() if a.state is AlertState.FIRING} - set(episodes)
+        still_told = (
+            {fp: entry.starts.get(fp, 0.0) for fp in entry.firing if fp in muted_firing} if entry is not None else {}
+        )
+        return _Plan(
+            entry,
+            to_fire,
+            to_resolve if cfg.send_resolved else [],
+            reason,
+            episodes,
+            to_resolve,
+            still_told,
+            _resolved_starts(entry, group, episodes, to_resolve),
+        )
 
     async def _release(self, claim_key: str) -> None:
         self._claims.discard(claim_key)
@@ -473,11 +507,12 @@ class Notifier:
         done = Entry(
             receiver.name,
             group.key,
-            sorted(plan.episodes),
+            sorted({*plan.episodes, *plan.still_told}),
             sorted(resolve_fps),
             now,
             reason,
-            starts=dict(plan.episodes),
+            starts={**plan.still_told, **plan.episodes},
+            resolved_starts=plan.resolved_starts,
             replica=self.replica,
             maybe_firing={
                 fp: s for fp, s in before.maybe_firing.items() if fp not in plan.episodes and fp not in resolve_fps
