@@ -1,9 +1,14 @@
-"""Label matchers in Alertmanager's syntax, shared by rules, routes, inhibition and silences.
+r"""Label matchers in Alertmanager's syntax, shared by rules, routes, inhibition and silences.
 
     name="value"   name!="value"   name=~"regex"   name!~"regex"
 
-Regexes are anchored (`^(?:regex)$`) as in Alertmanager and Prometheus. A label that is absent
-matches as the empty string, so `queue=""` selects alerts without a queue label.
+Regexes are RE2, anchored (`^(?:regex)$`) as in Alertmanager, whose Go `regexp` is RE2 too: a
+match takes time linear in the label's length whatever the pattern, so no matcher that a client
+sends (an API filter, a silence) can stall the event loop, and a pattern means in alertd what it
+means in Alertmanager. What RE2 has no linear algorithm for (backreferences, lookarounds,
+possessive and atomic groups, Python's `\Z`) is refused with a MatcherError naming the matcher.
+A label that is absent matches as the empty string, so `queue=""` selects alerts without a queue
+label.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+import re2
 
 
 class MatcherError(ValueError):
@@ -26,8 +33,89 @@ class Op(StrEnum):
     NRE = "!~"
 
 
+# Label names and the matcher grammar are alertd's own fixed patterns, never a client's: Python's
+# `re` is fine for them.
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _OPS = ("=~", "!~", "!=", "=")
+
+
+class Regex(Protocol):
+    """A compiled RE2 pattern (google-re2 ships no type stubs)."""
+
+    def match(self, text: str) -> object | None: ...
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    # A refused pattern is the client's mistake, answered with a 400 or a check error; RE2's own
+    # stderr line for it would only be noise in alertd's log.
+    options.log_errors = False
+    options.never_capture = True  # matchers only ask yes or no: no submatch bookkeeping
+    return options
+
+
+RE2_OPTIONS = _re2_options()
+
+
+def compile_regex(pattern: str, what: str) -> Regex:
+    """An anchored RE2 pattern as Alertmanager builds it; MatcherError (naming `what`) if RE2 refuses it."""
+    problem = _go_refuses(pattern)
+    if problem is None:
+        try:
+            return re2.compile(f"^(?:{pattern})$", RE2_OPTIONS)  # type: ignore[no-any-return]
+        except re2.error as e:
+            problem = _bare_problem(pattern) or _message(e)
+        except UnicodeEncodeError:  # a lone surrogate: not text RE2 (or Go) could be given
+            problem = "the pattern is not valid UTF-8 text"
+    raise MatcherError(f"invalid regex {pattern!r} in {what}: {problem}{_hint(problem)}")
+
+
+def _bare_problem(pattern: str) -> str | None:
+    """RE2's complaint about the pattern as the user wrote it, without the anchors we add around it."""
+    try:
+        re2.compile(pattern, RE2_OPTIONS)
+    except re2.error as e:
+        return _message(e)
+    return None
+
+
+def _message(e: Exception) -> str:
+    raw = e.args[0] if e.args else e
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _go_refuses(pattern: str) -> str | None:
+    """What RE2's C++ parser takes and Go's `regexp` (Alertmanager's) refuses: `\\C`, any single byte."""
+    i, literal = 0, False
+    while i < len(pattern) - 1:
+        if pattern[i] == "\\":
+            nxt = pattern[i + 1]
+            if literal:
+                literal = nxt != "E"
+            elif nxt == "Q":
+                literal = True
+            elif nxt == "C":
+                return "invalid escape sequence: \\C"
+            i += 2
+            continue
+        i += 1
+    return None
+
+
+_HINTS = (
+    (r"\\Z", r"RE2 writes end of text as \z, and the match is anchored at the end anyway"),
+    (r"perl operator", "RE2, like Alertmanager, has no lookarounds or atomic groups"),
+    (r"escape sequence: \\[1-9]", "RE2, like Alertmanager, has no backreferences"),
+    (r"repetition operator: [*+?}]\+", "RE2, like Alertmanager, has no possessive quantifiers"),
+)
+
+
+def _hint(problem: str) -> str:
+    """A pointer from a Perl or Python habit to what RE2 (and Alertmanager) accept."""
+    for pattern, hint in _HINTS:
+        if re.search(pattern, problem):
+            return f" ({hint})"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -35,19 +123,14 @@ class Matcher:
     name: str
     op: Op
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False, hash=False)
+    _regex: Regex | None = field(default=None, compare=False, repr=False, hash=False)
 
     @classmethod
     def create(cls, name: str, op: Op | str, value: str) -> Matcher:
         op = Op(op)
         if not _NAME.fullmatch(name):
             raise MatcherError(f"invalid label name {name!r}: expected letters, digits and _")
-        rx = None
-        if op in (Op.RE, Op.NRE):
-            try:
-                rx = re.compile(f"^(?:{value})$")
-            except re.error as e:
-                raise MatcherError(f"invalid regex {value!r} in matcher for {name!r}: {e}") from None
+        rx = compile_regex(value, f"matcher for {name!r}") if op in (Op.RE, Op.NRE) else None
         return cls(name, op, value, rx)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -57,7 +140,10 @@ class Matcher:
         if self.op is Op.NE:
             return v != self.value
         assert self._regex is not None
-        hit = self._regex.match(v) is not None
+        try:
+            hit = self._regex.match(v) is not None
+        except UnicodeEncodeError:  # a lone surrogate from a client's JSON: match what UTF-8 can carry
+            hit = self._regex.match(v.encode("utf-8", "replace").decode()) is not None
         return hit if self.op is Op.RE else not hit
 
     @property
@@ -69,8 +155,7 @@ class Matcher:
         return self.op in (Op.EQ, Op.RE)
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'{self.name}{self.op.value}"{escaped}"'
+        return f"{self.name}{self.op.value}{_quote(self.value)}"
 
     # Alertmanager API v2 representation.
     def to_api(self) -> dict[str, Any]:
@@ -93,6 +178,11 @@ class Matcher:
             (is_regex, is_equal)
         ]
         return cls.create(name, op, value)
+
+
+def _quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def parse_matcher(text: str) -> Matcher:
@@ -121,13 +211,15 @@ def parse_matcher(text: str) -> Matcher:
 
 
 def _unquote(raw: str, text: str) -> tuple[str, int]:
+    """OpenMetrics escapes as Alertmanager reads them: \\n, \\" and \\\\; any other backslash is literal,
+    so `task=~"billing\\.charge"` keeps its escaped dot as it does in Alertmanager."""
     out = []
     i = 1
     while i < len(raw):
         c = raw[i]
         if c == "\\" and i + 1 < len(raw):
             nxt = raw[i + 1]
-            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            out.append({"n": "\n", '"': '"', "\\": "\\"}.get(nxt, c + nxt))
             i += 2
             continue
         if c == '"':

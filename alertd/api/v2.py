@@ -21,7 +21,7 @@ from alertd.api.wire import (
     rfc3339,
 )
 from alertd.auth import Role
-from alertd.matchers import matches_all
+from alertd.matchers import MatcherError, compile_regex, matches_all
 from alertd.redact import redact_url
 from alertd.silence.silences import NotFound, SilenceError, State
 
@@ -181,9 +181,9 @@ def alert_views(request: web.Request, alerts: list[Alert], *, with_unprocessed: 
     filters = parse_filters(request.query.getall("filter", []))
     receiver = request.query.get("receiver")
     try:
-        receiver_rx = re.compile(f"^(?:{receiver})$") if receiver else None
-    except re.error as e:
-        raise BadRequest(f"receiver: invalid regex: {e}") from None
+        receiver_rx = compile_regex(receiver, "receiver") if receiver else None
+    except MatcherError as e:
+        raise BadRequest(str(e)) from None
     now = ctx.clock.now()
     out = []
     for a in alerts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from alertd.rules.loader import expand_rule_paths
@@ -20,7 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def test(args: argparse.Namespace) -> int:
-    results = run_test_files(expand_rule_paths(args.paths, Path.cwd()), args.run)
+    try:
+        results = run_test_files(expand_rule_paths(args.paths, Path.cwd()), args.run)
+    except ValueError as e:  # a --run pattern RE2 refuses
+        print(f"alertd test: {e}", file=sys.stderr)
+        return 2
     for r in results:
         if r.ok:
             print(f"ok    {r.file}: {r.name} ({r.seconds:.2f}s)")

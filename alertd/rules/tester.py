@@ -8,22 +8,23 @@ a fraction of a second, and a test means what the daemon would do.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import re2
 from pydantic import Field
 
 from alertd.alert import AlertState
 from alertd.clock import VirtualClock
 from alertd.config import Seconds
 from alertd.durations import format_duration
+from alertd.matchers import RE2_OPTIONS
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
 from alertd.rules.engine import Engine
@@ -72,6 +73,7 @@ class SampleItem(Strict):
     memory_per_sample: int = 0  # added to memory_bytes on each repeat: a leak
     broker_ok: bool | None = None
     stream: str | None = Field(None, pattern="^(up|down)$")
+    store: str | None = Field(None, pattern="^(up|down)$")  # alertd's state store (the store_up gauge)
 
 
 class ExpectedAlert(Strict):
@@ -108,7 +110,11 @@ class Result:
 
 def run_test_files(paths: Sequence[Path], run: str | None = None) -> list[Result]:
     """Run every test in the files (those whose name matches `run`). Load errors become failures."""
-    pattern = re.compile(run) if run else None
+    # --run is RE2, as every regex alertd takes from a person is (promtool's, in Go, is too)
+    try:
+        pattern = re2.compile(run, RE2_OPTIONS) if run else None
+    except re2.error as e:
+        raise ValueError(f"--run: invalid regex {run!r}: {e.args[0].decode(errors='replace')}") from None
     results: list[Result] = []
     for path in paths:
         try:
@@ -137,8 +143,20 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
     health = StreamHealth(transport="test")
     health.mark_connected(T0)
     observer = Observer(series, clock, health=health)
+    store_up: dict[tuple[str, ...], float] = {(): 1.0}
+
+    def gauges(now: float) -> dict[str, Mapping[tuple[str, ...], float]]:
+        # as the daemon does: its own store_up merged into the observer's gauges
+        return {**observer.gauges(now), "store_up": store_up}
+
     engine = Engine(
-        rules, series, clock, gauges=observer.gauges, watch=observer.watch, expect_task=observer.expect_task
+        rules,
+        series,
+        clock,
+        gauges=gauges,
+        watch=observer.watch,
+        expect_task=observer.expect_task,
+        details=observer.details,
     )
 
     timeline: list[tuple[float, int, Any]] = []
@@ -177,6 +195,8 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
                     _deliver(observer, health, batch)
                     batch = []
                 _sample(observer, health, payload, now)
+                if payload[0].store is not None:
+                    store_up[()] = 1.0 if payload[0].store == "up" else 0.0
             i += 1
         if batch:
             _deliver(observer, health, batch)
