@@ -7,30 +7,36 @@ BIN := $(VENV)/bin
 
 .PHONY: run test check lint bench clean
 
-$(BIN)/alertd: pyproject.toml
+# Two install stamps: running the daemon needs only alertd's own dependencies; the test extra
+# (pytest, mypy, ruff, playwright, ...) is installed by the targets that use it.
+$(VENV)/.installed-run: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "alertd needs Python 3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "alertd: could not create a virtualenv; on Debian: sudo apt-get install python3-venv" >&2; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-run: $(BIN)/alertd
+run: $(VENV)/.installed-run
 	@scripts/services.sh redis
 	$(BIN)/alertd run
 
-test: $(BIN)/alertd
+test: $(VENV)/.installed-test
 	@scripts/services.sh all
 	$(BIN)/pytest
 
-check: $(BIN)/alertd
+check: $(VENV)/.installed-run
 	$(BIN)/alertd check rules/
 
-lint: $(BIN)/alertd
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check alertd tests bench
 	$(BIN)/ruff format --check alertd tests bench
 	$(BIN)/mypy
 
-bench: $(BIN)/alertd
+bench: $(VENV)/.installed-test
 	@scripts/services.sh redis
 	$(BIN)/python bench/ingest.py
 
