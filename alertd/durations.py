@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
+# Go's time.Duration (so Alertmanager's and Prometheus') stops at 2^63 ns. A longer one would push
+# the times computed from it (a silence's end, an alert's resolve time) past year 9999, which no
+# RFC 3339 listing can write out.
+MAX_SECONDS = 2**63 / 1e9  # 292 years
+
+
 class DurationError(ValueError):
     """A duration string that does not parse; the message says what is expected."""
+
+
+def _bounded(total: float, text: object) -> float:
+    if not math.isfinite(total) or total > MAX_SECONDS:
+        raise DurationError(f"a duration must be at most 292y (Alertmanager's longest), got {text!r}")
+    return total
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -19,7 +32,7 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, int | float):
         if text < 0:
             raise DurationError(f"a duration cannot be negative, got {text!r}")
-        return float(text)
+        return _bounded(float(text), text)
     s = str(text).strip()
     if s in ("0", ""):
         if s == "":
@@ -34,7 +47,7 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     if pos != len(s) or pos == 0:
         raise DurationError(f"expected a duration like 30s, 5m or 1h30m (units ms, s, m, h, d, w, y), got {s!r}")
-    return total
+    return _bounded(total, s)
 
 
 def format_duration(seconds: float) -> str:

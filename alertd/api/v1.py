@@ -14,6 +14,7 @@ from alertd.api.http import CTX, PRINCIPAL, bool_param, error, needs, principal_
 from alertd.api.wire import BadRequest, gettable_alert, parse_api_matchers, parse_time, rfc3339
 from alertd.auth import Role
 from alertd.matchers import matches_all
+from alertd.rfc3339 import RANGE, writable
 from alertd.silence.silences import NotFound
 from alertd.store.base import HistoryQuery
 
@@ -181,8 +182,8 @@ def _float(request: web.Request, name: str) -> float | None:
         v = float(raw)
     except ValueError:
         return parse_time(raw, name)
-    if not math.isfinite(v):
-        raise BadRequest(f"{name}: expected epoch seconds or an RFC 3339 time")
+    if not writable(v):
+        raise BadRequest(f"{name}: expected epoch seconds or an RFC 3339 time from {RANGE}")
     return v
 
 

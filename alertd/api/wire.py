@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from alertd.alert import Alert, AlertState
 from alertd.matchers import Matcher, MatcherError, parse_matcher
 from alertd.notify.service import AlertStatus
+from alertd.rfc3339 import ZERO_TIME, TimeError, format_time
+from alertd.rfc3339 import parse_time as rfc3339_parse
 from alertd.silence.silences import Silence
-
-ZERO_TIME = "0001-01-01T00:00:00.000Z"
 
 
 class BadRequest(ValueError):
@@ -19,21 +18,16 @@ class BadRequest(ValueError):
 
 
 def rfc3339(t: float | None) -> str:
-    if not t:
-        return ZERO_TIME
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(t)
 
 
 def parse_time(value: Any, field: str) -> float:
     if not isinstance(value, str):
         raise BadRequest(f"{field}: expected an RFC 3339 date-time string such as 2026-11-24T10:00:00Z")
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{field}: {value!r} is not an RFC 3339 date-time") from None
-    if dt.tzinfo is None:
-        raise BadRequest(f"{field}: {value!r} has no time zone (add Z or an offset)")
-    return dt.timestamp()
+        return rfc3339_parse(value)
+    except TimeError as e:
+        raise BadRequest(f"{field}: {e}") from None
 
 
 def parse_filters(values: Iterable[str]) -> list[Matcher]:

@@ -6,11 +6,11 @@ import argparse
 import getpass
 import sys
 import time
-from datetime import UTC, datetime
 
 from alertd.cli.client import ApiError, Client, add_connection_args, fail, table
 from alertd.durations import DurationError, parse_duration
 from alertd.matchers import MatcherError, parse_matcher
+from alertd.rfc3339 import TimeError, format_time, parse_time, writable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,10 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex.set_defaults(func=expire_silences)
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
-
-
 def add_silence(args: argparse.Namespace) -> int:
     try:
         matchers = [parse_matcher(m).to_api() for m in args.matchers]
@@ -55,16 +51,16 @@ def add_silence(args: argparse.Namespace) -> int:
     except (MatcherError, DurationError) as e:
         print(f"alertd: {e}", file=sys.stderr)
         return 2
-    start = args.start or _iso(time.time())
+    start = args.start or format_time(time.time())
     try:
-        starts_at = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    except ValueError:
-        print(f"alertd: --start: {start!r} is not an RFC 3339 time such as 2026-11-24T22:00:00Z", file=sys.stderr)
+        starts_at = parse_time(start)
+    except TimeError as e:
+        print(f"alertd: --start: {e}", file=sys.stderr)
         return 2
-    if starts_at.tzinfo is None:
-        print(f"alertd: --start: {start!r} has no time zone (add Z or an offset)", file=sys.stderr)
+    if not writable(starts_at + duration):
+        print("alertd: --duration: the silence would end after 9999-12-31T23:59:59Z, past RFC 3339", file=sys.stderr)
         return 2
-    end = _iso(starts_at.timestamp() + duration)
+    end = format_time(starts_at + duration)
     body = {"matchers": matchers, "startsAt": start, "endsAt": end, "createdBy": args.author, "comment": args.comment}
     try:
         out = Client.from_args(args).request("POST", "/api/v2/silences", body)
