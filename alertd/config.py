@@ -34,6 +34,10 @@ class ApiConfig(Section):
     max_body_bytes: int = 256 * 1024
     external_url: str = ""  # used in links in notifications
     cors_origins: list[str] = []
+    # basic auth: a client (address) with this many wrong passwords within the window gets 429s
+    # until the window has passed, without alertd spending a password hash on it
+    max_login_failures: int = Field(10, ge=1)
+    login_failure_window: Seconds = 60.0
 
 
 class EventsConfig(Section):

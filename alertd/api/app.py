@@ -17,12 +17,13 @@ from alertd.api import v1, v2
 from alertd.api.context import ApiContext
 from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
-from alertd.auth import ANONYMOUS, AuthError, Role
+from alertd.auth import ANONYMOUS, AuthError, Logins, Role
 from alertd.silence.silences import NotFound, SilenceError
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/healthz", "/readyz")
+LOGINS: web.AppKey[Logins] = web.AppKey("logins", Logins)
 
 
 @web.middleware
@@ -36,14 +37,15 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             # probes and the page itself answer anyone: a stale token must not fail a health check
             request[PRINCIPAL] = ANONYMOUS
         else:
-            principal = ctx.auth.authenticate(request.headers.get("Authorization"))
+            header = request.headers.get("Authorization")
+            principal = await ctx.auth.verify(header, request.app[LOGINS], request.remote or "")
             request[PRINCIPAL] = principal
             role = getattr(getattr(handler, "__wrapped__", handler), "role", None) or getattr(handler, "role", None)
             ctx.auth.authorize(principal, role or Role.READ)
         response = await handler(request)
     except AuthError as e:
         headers = {"WWW-Authenticate": 'Bearer realm="alertd"'} if e.status == 401 else {}
-        response = web.json_response({"error": e.message}, status=e.status, headers=headers)
+        response = web.json_response({"error": e.message}, status=e.status, headers={**headers, **e.headers})
     except BadRequest as e:
         response = error(400, str(e))
     except SilenceError as e:
@@ -108,6 +110,14 @@ async def reload(request: web.Request) -> web.Response:
 def make_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=ctx.config.api.max_body_bytes)
     app[CTX] = ctx
+    # the server's, not the users file's: failure counts survive a reload of the file
+    api = ctx.config.api
+    app[LOGINS] = Logins(max_failures=api.max_login_failures, window=api.login_failure_window)
+
+    async def close_logins(app: web.Application) -> None:
+        app[LOGINS].close()
+
+    app.on_cleanup.append(close_logins)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
