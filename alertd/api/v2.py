@@ -22,7 +22,7 @@ from alertd.api.wire import (
 )
 from alertd.auth import Role
 from alertd.matchers import MatcherError, compile_regex, matches_all
-from alertd.redact import redact_url
+from alertd.redact import redact_config
 from alertd.silence.silences import NotFound, SilenceError, State
 
 PREFIX = "/api/v2"
@@ -42,12 +42,8 @@ def add_routes(app: web.Application) -> None:
 
 
 def public_config(ctx_config: Any) -> str:
-    """The config as YAML with every receiver URL redacted: status shows it, secrets stay home."""
-    doc = ctx_config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for rc in doc.get("receivers", []):
-        rc["apprise"] = [redact_url(u) for u in rc.get("apprise", [])]
-    doc["broker"] = redact_url(doc.get("broker", ""))
-    doc["store"] = redact_url(doc.get("store", ""))
+    """The config as YAML, redacted by key name and URL (alertd.redact): status shows it, secrets stay home."""
+    doc = redact_config(ctx_config.model_dump(mode="json", by_alias=True, exclude_none=True))
     return str(yaml.safe_dump(doc, sort_keys=False))
 
 

@@ -87,6 +87,8 @@ def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
         except OSError as e:
             raise ReceiverError(cfg.name, f"apprise_file {path}: {e.strerror}") from None
     urls = [expand_env(u, cfg.name) for u in raw]
+    receiver = Receiver(cfg, urls)
+    register_secrets(receiver)  # before Apprise sees them: it logs a URL it refuses, whole
     for u in urls:
         if u.startswith(CONSOLE):
             continue
@@ -94,7 +96,7 @@ def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
             raise ReceiverError(
                 cfg.name, f"Apprise does not accept the URL {redact_url(u)} (check the scheme and its fields)"
             )
-    return Receiver(cfg, urls)
+    return receiver
 
 
 @dataclass
