@@ -66,6 +66,10 @@ class ObserveConfig(Section):
 
 class SilencesConfig(Section):
     retention: Seconds = 5 * 86400.0  # expired silences kept this long, as in Alertmanager
+    # Alertmanager 0.28's --silences.max-silences and --silences.max-silence-size-bytes (0: no
+    # limit), here with limits by default: every silence is matched against every alert.
+    max_silences: int = Field(1000, ge=0)  # active and pending; as many maintenance windows
+    max_silence_bytes: int = Field(32 * 1024, ge=0)  # one silence as stored (matchers, comment, ...)
 
 
 class HaConfig(Section):

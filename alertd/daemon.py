@@ -115,7 +115,13 @@ class Daemon:
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
         )
         self.store: Store = open_store(config.store, config.base_dir)
-        self.silences = Silences(self.store, self.clock, retention=config.silences.retention)
+        self.silences = Silences(
+            self.store,
+            self.clock,
+            retention=config.silences.retention,
+            max_silences=config.silences.max_silences,
+            max_silence_bytes=config.silences.max_silence_bytes,
+        )
         self.notifier = self._make_notifier(config)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))

@@ -7,6 +7,12 @@ an active silence, expires the old silence and creates a new one with a new ID; 
 
 Maintenance windows are silences that recur: matchers plus Alertmanager time intervals (weekly
 hours, days of the month, in a zone). Their IDs start with "mw-" and they appear in silencedBy.
+
+Limits, as Alertmanager 0.28's --silences.max-silences and --silences.max-silence-size-bytes:
+at most `max_silences` active and pending silences (and as many maintenance windows), each at
+most `max_silence_bytes` as stored; 0 means no limit. Expired silences do not count, but past
+`max_silences` of them the oldest are dropped before their retention ends, so creating and
+expiring in a loop cannot grow the store either.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from alertd.clock import Clock
 from alertd.matchers import Matcher, matches_all
@@ -146,10 +154,21 @@ def can_update_in_place(old: Silence, new: Silence, now: float) -> bool:
 class Silences:
     """The silence store's view for the notify pipeline (`mutes`) and the API (everything else)."""
 
-    def __init__(self, store: Store, clock: Clock, *, retention: float = 5 * 86400.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        retention: float = 5 * 86400.0,
+        max_silences: int = 0,
+        max_silence_bytes: int = 0,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.retention = retention
+        self.max_silences = max_silences
+        self.max_silence_bytes = max_silence_bytes
+        self.evicted_expired = 0  # expired silences dropped early to stay within max_silences
         self._silences: dict[str, Silence] = {}
         self._maintenance: dict[str, Maintenance] = {}
         self._versions = (-1, -1)
@@ -241,9 +260,12 @@ class Silences:
             raise SilenceError("endsAt is in the past")
         starts_at = max(starts_at, now) if silence_id is None else starts_at
         new = Silence(str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now)
-        if silence_id is not None:
-            await self.refresh()
-            old = self.get(silence_id)
+        self._check_size("silence", new.to_doc())
+        await self.refresh()
+        old = self.get(silence_id) if silence_id is not None else None
+        live = sum(1 for s in self._silences.values() if s.state(now) is not State.EXPIRED and s.id != silence_id)
+        self._check_count("silences", live)
+        if old is not None:
             if can_update_in_place(old, new, now):
                 new.id = old.id
                 await self._save(new)
@@ -255,7 +277,34 @@ class Silences:
             new.starts_at = max(new.starts_at, now)
         await self._save(new)
         await self._record(author, "silence created", new)
+        await self._drop_oldest_expired(now)
         return new.id
+
+    def _check_size(self, what: str, doc: dict[str, Any]) -> None:
+        size = len(orjson.dumps(doc))
+        if self.max_silence_bytes > 0 and size > self.max_silence_bytes:
+            raise SilenceError(
+                f"this {what} is {size} bytes, over the limit of {self.max_silence_bytes} "
+                "(silences.max_silence_bytes): shorten the comment or the matchers"
+            )
+
+    def _check_count(self, what: str, live: int) -> None:
+        if self.max_silences > 0 and live >= self.max_silences:
+            raise SilenceError(
+                f"there are already {live} active and pending {what}, the limit "
+                f"(silences.max_silences: {self.max_silences}): expire some first"
+            )
+
+    async def _drop_oldest_expired(self, now: float) -> None:
+        if self.max_silences <= 0:
+            return
+        expired = sorted((s for s in self._silences.values() if s.state(now) is State.EXPIRED), key=lambda s: s.ends_at)
+        for s in expired[: max(0, len(expired) - self.max_silences)]:
+            await self.store.delete(SILENCE, s.id)
+            self._silences.pop(s.id, None)
+            self.evicted_expired += 1
+        if len(expired) > self.max_silences:
+            self._versions = (await self.store.version(SILENCE), self._versions[1])
 
     async def expire(self, silence_id: str, author: str) -> None:
         await self.refresh()
@@ -289,6 +338,9 @@ class Silences:
             m = Maintenance(f"mw-{uuid.uuid4()}", matchers, intervals, comment, created_by, self.clock.now())
         except ValueError as e:
             raise SilenceError(str(e)) from None
+        self._check_size("maintenance window", m.to_doc())
+        await self.refresh()
+        self._check_count("maintenance windows", sum(1 for w in self._maintenance.values() if w.expired_at is None))
         await self.store.put(MAINTENANCE, m.id, m.to_doc())
         self._maintenance[m.id] = m
         await self.store.record(
