@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -44,6 +44,13 @@ class EventsConfig(Section):
     durable_queue: str | None = None  # AMQP: a named durable event queue survives alertd restarts
     durable_queue_ttl: Seconds = 3600.0  # how long queued events may wait for alertd
     reconnect_max: Seconds = 30.0
+    # AMQP: alertd's own reader in the event loop ("auto"), or Celery's EventReceiver in a thread
+    # ("kombu", also what every broker other than Redis and RabbitMQ uses).
+    transport: Literal["auto", "kombu"] = "auto"
+    # As the Celery app sets them (event_exchange, event_queue_ttl, event_queue_expires).
+    exchange: str = "celeryev"
+    queue_ttl: Seconds | None = 5.0
+    queue_expires: Seconds | None = 60.0
 
 
 class SamplerConfig(Section):

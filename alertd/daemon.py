@@ -168,6 +168,10 @@ class Daemon:
                 durable_queue=self.config.events.durable_queue,
                 durable_queue_ttl=self.config.events.durable_queue_ttl,
                 reconnect_max=self.config.events.reconnect_max,
+                transport=self.config.events.transport,
+                exchange=self.config.events.exchange,
+                queue_ttl=self.config.events.queue_ttl,
+                queue_expires=self.config.events.queue_expires,
             )
             await self._source.start()
             self._sampler = Sampler(

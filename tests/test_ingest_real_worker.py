@@ -1,4 +1,4 @@
-"""Events from a real Celery worker, on Redis and on RabbitMQ, through the sources into the observer.
+"""Events from a real Celery worker, on Redis and on RabbitMQ (both paths), through the sources into the observer.
 
 These are the foundation's acceptance tests: tasks that succeed, fail, retry and time out give the
 right per-task-name counts, runtimes and queue waits; a SIGKILLed worker is seen lost within its
@@ -139,10 +139,12 @@ async def test_redis_worker_events_counts_runtimes_waits_and_loss(
         await source.stop()
 
 
-async def test_rabbitmq_worker_events_through_celerys_receiver(
-    amqp_url: str, unique: str, celery_worker_factory: Any, producer: Any
+@pytest.mark.parametrize("transport", ["auto", "kombu"])
+async def test_rabbitmq_worker_events(
+    amqp_url: str, unique: str, celery_worker_factory: Any, producer: Any, transport: str
 ) -> None:
-    observer, series, health, source = make_pipeline(amqp_url)
+    # "auto" is the AMQP fast path (alertd's reader in the loop), "kombu" Celery's receiver.
+    observer, series, health, source = make_pipeline(amqp_url, transport=transport)
     await source.start()
     try:
         await source.wait_connected(15)
@@ -150,7 +152,8 @@ async def test_rabbitmq_worker_events_through_celerys_receiver(
         worker: CeleryWorker = celery_worker_factory(amqp_url, queues=[queue])
         await run_task_mix(producer(amqp_url), queue, series)
         assert_task_mix(series, queue, worker)
-        assert health.transport == "kombu" and health.connected
+        assert health.transport == {"auto": "amqp-fast", "kombu": "kombu"}[transport] and health.connected
+        assert health.malformed == 0
 
         worker.stop()  # warm shutdown: worker-offline, so "shut down", not "lost"
         await wait_for(

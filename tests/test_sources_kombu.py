@@ -1,4 +1,8 @@
-"""The kombu path (Celery's EventReceiver in a thread) on the RabbitMQ service, with a real worker."""
+"""The kombu path (Celery's EventReceiver in a thread) on the RabbitMQ service, with a real worker.
+
+RabbitMQ has its own fast path now (tests/test_sources_amqp.py); `events.transport: kombu` still
+selects this one, which is also what brokers other than Redis and RabbitMQ use.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ async def test_real_worker_task_events_arrive_in_batches_on_the_loop(
     amqp_url: str, unique: str, celery_worker_factory: Any, producer: Celery
 ) -> None:
     got, health = Batches(), StreamHealth()
-    source = open_event_source(amqp_url, got, WallClock(), health)
+    source = open_event_source(amqp_url, got, WallClock(), health, transport="kombu")
     assert isinstance(source, KombuEventSource) and health.transport == "kombu"
     await source.start()
     try:
@@ -81,7 +85,7 @@ async def test_durable_queue_keeps_events_sent_while_alertd_is_down(
 ) -> None:
     durable = f"alertd-test-events-{unique}"
     hostname = f"celery@durable-{unique}"
-    kw: dict[str, Any] = {"durable_queue": durable, "durable_queue_ttl": 60.0}
+    kw: dict[str, Any] = {"durable_queue": durable, "durable_queue_ttl": 60.0, "transport": "kombu"}
     first = open_event_source(amqp_url, Batches(), WallClock(), StreamHealth(), **kw)
     await first.start()
     await first.wait_connected(15)
@@ -106,13 +110,13 @@ async def test_durable_queue_keeps_events_sent_while_alertd_is_down(
 async def test_without_a_durable_queue_a_restart_loses_events(amqp_url: str, unique: str, producer: Celery) -> None:
     # The control for the test above: Celery's default queue goes away with its consumer.
     hostname = f"celery@lossy-{unique}"
-    first = open_event_source(amqp_url, Batches(), WallClock(), StreamHealth())
+    first = open_event_source(amqp_url, Batches(), WallClock(), StreamHealth(), transport="kombu")
     await first.start()
     await first.wait_connected(15)
     await first.stop()
     await asyncio.to_thread(send_events, producer, 3, hostname)
     got = Batches()
-    second = open_event_source(amqp_url, got, WallClock(), StreamHealth())
+    second = open_event_source(amqp_url, got, WallClock(), StreamHealth(), transport="kombu")
     await second.start()
     try:
         await second.wait_connected(15)
@@ -128,7 +132,7 @@ async def test_unreachable_broker_keeps_retrying_without_leaking_the_password(
 ) -> None:
     url = f"amqp://alertd:s3cret-pw@127.0.0.1:{free_port()}//"
     health = StreamHealth()
-    source = open_event_source(url, Batches(), WallClock(), health, reconnect_max=0.2)
+    source = open_event_source(url, Batches(), WallClock(), health, reconnect_max=0.2, transport="kombu")
     caplog.set_level(logging.DEBUG, logger="alertd")
     await source.start()
     try:

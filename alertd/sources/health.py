@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass
 class StreamHealth:
     broker: str = ""  # redacted URL (no password)
-    transport: str = ""  # "redis-fast" | "kombu" | "replay"
+    transport: str = ""  # "redis-fast" | "amqp-fast" | "kombu" | "replay"
     connected: bool = False
     connected_since: float | None = None
     last_event_at: float | None = None  # local receive time of the newest event

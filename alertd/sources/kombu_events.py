@@ -1,4 +1,7 @@
-"""Events from any kombu broker (RabbitMQ, ...) through Celery's own EventReceiver.
+"""Events from any kombu broker (SQS, ...) through Celery's own EventReceiver.
+
+RabbitMQ has its own fast path (alertd.sources.amqp_events); this one serves it only when
+`events.transport: kombu` asks for it.
 
 The receiver is blocking, so it runs in a thread and hands batches to the event loop: events
 accumulate in a list and one flush is scheduled when the list goes from empty to non-empty, so a
@@ -44,6 +47,9 @@ class KombuEventSource:
         durable_queue: str | None = None,
         durable_queue_ttl: float | None = None,
         reconnect_max: float = 30.0,
+        exchange: str = "celeryev",
+        queue_ttl: float | None = 5.0,
+        queue_expires: float | None = 60.0,
     ) -> None:
         self.url = broker_url
         self.handler = handler
@@ -53,6 +59,9 @@ class KombuEventSource:
         self.durable_queue = durable_queue
         self.durable_queue_ttl = durable_queue_ttl
         self.reconnect_max = reconnect_max
+        self.exchange = exchange
+        self.queue_ttl = queue_ttl
+        self.queue_expires = queue_expires
         self.health.transport = "kombu"
         self.health.broker = redact_url(broker_url)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,6 +97,9 @@ class KombuEventSource:
         app = Celery(broker=self.url, set_as_current=False)
         app.conf.broker_transport_options = self.transport_options
         app.conf.broker_connection_retry_on_startup = False
+        app.conf.event_exchange = self.exchange
+        app.conf.event_queue_ttl = self.queue_ttl
+        app.conf.event_queue_expires = self.queue_expires
         backoff = 0.5
         while not self._stop.is_set():
             try:

@@ -72,12 +72,13 @@ class RedisEventSource:
         *,
         transport_options: dict[str, Any] | None = None,
         reconnect_max: float = 30.0,
+        exchange: str = "celeryev",
     ) -> None:
         self.url = broker_url
         self.handler = handler
         self.clock = clock
         self.health = health
-        self.pattern = event_channel_pattern(broker_url, transport_options)
+        self.pattern = event_channel_pattern(broker_url, transport_options, exchange)
         self.reconnect_max = reconnect_max
         self.health.transport = "redis-fast"
         self.health.broker = redact_url(broker_url)
