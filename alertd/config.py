@@ -38,6 +38,12 @@ class ApiConfig(Section):
     # until the window has passed, without alertd spending a password hash on it
     max_login_failures: int = Field(10, ge=1)
     login_failure_window: Seconds = 60.0
+    # slow or half-open clients: a request head (line and headers) must arrive within
+    # header_timeout of connecting or of the previous response, a body within body_timeout;
+    # connections past max_connections get a 503 at once
+    header_timeout: Seconds = Field(10.0, gt=0)
+    body_timeout: Seconds = Field(30.0, gt=0)
+    max_connections: int = Field(256, ge=1)
 
 
 class EventsConfig(Section):

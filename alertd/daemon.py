@@ -390,6 +390,7 @@ class Daemon:
 
     async def _serve(self) -> None:
         from alertd.api.app import make_app
+        from alertd.api.listen import ApiSite
 
         app = make_app(self)
         try:
@@ -399,9 +400,18 @@ class Daemon:
         else:
             add_routes(app)
         host, _, port = self.config.api.listen.rpartition(":")
-        self._runner = web.AppRunner(app, access_log=None)
+        api = self.config.api
+        # keepalive_timeout: aiohttp closes a kept-alive connection idle this long (its next head
+        # late); ApiSite holds the first head of each connection to the same deadline
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=api.header_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port))
+        site = ApiSite(
+            self._runner,
+            host.strip("[]") or "127.0.0.1",
+            int(port),
+            max_connections=api.max_connections,
+            header_timeout=api.header_timeout,
+        )
         await site.start()
         server = site._server
         sockets = [sock.getsockname() for sock in getattr(server, "sockets", None) or []]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,8 +35,18 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 async def read_json(request: web.Request) -> Any:
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise BadRequest(f"expected a JSON body (Content-Type: application/json), got {request.content_type}")
+    limit = request.app[CTX].config.api.body_timeout
     try:
-        return orjson.loads(await request.read())
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        # a client that stops sending mid-body would otherwise hold its connection and buffer
+        message = f"the body did not arrive within {limit:g} s (api.body_timeout)"
+        raise web.HTTPRequestTimeout(
+            body=orjson.dumps({"error": message}), content_type="application/json", headers={"Connection": "close"}
+        ) from None
+    try:
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"body is not valid JSON: {e}") from None
 
