@@ -11,6 +11,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 
+class StoreUnavailable(Exception):
+    """The state store cannot answer, and what was asked cannot be answered or kept locally.
+
+    The message is one line meant for an operator (the API returns it as a 503).
+    """
+
+
 @dataclass
 class HistoryEntry:
     """One thing that happened to a notification or was done through the API."""
