@@ -10,15 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alertd.clock import WallClock
-from alertd.config import find_config, load_config
-from alertd.durations import parse_duration
-from alertd.redact import redact_url
-from alertd.sources import open_event_source
-from alertd.sources.health import StreamHealth
-from alertd.sources.jsonl import CaptureWriter
-from alertd.yamlfile import FileError
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("capture", help="record Celery events to a JSONL file")
@@ -30,6 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def capture(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: each command module is imported to build the parser.
+    from alertd.config import find_config, load_config
+    from alertd.durations import parse_duration
+    from alertd.yamlfile import FileError
+
     try:
         config = load_config(find_config(args.config))
     except FileError as e:
@@ -44,6 +40,12 @@ def capture(args: argparse.Namespace) -> int:
 async def _capture(
     broker: str, output: Path, duration: float | None, count: int | None, options: dict[str, Any]
 ) -> int:
+    from alertd.clock import WallClock
+    from alertd.redact import redact_url
+    from alertd.sources import open_event_source
+    from alertd.sources.health import StreamHealth
+    from alertd.sources.jsonl import CaptureWriter
+
     writer = CaptureWriter(output)
     health = StreamHealth()
     done = asyncio.Event()

@@ -6,10 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from alertd.config import find_config, load_config
-from alertd.rules.loader import expand_rule_paths, load_rules
-from alertd.yamlfile import FileError, Problem
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -22,6 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
+    # Imported here: every command module is imported to build the parser (start-up of the others).
+    from alertd.config import find_config, load_config
+    from alertd.rules.loader import expand_rule_paths, load_rules
+    from alertd.yamlfile import FileError, Problem
+
     problems: list[Problem] = []
     config_path = find_config(args.config)
     try:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from alertd.cli.run import load
-from alertd.clock import WallClock
-from alertd.config import Config
-from alertd.notify.delivery import ReceiverError
-from alertd.notify.service import Notifier
-from alertd.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from alertd.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +37,12 @@ def notify_test(args: argparse.Namespace) -> int:
 
 
 async def _test(config: Config, receiver: str, retries: int) -> int:
+    # Apprise and the notify pipeline load only for this command, not for every `alertd ...`.
+    from alertd.clock import WallClock
+    from alertd.notify.delivery import ReceiverError
+    from alertd.notify.service import Notifier
+    from alertd.store.sqlite import SqliteStore
+
     store = SqliteStore(":memory:")  # a trial leaves no trace in the daemon's state
     await store.open()
     try:

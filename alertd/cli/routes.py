@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alertd.alert import Alert
 from alertd.cli.run import load
-from alertd.dispatch.route import build_route
-from alertd.notify.delivery import ReceiverError, resolve_receiver
-from alertd.notify.service import CONSOLE_RECEIVER, default_route
-from alertd.notify.template import Templates
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def routes_test(args: argparse.Namespace) -> int:
+    from alertd.alert import Alert
+    from alertd.dispatch.route import build_route
+
     config = load(args)
     if config is None:
         return 2
@@ -37,7 +35,13 @@ def routes_test(args: argparse.Namespace) -> int:
             print(f"not a label: {item!r} (expected name=value)", file=sys.stderr)
             return 2
         labels[name] = value.strip('"')
-    root = build_route(config.route or default_route())
+    if config.route is None:
+        # notify.service (and with it Apprise) only for the built-in route of a config without one
+        from alertd.notify.service import default_route
+
+        root = build_route(default_route())
+    else:
+        root = build_route(config.route)
     routes = root.match(labels)
     for r in routes:
         path = " → ".join(p.describe() for p in root.path_to(r))
@@ -50,6 +54,10 @@ def routes_test(args: argparse.Namespace) -> int:
             print(f"  time intervals: active {list(r.active_time_intervals)}, mute {list(r.mute_time_intervals)}")
     print(f"fingerprint {Alert(labels=labels).fingerprint}")
     if args.verify_receivers:
+        from alertd.notify.delivery import ReceiverError, resolve_receiver
+        from alertd.notify.service import CONSOLE_RECEIVER
+        from alertd.notify.template import Templates
+
         # Checks that the URLs parse and the template compiles; nothing is sent (`notify test` sends).
         failed = 0
         templates = Templates(config.path(config.templates_dir) if config.templates_dir else None, config.base_dir)

@@ -7,10 +7,10 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alertd.config import Config, find_config, load_config
-from alertd.durations import parse_duration
-from alertd.yamlfile import FileError
+if TYPE_CHECKING:
+    from alertd.config import Config
 
 log = logging.getLogger("alertd")
 
@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def load(args: argparse.Namespace) -> Config | None:
     """The config with command-line overrides, or None after printing why it is invalid."""
+    # Imported here: every command module is imported to build the parser, so module-level
+    # imports cost every command, `alertd --version` included (pydantic, the models: ~0.15 s).
+    from alertd.config import find_config, load_config
+    from alertd.yamlfile import FileError
+
     path = find_config(args.config)
     try:
         config = load_config(path)
@@ -51,6 +56,9 @@ def load(args: argparse.Namespace) -> Config | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alertd.durations import parse_duration
+    from alertd.yamlfile import FileError
+
     config = load(args)
     if config is None:
         return 2

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from alertd.auth import Role, hash_password, hash_token, new_token
 from alertd.cli.run import load
 
 
@@ -51,6 +50,8 @@ def add_token(args: argparse.Namespace) -> int:
     path = _target(args, "tokens_file")
     if path is None:
         return 2
+    from alertd.auth import Role, hash_token, new_token  # the API's auth stack: for this command only
+
     token = new_token()
     _append(path, f"{args.name} {Role.parse(args.role).name.lower()} {hash_token(token)}")
     print(token)
@@ -66,6 +67,8 @@ def add_user(args: argparse.Namespace) -> int:
     path = _target(args, "basic_auth_file")
     if path is None:
         return 2
+    from alertd.auth import hash_password
+
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
     if len(password) < 12:
         print("use a password of at least 12 characters", file=sys.stderr)
