@@ -148,7 +148,17 @@ CATALOGUE: dict[str, Metric] = {
         Metric("events_silence_seconds", Kind.GAUGE, (), "Seconds since the last event from the broker.", "seconds"),
         Metric("event_stream_up", Kind.GAUGE, (), "1 while connected to the broker's event stream.", ""),
         Metric("broker_up", Kind.GAUGE, (), "1 while the last broker sample succeeded.", ""),
+        Metric(
+            "store_up",
+            Kind.GAUGE,
+            (),
+            "1 while alertd's state store answers; 0 while it is down and notifications go out without HA dedup.",
+            "",
+        ),
     ]
 }
+
+# Gauges the daemon adds to the observer's (the observer knows Celery, not alertd's own parts).
+DAEMON_GAUGES = frozenset({"store_up"})
 
 DISTRIBUTION_STATS = ("avg", "min", "max", "count", "sum", "p50", "p75", "p90", "p95", "p99")

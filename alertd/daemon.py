@@ -42,7 +42,8 @@ from alertd.sources import EventSource, open_event_source
 from alertd.sources.health import StreamHealth
 from alertd.sources.jsonl import event_time, read_capture
 from alertd.sources.sampler import Sampler
-from alertd.store.base import Store
+from alertd.store.base import StoreUnavailable
+from alertd.store.buffered import BufferedStore
 from alertd.store.open import open_store
 from alertd.yamlfile import FileError, Problem
 
@@ -107,14 +108,15 @@ class Daemon:
             rules,
             self.series,
             self.clock,
-            gauges=self.observer.gauges,
+            gauges=self._gauges,
             watch=self.observer.watch,
             expect_task=self.observer.expect_task,
         )
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
         )
-        self.store: Store = open_store(config.store, config.base_dir)
+        # Fail-open in front of the backend: a store outage delays bookkeeping, never a page.
+        self.store = BufferedStore(open_store(config.store, config.base_dir), self.clock, url=config.store)
         self.silences = Silences(
             self.store,
             self.clock,
@@ -257,6 +259,8 @@ class Daemon:
         while True:
             try:
                 await self.silences.refresh()
+            except StoreUnavailable:
+                pass  # the store logged its outage once; silences known before it keep applying
             except Exception as e:
                 log.warning("silences refresh failed: %s", e)
             await self.clock.sleep(SILENCE_REFRESH_SECONDS)
@@ -277,6 +281,8 @@ class Daemon:
                 n = await self.store.purge(self.clock.now())
                 if n:
                     log.info("purged %d expired store entries", n)
+            except StoreUnavailable:
+                pass  # purged at the next round once the store is back
             except Exception as e:
                 log.warning("store purge failed: %s", e)
 
@@ -384,7 +390,23 @@ class Daemon:
         return self.observer.workers_snapshot()
 
     def ready(self) -> bool:
-        return self._store_open and self.health.connected
+        return not self.not_ready()
+
+    def not_ready(self) -> list[str]:
+        why = []
+        if not self._store_open:
+            why.append("store not open")
+        elif not self.store.up:
+            why.append(self.store.describe())
+        if not self.health.connected:
+            why.append("broker event stream not connected")
+        return why
+
+    def _gauges(self, now: float) -> dict[str, Mapping[tuple[str, ...], float]]:
+        """The observer's gauges plus the daemon's own, for the rules engine."""
+        gauges: dict[str, Mapping[tuple[str, ...], float]] = dict(self.observer.gauges(now))
+        gauges["store_up"] = {(): 1.0 if self.store.up else 0.0}
+        return gauges
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -514,6 +536,29 @@ class _AlertingCollector(Collector):
         active = sum(1 for s in d.silences.query(include_expired=False) if s.state(now).value == "active")
         yield GaugeMetricFamily("alertd_silences_active", "Active silences.", value=active)
         yield GaugeMetricFamily("alertd_rules", "Rules loaded.", value=len(d.engine.runtimes))
+        store = d.store
+        yield GaugeMetricFamily("alertd_store_up", "1 while the state store answers.", value=1 if store.up else 0)
+        yield CounterMetricFamily(
+            "alertd_store_outages", "Times the state store became unreachable.", value=store.outages_total
+        )
+        yield GaugeMetricFamily(
+            "alertd_store_buffered_writes", "Writes kept locally until the store is back.", value=store.buffered
+        )
+        yield CounterMetricFamily(
+            "alertd_store_replayed_writes",
+            "Buffered writes written back after an outage.",
+            value=store.writes_replayed_total,
+        )
+        yield CounterMetricFamily(
+            "alertd_store_dropped_writes",
+            "Buffered writes given up because the buffer was full.",
+            value=store.writes_dropped_total,
+        )
+        yield CounterMetricFamily(
+            "alertd_ha_claims_failed_open",
+            "Send claims granted without the store (replicas may both send).",
+            value=store.claims_failed_open_total,
+        )
 
 
 def _make_auth(config: Config) -> Auth:

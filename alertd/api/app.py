@@ -19,6 +19,7 @@ from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
 from alertd.auth import ANONYMOUS, AuthError, Logins, Role
 from alertd.silence.silences import NotFound, SilenceError
+from alertd.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error(400, str(e))
     except NotFound as e:
         response = error(404, f"not found: {e.args[0]}")
+    except StoreUnavailable as e:
+        # An outage, not a bug: the store logged it once; a traceback per request would bury that.
+        response = error(503, str(e))
+        response.headers["Retry-After"] = "5"
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":
             response = error(e.status, e.reason)
@@ -87,11 +92,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @needs(Role.READ)
 async def readyz(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    if ctx.ready():
+    why = request.app[CTX].not_ready()
+    if not why:
         return web.Response(text="ready\n")
-    why = "store not open" if not getattr(ctx, "_store_open", True) else "broker event stream not connected"
-    return web.Response(status=503, text=f"not ready: {why}\n")
+    return web.Response(status=503, text=f"not ready: {'; '.join(why)}\n")
 
 
 @needs(Role.READ)

@@ -21,7 +21,6 @@ from alertd.yamlfile import Problem
 class ApiContext(Protocol):
     config: Config
     clock: Clock
-    store: Store
     silences: Silences
     health: StreamHealth
     registry: CollectorRegistry
@@ -29,6 +28,10 @@ class ApiContext(Protocol):
     version: str
     started_at: float
     replica: str
+
+    @property
+    def store(self) -> Store:
+        """The state store (read-only here, so the daemon may hand a wrapper of it)."""
 
     def alerts(self) -> list[Alert]:
         """Pending, firing and recently resolved alerts from the rules engine."""
@@ -57,3 +60,6 @@ class ApiContext(Protocol):
     def workers(self) -> list[dict[str, Any]]: ...
 
     def ready(self) -> bool: ...
+
+    def not_ready(self) -> list[str]:
+        """Why the daemon is not ready, one short reason each (empty when it is)."""
