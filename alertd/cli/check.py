@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alertd import yamlfile
+    from alertd.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +47,9 @@ def check(args: argparse.Namespace) -> int:
             rules = len(ruleset.rules())
         except FileError as e:
             problems.extend(e.problems)
+    if config is not None:
+        # what `alertd run` builds before it connects; the daemon only once the rest is sound
+        problems.extend(built(config, daemon=not problems))
     for p in problems:
         print(p, file=sys.stderr)
     what = f"{rules} rules in {len(paths)} files" + (f" and {config_path}" if config_path else "")
@@ -53,3 +61,31 @@ def check(args: argparse.Namespace) -> int:
         return 1
     print(f"{what}: OK")
     return 0
+
+
+def built(config: Config, *, daemon: bool = True) -> list[yamlfile.Problem]:
+    """Problems `alertd run` would stop at before connecting to anything: every receiver (unset
+    ${VAR}, unreadable apprise_file, a URL Apprise does not know), then, with `daemon`, the whole
+    daemon as `run` builds it (templates, tokens and users files, routes, time intervals)."""
+    from alertd.daemon import Daemon
+    from alertd.notify.delivery import resolve_receiver
+    from alertd.redact import redact_text
+    from alertd.yamlfile import FileError, Problem, load_yaml
+
+    doc = load_yaml(config.source) if config.source != "<defaults>" else None
+    problems: list[yamlfile.Problem] = []
+    for i, receiver in enumerate(config.receivers):
+        try:
+            resolve_receiver(receiver, config.base_dir)
+        except ValueError as e:  # ReceiverError: its message names the receiver, URLs redacted
+            where = ("receivers", i, "apprise_file" if "apprise_file" in str(e) else "apprise")
+            problems.append(doc.problem(where, str(e)) if doc else Problem(config.source, None, "", str(e)))
+    if problems or not daemon:
+        return problems
+    try:
+        Daemon(config)  # constructs everything and connects nothing: sources and stores open in start()
+    except FileError as e:
+        return list(e.problems)
+    except (ValueError, OSError) as e:
+        return [Problem(config.source, None, "", redact_text(str(e)))]
+    return []
