@@ -150,7 +150,9 @@ async def test_a_second_outage_is_a_second_line_pair_and_the_buffer_is_bounded(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = VirtualClock(start=T0)
-    store = BufferedStore(open_store(redis_server.url), clock, url=redis_server.url, max_buffered=3)
+    # as configured, with a password (this test server has none): never shown
+    url = f"redis://:hunter2-store-secret@127.0.0.1:{redis_server.port}/0"
+    store = BufferedStore(open_store(redis_server.url), clock, url=url, max_buffered=3)
     await store.open()
     caplog.set_level(logging.INFO, logger=LOGGER)
     try:
@@ -170,6 +172,8 @@ async def test_a_second_outage_is_a_second_line_pair_and_the_buffer_is_bounded(
     lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert sum(" unreachable (" in m for m in lines) == 2 and sum(" is back after " in m for m in lines) == 2
     assert sum("oldest are dropped" in m for m in lines) == 2  # once per outage, not per write
+    assert all(f"redis://***@127.0.0.1:{redis_server.port}/0" in m for m in lines)
+    assert not any("hunter2" in m for m in lines)
 
 
 async def test_sqlite_locked_by_another_process_fails_open_and_replays_once_unlocked(
@@ -191,6 +195,8 @@ async def test_sqlite_locked_by_another_process_fails_open_and_replays_once_unlo
         await store.put("nflog", "hook|g1", nflog("g1", T0 + 5, ["a", "b"]))
         assert not store.up and "locked" in store.reason
         await store.record(HistoryEntry(ts=T0 + 5, kind="sent", receiver="hook", group_key="g1"))
+        # a write the backend can never take (not JSON) is dropped at replay, not retried forever
+        await store.record(HistoryEntry(ts=T0 + 5, kind="sent", detail={"not json": {1, 2}}))
         assert (await store.get("nflog", "hook|g1"))["firing"] == ["a", "b"]  # type: ignore[index]
         assert await store.claim("send:g1", "r1", 60, T0 + 5)
         with pytest.raises(StoreUnavailable, match=r"store unavailable: store sqlite:///.*locked"):
@@ -198,18 +204,20 @@ async def test_sqlite_locked_by_another_process_fails_open_and_replays_once_unlo
         with pytest.raises(StoreUnavailable):
             await store.history(HistoryQuery())
         await tick(clock, 10)  # probes write the buffer back, and fail while the lock is held
-        assert not store.up and store.buffered == 2
+        assert not store.up and store.buffered == 3
     finally:
         locker.execute("COMMIT")
         locker.close()
     await tick(clock, 5)
     await until(lambda: store.up, "the store back once the lock is released")
     assert (await backend.get("nflog", "hook|g1"))["firing"] == ["a", "b"]  # type: ignore[index]
-    assert [e.kind for e in await backend.history(HistoryQuery())] == ["sent"]
+    assert [e.group_key for e in await backend.history(HistoryQuery())] == ["g1"]
+    assert store.writes_dropped_total == 1
     await store.close()
     down, back = outage_lines(caplog)
     assert len(down) == 1 and len(back) == 1, (down, back)
     assert "2 buffered writes replayed" in back[0]
+    assert sum("cannot be replayed" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_writes_left_at_shutdown_are_tried_once_and_counted_in_the_log(

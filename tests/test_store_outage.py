@@ -78,7 +78,6 @@ route:
     channel = f"{unique}:/13.celeryev/"
 
     redis_server.kill()
-    outage_started = time.monotonic()
     # the silence refresh (every second) is the first to find the store gone
     wait_for(lambda: readyz(port)[0] == 503, timeout=10, what="/readyz to say the store is down")
     status, text = readyz(port)
@@ -115,7 +114,6 @@ route:
         what="the resolved notice, with the store down",
     )
     assert readyz(port)[0] == 503
-    outage = time.monotonic() - outage_started
 
     redis_server.start()
     wait_for(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store is back")
@@ -131,4 +129,3 @@ route:
     output = daemon.output()
     assert output.count(" unreachable (") == 1 and output.count(" is back after ") == 1, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert outage < 20

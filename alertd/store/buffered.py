@@ -165,11 +165,17 @@ class BufferedStore:
 
     async def _probe_loop(self) -> None:
         pause = self.probe_seconds
+        logged = False
         while not self.up:
             await self.clock.sleep(pause)
             started = time.perf_counter()
-            if await self._replay():
-                return
+            try:
+                if await self._replay():
+                    return
+            except Exception:  # a bug must not end the probe, leaving the store down for good
+                if not logged:
+                    logged = True
+                    log.exception("store %s: probe failed", self.name)
             # A backend that fails slowly *and* blocks (SQLite waits busy_timeout on the loop
             # for a lock) is probed less often, so the loop stays mostly free during the outage.
             pause = max(self.probe_seconds, 4 * (time.perf_counter() - started))
@@ -181,13 +187,22 @@ class BufferedStore:
                 await self.backend.version("nflog")  # a cheap read; the buffer itself probes otherwise
             while self._pending:
                 key, write = next(iter(self._pending.items()))
-                await self._apply(write)
+                try:
+                    await self._apply(write)
+                except BACKEND_ERRORS:
+                    raise
+                except Exception:
+                    # Not an outage: this write can never be replayed (a bug, a document the
+                    # backend refuses). Dropped, or it would keep the store "down" for good.
+                    log.exception("store %s: a buffered %s write cannot be replayed; dropped", self.name, write.op)
+                    self.writes_dropped_total += 1
+                else:
+                    self.writes_replayed_total += 1
+                    self._outage_replayed += 1
                 # A newer write of the same document may have arrived during the await: it went
                 # to the end of the buffer and stays there, to be replayed in its turn.
                 if self._pending.get(key) is write:
                     del self._pending[key]
-                self.writes_replayed_total += 1
-                self._outage_replayed += 1
         except BACKEND_ERRORS:
             return False
         # No await since the buffer was seen empty: no write can slip between it and "up".
