@@ -290,6 +290,35 @@ async def test_a_resolved_notice_cut_short_by_a_crash_is_resent_and_named_a_poss
     assert entry is not None and entry.maybe_resolved == [] and entry.maybe_firing == {}
 
 
+async def test_an_alert_that_resolves_while_its_page_is_in_flight_still_gets_its_resolved_notice(
+    sink: Sink, store: SqliteStore
+) -> None:
+    """Found by tests/test_delivery_faults.py: the rules tick that resolves an alert can land while
+    the flush that pages it awaits the receiver (flushes fall on tick times). The flush then forgot
+    every resolved alert of the group, the new one included: its resolved notice was never sent,
+    the receiver kept an open incident."""
+    clock = VirtualClock(start=T0)
+    n = Notifier(load_config(text=receiver_config(sink)), store, clock, replica="r1")
+    a = make_alert("QueueLong", queue="a")
+    n.put([a])
+    clock.advance(GROUP_WAIT)
+    sink.delay = 0.3
+    await n.flush_due(wait=False)
+    await asyncio.sleep(0.1)  # the page is in flight...
+    resolved = make_alert("QueueLong", AlertState.RESOLVED, queue="a")
+    n.put([resolved])  # ...when the next tick resolves the alert
+    while n._inflight:
+        await asyncio.sleep(0.01)
+    sink.delay = 0
+    for _ in range(2 * GROUP_INTERVAL):
+        clock.advance(1)
+        n.put([resolved])
+        await n.flush_due()
+    posts = sink_posts(sink, "/team")
+    assert [p["type"] for p in posts] == ["failure", "success"], posts
+    assert "(all resolved)" in posts[-1]["message"]
+
+
 async def test_a_graceful_stop_hands_its_claim_to_the_other_replica_at_once(sink: Sink, store: SqliteStore) -> None:
     clock = VirtualClock(start=T0)
     sink.status = 500

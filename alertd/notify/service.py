@@ -378,7 +378,7 @@ class Notifier:
             # The other replica may have sent just before we got the claim: decide on what it logged.
             plan = await self._plan(receiver, group, to_fire, resolved, now)
             if plan is not None and await self._send(receiver, group, plan, now):
-                self._forget_resolved(group)
+                self._forget_resolved(group, resolved)
         except Exception:
             await self._release(claim_key)  # a bug in this flush must not hold the group
             raise
@@ -435,7 +435,7 @@ class Notifier:
                         resolved_starts=_resolved_starts(entry, group, episodes, to_resolve),
                     )
                 )
-            self._forget_resolved(group)
+            self._forget_resolved(group, resolved)
             return None
         if (
             entry is not None
@@ -473,12 +473,18 @@ class Notifier:
         except Exception as e:  # it expires by itself; a failed release only delays the other replica
             log.warning("could not release claim %s: %s", claim_key, e)
 
-    def _forget_resolved(self, group: AlertGroup) -> None:
-        """Resolved alerts are done once their notice went out (or none was owed)."""
-        for fp, a in list(group.alerts.items()):
-            if a.state is AlertState.RESOLVED:
-                del group.alerts[fp]
-                self._finished[fp] = a.ends_at
+    def _forget_resolved(self, group: AlertGroup, resolved: list[Alert]) -> None:
+        """Resolved alerts are done once their notice went out (or none was owed).
+
+        Only those this flush decided on: an alert that resolved while the flush awaited the store
+        or the receiver (the tick that resolves it can land while its page is in flight) still owes
+        its resolved notice to the next flush.
+        """
+        for a in resolved:
+            current = group.alerts.get(a.fingerprint)
+            if current is not None and current.state is AlertState.RESOLVED and current.ends_at == a.ends_at:
+                del group.alerts[a.fingerprint]
+                self._finished[a.fingerprint] = a.ends_at
 
     async def _send(self, receiver: Receiver, group: AlertGroup, plan: _Plan, now: float) -> bool:
         """Log the attempt, deliver (retry, fall back), log the outcome.
