@@ -89,13 +89,12 @@ class RedisEventSource:
         self._task = asyncio.create_task(self._run(), name="redis-events")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        # Python 3.11's wait_for swallows a cancellation that lands as its read completes, and the
+        # reader then loops on: cancel again until it is really done, rather than wait for ever.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """For tests and startup: returns once subscribed."""
