@@ -233,3 +233,26 @@ async def test_writes_left_at_shutdown_are_tried_once_and_counted_in_the_log(
     await store.close()
     assert time.monotonic() - started < 3.0
     assert any("1 buffered writes are lost" in r.getMessage() for r in caplog.records if r.name == LOGGER)
+
+
+async def test_a_replayed_log_entry_loses_to_a_later_attempt_of_the_other_replica(
+    redis_store: tuple[BufferedStore, VirtualClock], redis_server: RedisServer
+) -> None:
+    """An entry is as new as its last send or its last attempt: replica B's attempt (what it may
+    have told) after this replica's buffered send must not be overwritten by the replay."""
+    store, clock = redis_store
+    await store.put("nflog", "hook|g", nflog("g", T0, ["a"]))
+    redis_server.kill()
+    await store.put("nflog", "hook|g", nflog("g", T0 + 20, ["a", "b"]))
+    assert not store.up
+    redis_server.start()
+    other = open_store(redis_server.url)
+    await other.open()
+    try:
+        await other.put("nflog", "hook|g", {**nflog("g", T0 + 5, ["a"]), "attempted_at": T0 + 30})
+        await tick(clock)
+        await until(lambda: store.up, "the probe to see the store back")
+        assert (await other.get("nflog", "hook|g"))["attempted_at"] == T0 + 30  # type: ignore[index]
+        assert store.replays_skipped_newer_total == 1
+    finally:
+        await other.close()

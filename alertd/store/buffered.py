@@ -48,9 +48,10 @@ INTERNAL_KINDS = frozenset({"nflog", "rule_state", "observer"})
 # are read once at start and written whole every few seconds (the observer's can be megabytes):
 # not worth a second copy; while down, their last buffered write answers a read.
 CACHED_KINDS = frozenset({"nflog"})
-# Documents of these kinds carry a time field; a replayed one never replaces a newer one that
-# another replica wrote to the backend meanwhile.
-NEWEST_WINS = {"nflog": "at"}
+# Documents of these kinds carry time fields; a replayed one never replaces a newer one that
+# another replica wrote to the backend meanwhile. A notification log entry is as new as its last
+# send or its last attempt, whichever is later (an attempt records what may have been told).
+NEWEST_WINS: dict[str, tuple[str, ...]] = {"nflog": ("at", "attempted_at")}
 
 PROBE_SECONDS = 1.0
 MAX_BUFFERED = 10_000
@@ -225,12 +226,12 @@ class BufferedStore:
             await self.backend.delete(w.kind, w.key)
         else:
             doc = orjson.loads(w.blob)
-            field = NEWEST_WINS.get(w.kind)
-            if field is not None:
+            fields = NEWEST_WINS.get(w.kind)
+            if fields is not None:
                 current = await self.backend.get(w.kind, w.key)
                 # Read-then-write, not atomic: a replica writing in between wins or loses by the
                 # order of two round trips. At worst a group is told twice (at-least-once).
-                if current is not None and _time(current, field) > _time(doc, field):
+                if current is not None and _time(current, fields) > _time(doc, fields):
                     self.replays_skipped_newer_total += 1
                     self._remember(w.kind, w.key, orjson.dumps(current))
                     return
@@ -386,6 +387,6 @@ class BufferedStore:
             self._mark_down(e)
 
 
-def _time(doc: dict[str, Any], field: str) -> float:
-    value = doc.get(field)
-    return float(value) if isinstance(value, int | float) else float("-inf")
+def _time(doc: dict[str, Any], fields: tuple[str, ...]) -> float:
+    values = [float(v) for v in (doc.get(f) for f in fields) if isinstance(v, int | float)]
+    return max(values, default=float("-inf"))
