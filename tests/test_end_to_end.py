@@ -153,11 +153,11 @@ def test_every_v2_endpoint_conforms_and_alertd_endpoints_answer(
         "comment": "",
     }
     code, err = api.call("POST", "/api/v2/silences", bad, token=SILENCE_TOKEN)
-    assert code == 400 and "invalid regex" in err["error"]
+    assert code == 400 and "invalid regex" in err  # v2 errors are strings, as in the spec
     code, err = api.call(
         "POST", "/api/v2/silences", {**bad, "matchers": ['a="b"'], "endsAt": "tomorrow"}, token=SILENCE_TOKEN
     )
-    assert code == 400 and "endsAt" in err["error"]
+    assert code == 400 and "endsAt" in err
     assert api.call("POST", "/api/v2/silences", b"{not json", token=SILENCE_TOKEN)[0] == 400
     assert api.call("POST", "/api/v2/silences", b"x" * 300_000, token=SILENCE_TOKEN)[0] == 413
     assert api.call("POST", "/-/reload", token=SILENCE_TOKEN)[0] == 403

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -60,13 +61,32 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":
             response = error(e.status, e.reason)
+            if "Allow" in e.headers:  # a 405 says which methods the path has (RFC 9110)
+                response.headers["Allow"] = e.headers["Allow"]
         else:
             raise
     except Exception:
         log.exception("API %s %s failed", request.method, request.path)
         response = error(500, "internal error (see alertd's log)")
+    if request.path.startswith(v2.PREFIX + "/"):
+        response = _as_spec_error(response)
     response.headers.update(cors)
     return response
+
+
+def _as_spec_error(response: web.StreamResponse) -> web.StreamResponse:
+    """Alertmanager's v2 spec has its 400, 404 and 500 bodies as a bare JSON string: amtool and the
+    generated clients read them so. alertd's own {"error": ...} stays everywhere else."""
+    if response.status not in (400, 404, 500) or not isinstance(response, web.Response) or response.body is None:
+        return response
+    try:
+        doc = orjson.loads(response.body)  # type: ignore[arg-type]
+    except (TypeError, orjson.JSONDecodeError):
+        return response
+    if not isinstance(doc, dict) or not isinstance(doc.get("error"), str):
+        return response
+    headers = {k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")}
+    return web.json_response(doc["error"], status=response.status, headers=headers)
 
 
 def _is_page(path: str) -> bool:

@@ -51,6 +51,11 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest(f"body is not valid JSON: {e}") from None
 
 
+def page_url(request: web.Request) -> str:
+    """Where alertd's page is for this client: api.external_url, else the address it asked."""
+    return request.app[CTX].config.api.external_url or str(request.url.origin())
+
+
 def principal_name(request: web.Request) -> str:
     p = request.get(PRINCIPAL)
     return p.name if p is not None else "anonymous"

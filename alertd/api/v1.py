@@ -10,7 +10,7 @@ import yaml
 from aiohttp import web
 
 from alertd.alert import AlertState
-from alertd.api.http import CTX, PRINCIPAL, bool_param, error, needs, principal_name, read_json
+from alertd.api.http import CTX, PRINCIPAL, bool_param, error, needs, page_url, principal_name, read_json
 from alertd.api.wire import BadRequest, gettable_alert, parse_api_matchers, parse_time, rfc3339
 from alertd.auth import Role
 from alertd.matchers import matches_all
@@ -74,7 +74,7 @@ async def alerts(request: web.Request) -> web.Response:
     for a in ctx.alerts():
         if a.state is AlertState.RESOLVED and not include_resolved:
             continue
-        view = gettable_alert(a, ctx.alert_status(a, now), ctx.config.api.external_url)
+        view = gettable_alert(a, ctx.alert_status(a, now), page_url(request))
         view["state"] = a.state.value
         view["value"] = _clean(a.value)
         view["generator"] = a.generator
@@ -119,7 +119,7 @@ async def preview(request: web.Request) -> web.Response:
     matchers = parse_api_matchers(body.get("matchers"))
     now = ctx.clock.now()
     matched = [
-        gettable_alert(a, ctx.alert_status(a, now), ctx.config.api.external_url)
+        gettable_alert(a, ctx.alert_status(a, now), page_url(request))
         for a in ctx.alerts()
         if a.state is AlertState.FIRING and matches_all(matchers, a.labels)
     ]

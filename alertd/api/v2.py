@@ -10,7 +10,7 @@ import yaml
 from aiohttp import web
 
 from alertd.alert import Alert, AlertState
-from alertd.api.http import CTX, bool_param, error, needs, principal_name, read_json
+from alertd.api.http import CTX, bool_param, error, needs, page_url, principal_name, read_json
 from alertd.api.wire import (
     BadRequest,
     gettable_alert,
@@ -193,7 +193,7 @@ def alert_views(request: web.Request, alerts: list[Alert], *, with_unprocessed: 
             continue
         if not is_silenced and not is_inhibited and not active:
             continue
-        out.append(gettable_alert(a, st, ctx.config.api.external_url))
+        out.append(gettable_alert(a, st, page_url(request)))
     return out
 
 
@@ -212,6 +212,7 @@ async def post_alerts(request: web.Request) -> web.Response:
 @needs(Role.READ)
 async def get_groups(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    alert_views(request, [], with_unprocessed=False)  # a bad parameter is a 400 even with no groups
     out = []
     for g in ctx.groups():
         views = alert_views(request, list(g.alerts.values()), with_unprocessed=False)

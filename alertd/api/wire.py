@@ -82,7 +82,7 @@ def parse_api_matchers(value: Any, field: str = "matchers") -> list[Matcher]:
     return out
 
 
-def gettable_alert(a: Alert, status: AlertStatus, external_url: str) -> dict[str, Any]:
+def gettable_alert(a: Alert, status: AlertStatus, page_url: str) -> dict[str, Any]:
     state = "suppressed" if (status.silenced_by or status.inhibited_by or status.muted_by) else "active"
     return {
         "labels": a.labels,
@@ -98,7 +98,8 @@ def gettable_alert(a: Alert, status: AlertStatus, external_url: str) -> dict[str
             "inhibitedBy": status.inhibited_by,
             "mutedBy": status.muted_by,
         },
-        "generatorURL": f"{external_url.rstrip('/')}/#rule={a.labels.get('alertname', '')}" if external_url else "",
+        # the alert on alertd's page, which opens it with its route and silences explained
+        "generatorURL": f"{page_url.rstrip('/')}/#alert={a.fingerprint}",
     }
 
 

@@ -63,7 +63,9 @@ class Client:
         except urllib.error.HTTPError as e:
             raw = e.read()
             try:
-                message = json.loads(raw).get("error", raw.decode())
+                doc = json.loads(raw)
+                # a v2 error is a bare JSON string (Alertmanager's spec); alertd's own are {"error": ...}
+                message = doc if isinstance(doc, str) else str(doc.get("error", raw.decode()))
             except (ValueError, AttributeError):
                 message = raw.decode(errors="replace")
             raise ApiError(e.code, message) from None

@@ -21,7 +21,8 @@ async function api(method, path, body) {
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!res.ok) throw new Error((data && data.error) || `${res.status} ${res.statusText}`);
+  // Alertmanager's v2 errors are a JSON string; alertd's own are {"error": "..."}
+  if (!res.ok) throw new Error((typeof data === "string" ? data : data && data.error) || `${res.status} ${res.statusText}`);
   return data;
 }
 
@@ -72,6 +73,9 @@ function alertRow(a) {
 
 // Route, receivers, timers, silences and the last notification of one alert (the explain API).
 const openExplains = new Set();
+// An alert's generatorURL (/#alert=FINGERPRINT) opens the page on that alert, explained.
+const linked = /^#alert=([0-9A-Za-z]+)$/.exec(location.hash);
+if (linked) openExplains.add(linked[1]);
 async function toggleExplain(fingerprint, box) {
   if (!box.hidden) { box.hidden = true; openExplains.delete(fingerprint); return; }
   openExplains.add(fingerprint);
@@ -109,6 +113,10 @@ async function loadAlerts() {
   for (const fp of openExplains) {
     const el = box.querySelector(`.alert[data-fingerprint="${fp}"] .explain`);
     if (el) await renderExplain(fp, el).catch(showError);
+  }
+  if (linked && !linked.shown) {
+    const el = box.querySelector(`.alert[data-fingerprint="${linked[1]}"]`);
+    if (el) { el.scrollIntoView(); el.classList.add("linked"); linked.shown = true; }
   }
   $("#count-alerts").textContent = firing ? String(firing) : "";
   const pending = all.filter((a) => a.state === "pending");
