@@ -148,13 +148,20 @@ class Daemon:
         """Open the store and restore what must survive a restart (alert state, silences, nflog)."""
         await self.store.open()
         self._store_open = True
-        await self.silences.load()
-        saved = await self.store.get("rule_state", "engine")
-        if saved:
-            self.engine.import_state(saved)
-        observed = await self.store.get("observer", "state")
-        if observed:
-            self.observer.import_state(observed)
+        if not self.store.up:
+            # Started during a store outage: evaluate from scratch and page (at-least-once). The
+            # saved state is not loaded later either - it is older than what runs by then, and
+            # this process's own state replaces it. Silences load once the store answers (the
+            # silence loop notices the version change); until then nothing is silenced.
+            log.error("started without the saved state (%s): silences apply once it is back", self.store.describe())
+        else:
+            await self.silences.load()
+            saved = await self.store.get("rule_state", "engine")
+            if saved:
+                self.engine.import_state(saved)
+            observed = await self.store.get("observer", "state")
+            if observed:
+                self.observer.import_state(observed)
         await self.notifier.start()
 
     async def start(self, *, serve: bool = True, ingest: bool = True) -> None:

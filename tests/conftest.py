@@ -113,7 +113,9 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
+        # Timeouts: if the port was taken meanwhile by a server that accepts and never answers
+        # (another test's), the ping must fail, not hang the test.
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         wait_until(lambda: _pings(client), timeout=10, what=f"redis-server on port {self.port}")
         client.close()
 
@@ -131,7 +133,7 @@ class RedisServer:
 def _pings(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
-    except redis.ConnectionError:
+    except (redis.ConnectionError, redis.TimeoutError):
         return False
 
 

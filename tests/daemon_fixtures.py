@@ -64,12 +64,15 @@ def write_setup(
     route: str = "",
     extra: str = "",
     keyprefix: str = "",
+    hook: dict[str, Any] | None = None,
 ) -> Path:
     """alertd.yaml + rules + tokens in `tmp`; returns the config path.
 
     `keyprefix` puts the broker's keys and event channels under a private global_keyprefix, so
-    only this test's worker is heard (other tests share Redis db 13).
+    only this test's worker is heard (other tests share Redis db 13). `hook` sets options of the
+    `hook` receiver (retries: 0 unless given), e.g. {"retries": 2, "retry_backoff": "5s"}.
     """
+    hook_options = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in {"retries": 0, **(hook or {})}.items())
     (tmp / "rules").mkdir(exist_ok=True)
     (tmp / "rules" / "test.yaml").write_text(rules)
     (tmp / "tokens").write_text(
@@ -97,8 +100,7 @@ api: {{listen: 127.0.0.1:{port}, tokens_file: tokens}}
 sampler: {{interval: 2s, queues: []}}
 receivers:
   - name: hook
-    apprise: ["{sink_url}"]
-    retries: 0
+    apprise: ["{sink_url}"]{hook_options}
 {route}
 {extra}
 """)
@@ -163,7 +165,7 @@ class DaemonProcess:
                 raise AssertionError(f"alertd exited:\n{self.output()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
-                    return r.status == 200
+                    return bool(r.status == 200)
             except OSError:
                 return False
 
@@ -171,9 +173,24 @@ class DaemonProcess:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the process group and wait; one that ignores SIGTERM for 15 s is SIGKILLed (and
+        the test fails), so no daemon outlives its test."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+                raise AssertionError(f"alertd did not stop on signal {sig} within 15 s") from None
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """The exit code once the process has ended by itself (negative: the signal that ended it)."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"alertd still running after {timeout}s:\n{self.output()[-3000:]}") from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -181,11 +198,14 @@ class DaemonProcess:
 
 @pytest.fixture
 def alertd_process(tmp_path: Path) -> Iterator[Any]:
-    """Call with (config_path, port) to start `python -m alertd run`; all are killed at the end."""
+    """Call with (config_path, port) to start `python -m alertd run`; all are killed at the end.
+
+    `env` adds environment variables (ALERTD_CRASH_AT for fault injection, say).
+    """
     started: list[DaemonProcess] = []
 
-    def start(config: Path, port: int, name: str = "alertd") -> DaemonProcess:
-        d = DaemonProcess(config, port, tmp_path / f"{name}.log").start()
+    def start(config: Path, port: int, name: str = "alertd", env: dict[str, str] | None = None) -> DaemonProcess:
+        d = DaemonProcess(config, port, tmp_path / f"{name}.log", env=dict(env or {})).start()
         started.append(d)
         return d
 

@@ -79,31 +79,61 @@ sink2 = sink
 
 
 class ThreadedSink:
-    """The same recording endpoint for synchronous tests that drive alertd as a subprocess."""
+    """The same recording endpoint for synchronous tests that drive alertd as a subprocess.
+
+    Each request is recorded when it arrives, with `status` None until it is answered. For fault
+    injection: `statuses` answers the next requests with these codes in order (then 200), `delay`
+    waits before every answer, and `hold(n)` keeps the next n requests open until `release()`, so
+    a test can kill the sender while its POST is in flight.
+    """
 
     def __init__(self) -> None:
         import threading
+        import time
+        from collections import deque
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.statuses: deque[int] = deque()
+        self.delay = 0.0
+        self._hold = 0
+        self._released = threading.Event()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                import time
-
+                request: dict[str, Any] = {
+                    "path": self.path,
+                    "json": _json(body),
+                    "body": body,
+                    "at": time.time(),
+                    "status": None,
+                }
                 with sink.lock:
-                    sink.requests.append({"path": self.path, "json": _json(body), "body": body, "at": time.time()})
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
+                    sink.requests.append(request)
+                    held = sink._hold > 0
+                    if held:
+                        sink._hold -= 1
+                    status = sink.statuses.popleft() if sink.statuses else 200
+                if held:
+                    sink._released.wait(60)
+                if sink.delay:
+                    time.sleep(sink.delay)
+                try:
+                    self.send_response(status)
+                    self.end_headers()
+                    self.wfile.write(b"ok" if status < 400 else b"nope")
+                except OSError:  # the sender is gone (killed mid-request): the body still arrived
+                    pass
+                request["status"] = status
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -115,7 +145,25 @@ class ThreadedSink:
         with self.lock:
             return [r["json"].get("title", "") for r in self.requests if isinstance(r["json"], dict)]
 
+    def hold(self, n: int = 1) -> None:
+        """Keep the next `n` requests open (received, unanswered) until release()."""
+        with self.lock:
+            self._hold = n
+            self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held requests (and let later ones through)."""
+        with self.lock:
+            self._hold = 0
+        self._released.set()
+
+    def held(self) -> list[dict[str, Any]]:
+        """Requests received and not answered yet."""
+        with self.lock:
+            return [r for r in self.requests if r["status"] is None]
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 

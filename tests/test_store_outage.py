@@ -129,3 +129,73 @@ route:
     output = daemon.output()
     assert output.count(" unreachable (") == 1 and output.count(" is back after ") == 1, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+
+
+def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_when_it_is_back(
+    tmp_path: Path, redis_url: str, unique: str, redis_server: RedisServer, http_sink: Any
+) -> None:
+    """A restart during a store outage must not turn it into an alerting outage."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, wait_until
+    from tests.daemon_fixtures import Api
+
+    port = free_port()
+    cfg = write_setup(
+        tmp_path,
+        broker=redis_url,
+        store=redis_server.url,
+        sink_url=http_sink.url(),
+        port=port,
+        rules=RULES,
+        route="route: {receiver: hook, group_by: [alertname], group_wait: 1s, group_interval: 2s}",
+        keyprefix=f"{unique}:",
+    )
+    redis_server.kill()
+    log = (tmp_path / "alertd.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alertd", "-c", str(cfg), "run"],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+    )
+    try:
+        def not_ready() -> bool:
+            try:
+                return readyz(port)[0] == 503
+            except OSError:  # not listening yet
+                assert proc.poll() is None, (tmp_path / "alertd.log").read_text()[-3000:]
+                return False
+
+        wait_until(not_ready, timeout=30, what="alertd up, not ready: its store is down")
+        assert f"store {redis_server.url} unreachable" in readyz(port)[1]
+        broker = redis.Redis.from_url(redis_url)
+        fail_task(broker, f"{unique}:/13.celeryev/", "t.blind-start")
+        wait_for(lambda: hook_posts(http_sink), timeout=15, what="the page from an alertd started without its store")
+        assert hook_posts(http_sink)[0]["title"] == "[FIRING:1] TaskFailed"
+
+        redis_server.start()
+        wait_for(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store answers")
+        api = Api(f"http://127.0.0.1:{port}")
+        wait_for(lambda: api.get("/api/alertd/v1/history", query="kind=sent"), timeout=10, what="the send in the store")
+        # the store opened late is a working store: a silence can be created now
+        silence = {
+            "matchers": [{"name": "task", "value": "x", "isRegex": False, "isEqual": True}],
+            "startsAt": "2020-01-01T00:00:00Z",
+            "endsAt": "2099-01-01T00:00:00Z",
+            "createdBy": "ana",
+            "comment": "after the outage",
+        }
+        assert api.call("POST", "/api/v2/silences", silence, token=SILENCE_TOKEN)[0] == 200
+        broker.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+        log.close()
+    output = (tmp_path / "alertd.log").read_text()
+    assert "started without the saved state" in output and "Traceback" not in output, output[-3000:]

@@ -125,6 +125,7 @@ class BufferedStore:
         self._probe: asyncio.Task[None] | None = None
         self._outage_replayed = 0
         self._dropped_logged = False
+        self._opened = False
 
     # -- state -----------------------------------------------------------------------------
 
@@ -184,6 +185,12 @@ class BufferedStore:
     async def _replay(self) -> bool:
         """Try the backend; write back what was buffered; True once up again."""
         try:
+            if not self._opened:
+                # never opened (alertd started during the outage): connect and migrate first
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    await self.backend.close()
+                await self.backend.open()
+                self._opened = True
             if not self._pending:
                 await self.backend.version("nflog")  # a cheap read; the buffer itself probes otherwise
             while self._pending:
@@ -273,7 +280,19 @@ class BufferedStore:
     # -- the Store protocol ----------------------------------------------------------------
 
     async def open(self) -> None:
-        await self.backend.open()
+        """Open the backend; if it is down, start down (the probe opens it when it answers).
+
+        An alertd restarted during a store outage still pages: refusing to start would turn a
+        store outage into an alerting outage. Errors that are not an outage (a schema newer than
+        this alertd) still stop the start.
+        """
+        try:
+            await self.backend.open()
+        except BACKEND_ERRORS as e:
+            self._opened = False
+            self._mark_down(e)
+        else:
+            self._opened = True
 
     async def close(self) -> None:
         if self._probe is not None:
