@@ -48,6 +48,12 @@ CATALOGUE: dict[str, Metric] = {
         _counter("rejected"),
         _counter("revoked"),
         Metric(
+            "tasks_orphaned",
+            Kind.COUNTER,
+            TASK_LABELS,
+            "Tasks started or reserved by a worker that was lost, shut down or restarted before they finished.",
+        ),
+        Metric(
             "task_failure_ratio",
             Kind.RATIO,
             TASK_LABELS,
@@ -97,7 +103,14 @@ CATALOGUE: dict[str, Metric] = {
         ),
         Metric("workers_online", Kind.GAUGE, (), "Workers with a recent heartbeat.", ""),
         Metric("worker_up", Kind.GAUGE, ("worker",), "1 while the worker heartbeats, 0 once lost or offline.", ""),
-        Metric("worker_lost", Kind.GAUGE, ("worker",), "1 when heartbeats stopped without worker-offline.", ""),
+        Metric(
+            "worker_lost",
+            Kind.GAUGE,
+            ("worker",),
+            "1 when heartbeats stopped without worker-offline, or it came back as a new process without one "
+            "(held for a minute after the loss).",
+            "",
+        ),
         Metric("worker_offline", Kind.GAUGE, ("worker",), "1 when the worker said goodbye (worker-offline).", ""),
         Metric("worker_active_tasks", Kind.GAUGE, ("worker",), "Tasks executing (heartbeat `active`).", ""),
         Metric("worker_loadavg", Kind.GAUGE, ("worker",), "1-minute load average of the worker host.", ""),

@@ -111,6 +111,7 @@ class Daemon:
             gauges=self._gauges,
             watch=self.observer.watch,
             expect_task=self.observer.expect_task,
+            details=self.observer.details,
         )
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention

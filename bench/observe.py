@@ -158,6 +158,15 @@ def bench_full_table(in_flight: int) -> None:
         f"gauges(): {took * 1000:.1f} ms with {in_flight:,} in flight "
         f"({len(g['task_oldest_started_seconds'])} started / {len(g['task_oldest_reserved_seconds'])} reserved series)"
     )
+    # A worker says goodbye holding 1/8 of the table: its tasks are orphaned in one pass.
+    offline = {"hostname": "celery@w0", "pid": 4242, "timestamp": clock.now(), "local_received": clock.now()}
+    t = time.perf_counter()
+    observer.on_events([{**offline, "type": "worker-offline"}])
+    took = time.perf_counter() - t
+    print(
+        f"worker-offline: {took * 1000:.1f} ms to orphan its tasks in a table of {in_flight:,} "
+        f"({observer.stats().get('tasks_orphaned', 0):,} orphaned)"
+    )
     # A flood of tasks that are sent and never finish: every new one evicts the oldest.
     flood = [lifecycle(in_flight + i, T0 + 100 + i * 0.0001)[0] for i in range(200_000)]
     t = time.perf_counter()

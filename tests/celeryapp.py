@@ -12,17 +12,29 @@ import time
 from celery import Celery
 
 app = Celery("alertdtest", broker=os.environ.get("ALERTD_TEST_BROKER", "redis://127.0.0.1:6379/13"))
+_transport: dict[str, object] = {}
+if os.environ.get("ALERTD_TEST_KEYPREFIX"):
+    _transport["global_keyprefix"] = os.environ["ALERTD_TEST_KEYPREFIX"]
+if os.environ.get("ALERTD_TEST_VISIBILITY"):
+    # Redis redelivers an unacked message (a dead worker's) once it is this old; kombu's restore
+    # sweep runs every second instead of every 100 s so a test sees the redelivery soon. A worker
+    # SIGKILLed while it holds the sweep's lock blocks every sweep until the lock expires (5 min).
+    _transport.update(
+        visibility_timeout=float(os.environ["ALERTD_TEST_VISIBILITY"]),
+        unacked_restore_interval=1,
+        unacked_restore_throttle=1,
+        unacked_mutex_expire=2,
+    )
 app.conf.update(
     task_send_sent_event=True,
     worker_send_task_events=True,
     task_default_queue=os.environ.get("ALERTD_TEST_QUEUE", "celery"),
     task_ignore_result=True,
-    worker_prefetch_multiplier=1,
+    task_acks_late=os.environ.get("ALERTD_TEST_ACKS_LATE") == "1",
+    worker_prefetch_multiplier=int(os.environ.get("ALERTD_TEST_PREFETCH", "1")),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    broker_transport_options={"global_keyprefix": os.environ.get("ALERTD_TEST_KEYPREFIX", "")}
-    if os.environ.get("ALERTD_TEST_KEYPREFIX")
-    else {},
+    broker_transport_options=_transport,
 )
 
 

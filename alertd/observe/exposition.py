@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alertd.catalogue import CATALOGUE
 from alertd.clock import Clock
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
@@ -21,7 +22,8 @@ from alertd.sources.health import StreamHealth
 # celery-exporter's buckets (prometheus_client's defaults) plus 30 s, 1 m and 5 m: Celery tasks run
 # for minutes far more often than web requests do.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0, 300.0)
-TASK_STATES = ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
+# "orphaned" is alertd's own: started or reserved by a worker that was lost, shut down or restarted.
+TASK_STATES = ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked", "orphaned")
 
 
 class ObserverCollector(Collector):
@@ -35,16 +37,19 @@ class ObserverCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Called by prometheus_client on each scrape."""
+        # Gauges first: reading them judges lost workers, whose tasks are then counted as orphaned.
+        g = self.observer.gauges(self.clock.now())
         yield from self._task_counters()
         yield from self._histograms()
-        yield from self._gauges()
+        yield from self._gauges(g)
         yield from self._own_health()
 
     def _task_counters(self) -> Iterator[Metric]:
         for state in TASK_STATES:
             with_exc = state in ("failed", "retried")
             labels = ["name", "hostname", "queue_name"] + (["exception"] if with_exc else [])
-            fam = CounterMetricFamily(f"celery_task_{state}", f"Tasks {state} (task-{state} events).", labels=labels)
+            doc = CATALOGUE[f"tasks_{state}"].help
+            fam = CounterMetricFamily(f"celery_task_{state}", doc, labels=labels)
             merged: dict[tuple[str, ...], float] = {}
             for (task, queue, worker, *rest), v in self.series.totals(f"tasks_{state}").items():
                 key = (task, worker, queue, *rest[:1]) if with_exc else (task, worker, queue)
@@ -65,8 +70,7 @@ class ObserverCollector(Collector):
                 fam.add_metric([task, worker, queue], buckets, d.sum)
             yield fam
 
-    def _gauges(self) -> Iterator[Metric]:
-        g = self.observer.gauges(self.clock.now())
+    def _gauges(self, g: dict[str, dict[tuple[str, ...], float]]) -> Iterator[Metric]:
         up = GaugeMetricFamily("celery_worker_up", "1 while the worker heartbeats.", labels=["hostname"])
         for (w,), v in g["worker_up"].items():
             up.add_metric([w], v)
@@ -148,6 +152,14 @@ class ObserverCollector(Collector):
         )
         yield CounterMetricFamily(
             "alertd_tasks_evicted", "Tasks dropped from a full task table.", value=stats["tasks_evicted"]
+        )
+        yield CounterMetricFamily(
+            "alertd_tasks_redelivered",
+            "Orphaned tasks received again (acks_late, or reserved ones handed back).",
+            value=stats["tasks_redelivered"],
+        )
+        yield CounterMetricFamily(
+            "alertd_workers_lost", "Worker processes lost without a goodbye.", value=stats["workers_lost"]
         )
         yield GaugeMetricFamily(
             "alertd_workers_tracked", "Workers in the worker table.", value=stats["workers_tracked"]

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 GaugeReader = Callable[[float], Mapping[str, Mapping[Labels, float]]]
 Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Callable[[], None]]
+# (metric, labels of the alert) -> what annotations may say beyond labels and value, as `details`
+DetailReader = Callable[[str, Mapping[str, str]], Mapping[str, Any]]
 
 SERIES_LIMIT_ALERT = "AlertdRuleSeriesLimit"
 SERIES_DROPPED_ALERT = "AlertdSeriesDropped"
@@ -105,6 +107,7 @@ class Engine:
         gauges: GaugeReader,
         watch: Watch | None = None,
         expect_task: Callable[[str], None] | None = None,
+        details: DetailReader | None = None,
         max_series_per_rule: int = 1000,
         resolved_retention: float = 900.0,
     ) -> None:
@@ -113,6 +116,7 @@ class Engine:
         self.gauges = gauges
         self.watch = watch
         self.expect_task = expect_task
+        self.details = details
         self.max_series_per_rule = max_series_per_rule
         self.resolved_retention = resolved_retention
         self.groups: list[Group] = []
@@ -315,7 +319,7 @@ class Engine:
                 st = rt.series[key] = SeriesState(labels=labels, active_since=now)
             st.value = value
             st.last_true = now
-            st.annotations = render_all(rule.annotations, st.labels, value)
+            st.annotations = render_all(rule.annotations, st.labels, value, self._details(rule, st.labels))
             if st.state is AlertState.PENDING and now - st.active_since >= spec.for_:
                 st.state = AlertState.FIRING
                 st.starts_at = now
@@ -335,6 +339,16 @@ class Engine:
                 changed.append(self._alert(rule, st, now))
         rt.resolved = [s for s in rt.resolved if s.ends_at is not None and now - s.ends_at < self.resolved_retention]
         return changed
+
+    def _details(self, rule: Rule, labels: Mapping[str, str]) -> Mapping[str, Any]:
+        # Only gauges describe a current state worth detailing (the tasks a lost worker took).
+        if self.details is None or rule.metric is None or rule.metric.kind is not Kind.GAUGE:
+            return {}
+        try:
+            return self.details(rule.metric.name, labels)
+        except Exception:  # a detail is a nicety: it must not stop the alert
+            log.exception("details for rule %s failed", rule.name)
+            return {}
 
     def _labels(self, rule: Rule, key: tuple[str, ...], value: float) -> dict[str, str]:
         labels = dict(zip(rule.spec.by, key, strict=True))

@@ -6,6 +6,9 @@ template must not reach Python internals. Syntax errors surface at load time wit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from jinja2 import TemplateSyntaxError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -22,11 +25,12 @@ class Template:
         self.source = source
         self._compiled = ENV.from_string(source) if ("{{" in source or "{%" in source) else None
 
-    def render(self, labels: dict[str, str], value: float | None) -> str:
+    def render(self, labels: dict[str, str], value: float | None, details: Mapping[str, Any] | None = None) -> str:
+        """`details`: what the observer adds for this alert (e.g. the tasks a lost worker took)."""
         if self._compiled is None:
             return self.source
         try:
-            return self._compiled.render(labels=labels, value=value)
+            return self._compiled.render(labels=labels, value=value, details=details or {})
         except Exception as e:  # a runtime template error must not stop evaluation; show it instead
             return f"<template error: {e}>"
 
@@ -40,5 +44,10 @@ def check_template(source: str) -> str | None:
     return None
 
 
-def render_all(templates: dict[str, Template], labels: dict[str, str], value: float | None) -> dict[str, str]:
-    return {k: t.render(labels, value) for k, t in templates.items()}
+def render_all(
+    templates: dict[str, Template],
+    labels: dict[str, str],
+    value: float | None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    return {k: t.render(labels, value, details) for k, t in templates.items()}

@@ -1,0 +1,354 @@
+"""The task table: tasks in flight by uuid, joined to their name and queue, and what they say.
+
+Only task-sent and task-received carry the task name, only task-sent the queue: the table joins
+every later event of a task to them, counts each event into the series store under the joined
+labels, and answers the gauges of tasks in flight (running, reserved, waiting) in one pass.
+
+A task leaves the table when it finishes, when the table is full (least recently heard of goes
+first), or when its worker is lost, shuts down or restarts: then it is *orphaned*, kept aside
+by uuid so that a redelivery (the same uuid received again) brings it back.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from itertools import islice
+from typing import Any
+
+from alertd.observe.fields import FAR, eta_seconds, exception_class, number, text
+from alertd.observe.series import Labels, SeriesStore
+
+Gauges = dict[str, dict[Labels, float]]
+
+FINAL_STATES = frozenset({"succeeded", "failed", "revoked", "rejected"})
+COUNTERS = {
+    s: f"tasks_{s}"
+    for s in (
+        "sent",
+        "received",
+        "started",
+        "succeeded",
+        "failed",
+        "retried",
+        "rejected",
+        "revoked",
+    )
+}
+TASK_STATES = {f"task-{s}": s for s in COUNTERS}
+FINISHED_REMEMBERED = 10_000  # finished tasks kept by uuid: duplicate endings dropped, late events labelled
+ORPHANS_REMEMBERED = 10_000  # orphaned tasks kept by uuid: a redelivery rejoins the table with its labels
+MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
+IN_FLIGHT = (
+    "started",
+    "received",
+)  # the states a worker holds a task in: what its loss takes away
+
+
+class Task:
+    """One task in flight. Slots: a full table holds 100k of these."""
+
+    __slots__ = (
+        "entered",
+        "eta",
+        "name",
+        "pid",
+        "queue",
+        "received",
+        "retried",
+        "retries",
+        "sent",
+        "started",
+        "state",
+        "worker",
+    )
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.queue = ""
+        self.worker = ""
+        self.pid = 0  # the worker process that received it: a restart under the same hostname orphans it
+        self.state = "pending"
+        # Event timestamps, each on its sender's clock (producer or worker): Celery's own timings.
+        self.sent: float | None = None
+        self.received: float | None = None
+        self.started: float | None = None
+        self.eta: float | None = None
+        # Our receive time of the event that put the task in its state: ages of stuck tasks are
+        # measured on our clock, so a worker's skewed clock (or a replayed capture) cannot fake them.
+        self.entered = 0.0
+        self.retries = 0  # the run in flight: the `retries` field of its task-sent / task-received
+        self.retried = 0  # task-retried events seen
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile, lower rank: the convention of the series store's quantiles."""
+    values.sort()
+    return values[int(0.95 * (len(values) - 1))]
+
+
+class TaskTable:
+    """Tasks in flight by uuid, least recently heard of first; counts every task event it is fed."""
+
+    def __init__(
+        self,
+        series: SeriesStore,
+        stats: dict[str, int],
+        *,
+        max_tasks: int,
+        touch_worker: Callable[[str, float], object],
+    ) -> None:
+        self.series = series
+        self.max_tasks = max_tasks
+        self._stats = stats
+        self._touch_worker = touch_worker
+        self.tasks: OrderedDict[str, Task] = OrderedDict()
+        # Recently finished uuids, oldest first: an OrderedDict pops its oldest in O(1), where a
+        # dict used as a queue slows down as deleted slots pile up at its front.
+        # uuid -> the finished task (kept whole: no allocation per task): late events still get its labels.
+        self._finished: OrderedDict[str, Task] = OrderedDict()
+        self.orphans: OrderedDict[str, Task] = OrderedDict()
+        self.last_success: dict[str, float] = {}
+        # Called with the worker an orphaned task was lost with, when the task is received again.
+        self.on_redelivered: Callable[[str], None] | None = None
+
+    def on_event(self, state: str, e: dict[str, Any], now: float) -> Task | None:
+        """One task event (state: "sent", "started", ...); the task, or None for a dropped duplicate."""
+        # Every field is checked before anything changes: a malformed event leaves no trace.
+        uuid = e["uuid"]
+        if not isinstance(uuid, str) or not uuid:
+            raise TypeError("task uuid is not a string")
+        ts = e.get("timestamp")
+        if type(ts) is not float or not -FAR < ts < FAR:
+            ts = number(e, "timestamp")
+            if ts is None:
+                ts = now
+        name = e.get("name")
+        if name is not None and type(name) is not str:
+            raise TypeError("name is not a string")
+        hostname = e.get("hostname")
+        if hostname is not None and type(hostname) is not str:
+            raise TypeError("hostname is not a string")
+        runtime = eta = None
+        queue = exception = ""
+        retries = pid = 0
+        if state == "succeeded":
+            runtime = number(e, "runtime")
+        elif state == "failed" or state == "retried":
+            exception = exception_class(e.get("exception"), e.get("traceback"))
+        elif state == "sent" or state == "received":
+            eta = eta_seconds(e.get("eta"))
+            if state == "sent":
+                queue = text(e, "queue") or text(e, "routing_key")
+            r = e.get("retries")
+            if r is not None:
+                if not isinstance(r, int) or isinstance(r, bool):
+                    raise TypeError(f"retries is {r!r}, not an integer")
+                retries = r
+        if state == "received" or state == "started":
+            p = e.get("pid")
+            if p is not None:
+                if type(p) is not int or p < 0:
+                    raise TypeError(f"pid is {p!r}, not a process id")
+                pid = p
+        tasks = self.tasks
+        task = tasks.get(uuid)
+        final = state in FINAL_STATES
+        if task is None:
+            if final and uuid in self._finished:
+                # Celery reports some endings twice (a hard time limit: once from the pool, once
+                # from the request); counting both would double the failure rate.
+                self._stats["duplicates"] += 1
+                return None
+            orphan = self.orphans.pop(uuid, None) if self.orphans else None
+            if orphan is not None:
+                task = self._rejoin(uuid, orphan, state, final)
+            else:
+                task = Task()
+                gone = self._finished.get(uuid) if state == "sent" or state == "retried" else None
+                if gone is not None:
+                    # The task finished already: a task-sent from a slow producer, or a retry reported
+                    # after the retried run had already succeeded. Counted under its labels, not kept.
+                    task.name, task.queue = gone.name, gone.queue
+                elif not final:  # a final event of a task never seen (alertd restarted) is counted, not kept
+                    tasks[uuid] = task
+                    if len(tasks) > self.max_tasks:
+                        tasks.popitem(last=False)
+                        self._stats["tasks_evicted"] += 1
+        elif not final:
+            tasks.move_to_end(uuid)  # least recently heard of goes first when the table is full
+        if name:
+            task.name = name
+        late = False
+        if state == "sent":
+            # The producer publishes task-sent on its own connection, so it may reach us after the
+            # worker's task-received (or even task-started) for the same run: then it only fills in
+            # the queue and the sent time and must not send the task back to waiting.
+            late = task.state in IN_FLIGHT and retries <= task.retries
+            task.queue = queue or task.queue
+            task.sent = ts
+            if not late:
+                task.state = state
+                task.eta = eta
+                task.retries = retries
+                task.worker = ""  # not received by any worker yet (a retry may go to another one)
+            elif task.eta is None:
+                task.eta = eta
+            labels = (
+                task.name,
+                task.queue,
+                "",
+            )  # the sender is a producer, not a worker
+        else:
+            if hostname and hostname != task.worker:
+                # task-sent's hostname is the producer's; every later event comes from the worker.
+                task.worker = hostname
+                self._touch_worker(hostname, now)
+            if state == "retried":
+                # The retry's new message can overtake the parent's task-retried: run n+1 may be
+                # received (even finished) before run n's retry is reported. An earlier run's retry
+                # is counted and changes nothing else.
+                task.retried += 1
+                late = task.retried <= task.retries
+            if not late:
+                task.state = state
+            labels = (task.name, task.queue, task.worker)
+        series = self.series
+        counter = COUNTERS.get(state)
+        if counter is not None:
+            if state == "failed" or state == "retried":
+                series.count(counter, (*labels, exception), now)
+            else:
+                series.count(counter, labels, now)
+        if state == "received":
+            task.received = ts
+            task.entered = now
+            task.pid = pid
+            if retries > task.retries:
+                task.retries = retries
+            if eta is not None:
+                task.eta = eta
+        elif state == "started":
+            task.started = ts
+            task.entered = now
+            if pid:
+                task.pid = pid
+            # Queue wait starts when the task could first have run: sent, or its ETA if later.
+            base = task.sent if task.sent is not None else task.received
+            if base is not None:
+                if task.eta is not None and task.eta > base:
+                    base = task.eta
+                series.observe("task_queue_wait_seconds", labels, max(0.0, ts - base), now)
+        elif state == "succeeded":
+            if runtime is not None:
+                series.observe("task_runtime_seconds", labels, runtime, now)
+            if task.name:
+                self.note_success(task.name, now)
+        elif state == "failed":
+            if task.started is not None:
+                series.observe("task_runtime_seconds", labels, max(0.0, ts - task.started), now)
+        elif state == "retried" and not late:
+            # Back to waiting: the retry is published again (task-sent) and received anew.
+            task.retries = task.retried
+            task.started = None
+            task.received = None
+        if final:
+            tasks.pop(uuid, None)
+            finished = self._finished
+            finished[uuid] = task
+            if len(finished) > FINISHED_REMEMBERED:
+                finished.popitem(last=False)
+        return task
+
+    def _rejoin(self, uuid: str, task: Task, state: str, final: bool) -> Task:
+        """An orphaned task heard of again: redelivered to a worker, or its worker was not gone after all."""
+        lost_with = task.worker
+        task.state = "pending"
+        if not final:
+            self.tasks[uuid] = task
+            if len(self.tasks) > self.max_tasks:
+                self.tasks.popitem(last=False)
+                self._stats["tasks_evicted"] += 1
+        if state == "received":
+            self._stats["tasks_redelivered"] += 1
+            if self.on_redelivered is not None:
+                self.on_redelivered(lost_with)
+        return task
+
+    def note_success(self, name: str, now: float) -> None:
+        """When `name` last succeeded (a bounded map: dead man's switches read it)."""
+        last = self.last_success
+        if name not in last and len(last) >= MAX_TASK_NAMES:
+            # Names come from producers; a bug that mints one per call must not grow us forever.
+            del last[min(last, key=last.__getitem__)]
+        last[name] = now
+
+    def orphan(self, worker: str, now: float, keep_pid: int | None = None) -> list[tuple[Task, str]]:
+        """Take the tasks `worker` had started or reserved out of the table (those of process
+        `keep_pid` stay): each with the state it was in, counted as tasks_orphaned."""
+        # One pass over the table (a few ms for 100k): workers are lost, restarted or shut down
+        # far less often than tasks run, and an index by worker would cost every task event.
+        found = [
+            (uuid, t)
+            for uuid, t in dict.items(self.tasks)
+            if t.worker == worker and t.state in IN_FLIGHT and (keep_pid is None or t.pid != keep_pid)
+        ]
+        out: list[tuple[Task, str]] = []
+        orphans = self.orphans
+        for uuid, t in found:
+            del self.tasks[uuid]
+            out.append((t, t.state))
+            t.state = "orphaned"
+            orphans[uuid] = t
+            if len(orphans) > ORPHANS_REMEMBERED:
+                orphans.popitem(last=False)
+            self.series.count("tasks_orphaned", (t.name, t.queue, worker), now)
+        self._stats["tasks_orphaned"] += len(out)
+        return out
+
+    def gauges(self, g: Gauges, now: float) -> None:
+        """Age of the oldest task running and of the oldest reserved, by task and queue."""
+        # One pass over the table (about 20 ms for 100k tasks in flight), once per evaluation. The
+        # order does not matter here, and dict's own iteration is twice as fast as OrderedDict's
+        # (which walks its linked list and looks each key up again).
+        started = g["task_oldest_started_seconds"]
+        reserved = g["task_oldest_reserved_seconds"]
+        for t in dict.values(self.tasks):
+            state = t.state
+            if state == "started":
+                target = started
+                since = t.entered
+            elif state == "received":
+                target = reserved
+                since = t.entered
+                if t.eta is not None and t.eta > since:
+                    if t.eta > now:
+                        continue  # an ETA/countdown task waiting for its time is not stuck
+                    since = t.eta
+            else:
+                continue
+            key = (t.name, t.queue)
+            age = now - since
+            if age > target.get(key, -1.0):
+                target[key] = age if age > 0.0 else 0.0
+
+    def snapshot(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` tasks in flight, most recently active first."""
+        out = []
+        for uuid, t in islice(reversed(self.tasks.items()), max(0, limit)):
+            out.append(
+                {
+                    "uuid": uuid,
+                    "name": t.name,
+                    "queue": t.queue,
+                    "worker": t.worker,
+                    "state": t.state,
+                    "sent": t.sent,
+                    "received": t.received,
+                    "started": t.started,
+                    "eta": t.eta,
+                    "retries": t.retries,
+                    "age": max(0.0, now - t.entered) if t.state in IN_FLIGHT else None,
+                }
+            )
+        return out
