@@ -74,6 +74,9 @@ class ObserveConfig(Section):
     bucket: Seconds = 5.0  # resolution of rule windows
     retention: Seconds = 3600.0  # longest window any rule may use
     max_series: int = Field(10_000, ge=10)
+    # per event rule: distinct `by` keys (task names, exceptions...) it counts at once; past it
+    # the least recently matched is evicted, counted, and AlertdEventKeysEvicted fires
+    max_event_keys: int = Field(10_000, ge=1)
     expect_tasks: list[str] = []  # periodic tasks watched from start even before the first run
 
 

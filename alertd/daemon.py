@@ -111,6 +111,7 @@ class Daemon:
             gauges=self._gauges,
             watch=self.observer.watch,
             expect_task=self.observer.expect_task,
+            max_event_keys=config.observe.max_event_keys,
             details=self.observer.details,
         )
         self.reloader = RuleReloader(
@@ -544,6 +545,15 @@ class _AlertingCollector(Collector):
         active = sum(1 for s in d.silences.query(include_expired=False) if s.state(now).value == "active")
         yield GaugeMetricFamily("alertd_silences_active", "Active silences.", value=active)
         yield GaugeMetricFamily("alertd_rules", "Rules loaded.", value=len(d.engine.runtimes))
+        evicted = CounterMetricFamily(
+            "alertd_rule_event_keys_evicted",
+            "Event-rule `by` keys evicted at observe.max_event_keys, least recently matched first.",
+            labels=["rule"],
+        )
+        for rt in d.engine.runtimes.values():
+            if rt.rule.kind == "event":
+                evicted.add_metric([rt.rule.name], rt.event_keys_evicted)
+        yield evicted
         store = d.store
         yield GaugeMetricFamily("alertd_store_up", "1 while the state store answers.", value=1 if store.up else 0)
         yield CounterMetricFamily(

@@ -36,6 +36,8 @@ DetailReader = Callable[[str, Mapping[str, str]], Mapping[str, Any]]
 SERIES_LIMIT_ALERT = "AlertdRuleSeriesLimit"
 SERIES_DROPPED_ALERT = "AlertdSeriesDropped"
 MAX_EVENT_TIMES = 10_000  # per event-rule series: the count is exact up to this, then saturates
+EVENT_KEYS_ALERT = "AlertdEventKeysEvicted"
+EVICTION_ALERT_FOR = 600.0  # the meta-alert fires while keys were evicted within this, then resolves
 EXPORTED_EVENT_TIMES = 1_000  # of those, persisted across restarts
 
 
@@ -90,8 +92,13 @@ class RuleRuntime:
     last_error: str = ""
     last_values: dict[tuple[str, ...], float] = field(default_factory=dict)
     limited: int = 0  # series over the cap in the last evaluation
-    # event rules: matching event times per `by` key
+    # event rules: matching event times per `by` key, least recently matched first. Keys come
+    # from the outside (task names, exceptions), so there are at most the engine's
+    # max_event_keys of them: a new key past that evicts the stalest, counted.
     event_times: dict[tuple[str, ...], deque[float]] = field(default_factory=dict)
+    event_keys_peak: int = 0  # most keys since the map was last rebuilt (to give memory back)
+    event_keys_evicted: int = 0
+    last_eviction: float | None = None
     unsubscribe: Callable[[], None] | None = None
 
 
@@ -110,7 +117,9 @@ class Engine:
         details: DetailReader | None = None,
         max_series_per_rule: int = 1000,
         resolved_retention: float = 900.0,
+        max_event_keys: int = 10_000,
     ) -> None:
+        self.max_event_keys = max_event_keys
         self.series = series
         self.clock = clock
         self.gauges = gauges
@@ -160,9 +169,16 @@ class Engine:
             if not matches_all(matchers, labels):
                 return
             key = tuple(_text(event.get(b)) for b in by)
-            times = rt.event_times.get(key)
+            keys = rt.event_times
+            times = keys.pop(key, None)  # re-inserted below: the most recently matched key goes last
             if times is None:
-                times = rt.event_times[key] = deque(maxlen=MAX_EVENT_TIMES)
+                times = deque(maxlen=MAX_EVENT_TIMES)
+                while len(keys) >= self.max_event_keys:
+                    del keys[next(iter(keys))]
+                    rt.event_keys_evicted += 1
+                    rt.last_eviction = self.clock.now()
+            keys[key] = times
+            rt.event_keys_peak = max(rt.event_keys_peak, len(keys))
             times.append(float(event.get("local_received") or self.clock.now()))
 
         return on_event
@@ -282,6 +298,10 @@ class Engine:
             firing = current is not None and current.state is AlertState.FIRING
             if recent >= spec.min_count or (firing and times[-1] > now - resolve_after):
                 out[key] = float(recent)
+        if len(rt.event_times) * 4 < rt.event_keys_peak:
+            # a dict keeps the table it grew to after its keys go: copying gives the memory back
+            rt.event_times = dict(rt.event_times)
+            rt.event_keys_peak = len(rt.event_times)
         return out
 
     def _absent_values(self, rule: Rule, gauges: Mapping[str, Mapping[Labels, float]]) -> dict[tuple[str, ...], float]:
@@ -381,6 +401,14 @@ class Engine:
                     "description": f"{rt.limited} label sets were not evaluated; narrow `by` or `matchers`.",
                 }
                 active[(SERIES_LIMIT_ALERT, rt.rule.name)] = (labels, ann, float(rt.limited))
+            if rt.last_eviction is not None and now - rt.last_eviction < EVICTION_ALERT_FOR:
+                labels = {"alertname": EVENT_KEYS_ALERT, "rule": rt.rule.name, "severity": "warning"}
+                ann = {
+                    "summary": f"event rule {rt.rule.name} holds the cap of {self.max_event_keys} `by` keys",
+                    "description": f"{rt.event_keys_evicted} least recently seen keys evicted so far "
+                    "(observe.max_event_keys): their counts restart. Too many distinct values in `by`?",
+                }
+                active[(EVENT_KEYS_ALERT, rt.rule.name)] = (labels, ann, float(rt.event_keys_evicted))
         for metric, n in self.series.dropped().items():
             labels = {"alertname": SERIES_DROPPED_ALERT, "metric": metric, "severity": "warning"}
             ann = {
@@ -478,6 +506,8 @@ class Engine:
                     "firing": sum(1 for s in states if s is AlertState.FIRING),
                     "series": len(rt.series),
                     "series_over_limit": rt.limited,
+                    "event_keys": len(rt.event_times),
+                    "event_keys_evicted": rt.event_keys_evicted,
                     "labels": {k: t.source for k, t in r.labels.items()},
                     "annotations": {k: t.source for k, t in r.annotations.items()},
                 }
@@ -513,7 +543,7 @@ class Engine:
                 key = tuple(st.labels.get(b, "") for b in by)
                 rt.series.setdefault(key, st)
             rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
-            for key, times in saved.get("events", []):
+            for key, times in saved.get("events", [])[-self.max_event_keys :]:  # the most recent last
                 rt.event_times[tuple(key)] = deque((float(t) for t in times), maxlen=MAX_EVENT_TIMES)
 
 
