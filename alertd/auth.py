@@ -175,6 +175,8 @@ class Auth:
         scheme, _, value = (header or "").partition(" ")
         if scheme.lower() != "basic" or not value:
             return self.authenticate(header)  # none, or a bearer token: one SHA-256, fine on the loop
+        if not self.users:  # no users file: nothing to find by timing, and no hash worth spending
+            raise AuthError(401, "wrong user or password")
         logins.refuse_if_locked_out(client)
         user, password, entry, stored = self._basic(value)
         ok = await logins.check(password, stored)

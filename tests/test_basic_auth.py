@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from alertd.auth import hash_password
+from alertd.auth import Auth, AuthError, Logins, hash_password
 from tests.conftest import free_port
 from tests.daemon_fixtures import READ_TOKEN, DaemonProcess, write_setup
 from tests.test_redos import BOUND, Probe
@@ -125,3 +125,15 @@ def test_a_client_that_keeps_failing_is_refused_for_the_window_and_others_are_no
     assert get(port, "/api/v2/status", f"Bearer {READ_TOKEN}", source="127.0.0.7")[0] == 200
     time.sleep(2.1)  # the window passes
     assert get(port, "/api/v2/status", basic(USER, PASSWORD), source="127.0.0.7")[0] == 200
+
+
+async def test_without_a_users_file_basic_credentials_cost_no_hash() -> None:
+    logins = Logins()
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(AuthError) as e:
+            await Auth({}, {}).verify(basic(USER, PASSWORD), logins, "127.0.0.9")
+        assert e.value.status == 401 and time.perf_counter() - t0 < 0.005
+        assert logins._pool is None  # never started: nothing was hashed
+    finally:
+        logins.close()
