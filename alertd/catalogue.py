@@ -101,6 +101,27 @@ CATALOGUE: dict[str, Metric] = {
             "How long the queue has been non-empty without getting any shorter.",
             "seconds",
         ),
+        Metric(
+            "queue_waiting_oldest_seconds",
+            Kind.GAUGE,
+            ("queue",),
+            "Wait so far of the oldest task sent to the queue and not started: now - max(sent, ETA).",
+            "seconds",
+        ),
+        Metric(
+            "queue_waiting_p95_seconds",
+            Kind.GAUGE,
+            ("queue",),
+            "95th percentile of the wait so far of the queue's tasks sent and not started.",
+            "seconds",
+        ),
+        Metric(
+            "queue_latency_p95_seconds",
+            Kind.GAUGE,
+            ("queue",),
+            "95th percentile wait of the queue's tasks still waiting and of those started in the last minute.",
+            "seconds",
+        ),
         Metric("workers_online", Kind.GAUGE, (), "Workers with a recent heartbeat.", ""),
         Metric("worker_up", Kind.GAUGE, ("worker",), "1 while the worker heartbeats, 0 once lost or offline.", ""),
         Metric(
@@ -149,6 +170,20 @@ CATALOGUE: dict[str, Metric] = {
             Kind.GAUGE,
             ("task", "queue"),
             "Age of the oldest task received by a worker and not started (ETA tasks excluded until due).",
+            "seconds",
+        ),
+        Metric(
+            "task_waiting_oldest_seconds",
+            Kind.GAUGE,
+            ("task", "queue"),
+            "Wait so far of the oldest task sent (or received) and not started: now - max(sent, ETA).",
+            "seconds",
+        ),
+        Metric(
+            "task_waiting_p95_seconds",
+            Kind.GAUGE,
+            ("task", "queue"),
+            "95th percentile of the wait so far of tasks sent (or received) and not started.",
             "seconds",
         ),
         Metric(

@@ -47,6 +47,7 @@ def test_a_lost_worker_takes_its_running_and_reserved_tasks_out_of_flight(
     g = observer.gauges(clock.now())
     assert g["worker_lost"] == {(W,): 1.0}
     assert g["task_oldest_started_seconds"] == {} and g["task_oldest_reserved_seconds"] == {}
+    assert g["task_waiting_oldest_seconds"] == {("t.short", "q"): 11.0}  # the sent one still waits
     assert series.sums("tasks_orphaned", 60, clock.now()) == {("t.long", "q", W): 1, ("t.short", "q", W): 2}
     assert observer.stats()["tasks_orphaned"] == 3 and observer.stats()["tasks_tracked"] == 1
     details = observer.details("worker_lost", {"worker": W})

@@ -112,8 +112,18 @@ class ObserverCollector(Collector):
             ("worker_pool_size", "Pool size (max concurrency)."),
             ("task_oldest_started_seconds", "Age of the oldest running task."),
             ("task_oldest_reserved_seconds", "Age of the oldest task received and not started."),
+            ("task_waiting_oldest_seconds", "Wait so far of the oldest task sent (or received) and not started."),
+            ("task_waiting_p95_seconds", "95th percentile wait so far of tasks sent (or received) and not started."),
+            ("queue_waiting_oldest_seconds", "Wait so far of the queue's oldest task sent and not started."),
+            ("queue_waiting_p95_seconds", "95th percentile wait so far of the queue's tasks sent and not started."),
+            ("queue_latency_p95_seconds", "95th percentile wait of tasks still waiting or started in the last minute."),
         ):
-            labels = ["hostname"] if name.startswith("worker_") else ["name", "queue_name"]
+            if name.startswith("worker_"):
+                labels = ["hostname"]
+            elif name.startswith("queue_"):
+                labels = ["queue_name"]
+            else:
+                labels = ["name", "queue_name"]
             fam = GaugeMetricFamily(f"alertd_celery_{name}", doc, labels=labels)
             for key, v in g[name].items():
                 fam.add_metric(list(key), v)

@@ -16,15 +16,9 @@ from typing import Any
 
 from alertd.clock import Clock
 from alertd.observe.fields import FAR, exception_class, number, trim_traceback
-from alertd.observe.series import Labels, SeriesStore
+from alertd.observe.series import Distribution, Labels, SeriesStore
 from alertd.observe.tasks import COUNTERS, FINAL_STATES, TASK_STATES, Task, TaskTable
-from alertd.observe.workers import (
-    LOST_FORGET_AFTER,
-    OFFLINE_FORGET_AFTER,
-    SAMPLE_STALE_AFTER,
-    Worker,
-    WorkerTable,
-)
+from alertd.observe.workers import LOST_FORGET_AFTER, OFFLINE_FORGET_AFTER, SAMPLE_STALE_AFTER, Worker, WorkerTable
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
 
@@ -46,11 +40,15 @@ log = logging.getLogger(__name__)
 Watcher = Callable[[dict[str, Any]], None]
 Gauges = dict[str, dict[Labels, float]]
 
+RECENT_STARTS = 60.0  # the latency gauge also counts the waits of tasks started this recently
 GAUGES = (
     "queue_length",
     "queue_consumers",
     "queue_stranded_messages",
     "queue_not_draining_seconds",
+    "queue_waiting_oldest_seconds",
+    "queue_waiting_p95_seconds",
+    "queue_latency_p95_seconds",
     "worker_up",
     "worker_lost",
     "worker_offline",
@@ -63,6 +61,8 @@ GAUGES = (
     "worker_cpu_ratio",
     "task_oldest_started_seconds",
     "task_oldest_reserved_seconds",
+    "task_waiting_oldest_seconds",
+    "task_waiting_p95_seconds",
     "task_last_succeeded_seconds",
 )
 _MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
@@ -80,10 +80,12 @@ class Observer:
         max_workers: int = 1_000,
         worker_lost_after: float = 10.0,
         heartbeat_misses: float = 2.5,
+        recent_starts: float = RECENT_STARTS,
         health: StreamHealth | None = None,
     ) -> None:
         self.clock = clock
         self.health = health
+        self.recent_starts = recent_starts
         self.started_at = clock.now()
         self._stats = {
             "events": 0,
@@ -104,15 +106,11 @@ class Observer:
             worker_lost_after=worker_lost_after,
             heartbeat_misses=heartbeat_misses,
         )
-        self._tasks = TaskTable(
-            series,
-            self._stats,
-            max_tasks=max_tasks,
-            touch_worker=self._workers.touch_from_task,
-        )
+        self._tasks = TaskTable(series, self._stats, max_tasks=max_tasks, touch_worker=self._workers.touch_from_task)
         self._tasks.on_redelivered = self._workers.redelivered
         self.queues: dict[str, QueueSample] = {}
         self._growing_since: dict[str, float] = {}  # queue -> since when it has not got shorter
+        self._emptied: dict[str, float] = {}  # queue -> when a sample last found it empty
         self.broker: BrokerSample | None = None
         self.expected: set[str] = set()
         self._watchers: dict[str, list[Watcher]] = {}
@@ -224,6 +222,8 @@ class Observer:
         prev = self.queues.get(s.queue)
         if s.messages == 0 or prev is None or s.messages < prev.messages:
             self._growing_since[s.queue] = s.at
+        if s.messages == 0:
+            self._emptied[s.queue] = s.at
         self.queues[s.queue] = s
 
     def on_worker_sample(self, s: WorkerSample) -> None:
@@ -249,6 +249,7 @@ class Observer:
                 # No longer sampled (deleted, or no worker lists it): report nothing rather than a stale length.
                 del self.queues[q]
                 self._growing_since.pop(q, None)
+                self._emptied.pop(q, None)
                 continue
             g["queue_length"][(q,)] = float(s.messages)
             if s.consumers is not None:
@@ -257,7 +258,8 @@ class Observer:
             since = self._growing_since.get(q, s.at)
             g["queue_not_draining_seconds"][(q,)] = s.at - since if s.messages > 0 else 0.0
         g["workers_online"] = {(): float(self._workers.gauges(g, now))}
-        self._tasks.gauges(g, now)
+        waiting = self._tasks.gauges(g, now, self._emptied)
+        self._latency(g["queue_latency_p95_seconds"], waiting, now)
         last_success = self._tasks.last_success
         for name in self.expected | set(last_success):
             g["task_last_succeeded_seconds"][(name,)] = now - last_success.get(name, self.started_at)
@@ -266,6 +268,29 @@ class Observer:
         g["event_stream_up"] = {(): float(self.health.connected)} if self.health else {}
         g["broker_up"] = {(): float(self.broker.ok)} if self.broker else {}
         return g
+
+    def _latency(self, out: dict[Labels, float], waiting: dict[str, list[float]], now: float) -> None:
+        # The wait of a queue's tasks now: those still waiting (so it rises during an outage, when
+        # nothing starts) together with those started in the last minute (so it also holds when
+        # task-sent events are off, and falls soon after the backlog has drained).
+        merged: dict[str, Distribution] = {}
+        for (_, queue, _), d in self.series.distributions("task_queue_wait_seconds", self.recent_starts, now).items():
+            if queue and d.count:
+                acc = merged.get(queue)
+                if acc is None:
+                    acc = merged[queue] = Distribution()
+                acc.merge(d)
+        for queue, waits in waiting.items():
+            acc = merged.get(queue)
+            if acc is None:
+                acc = merged[queue] = Distribution()
+            acc.add_many(waits)
+        for queue, d in merged.items():
+            # Nearest rank, as for the waiting gauges: the store's quantile takes the lower rank
+            # of q x (n - 1), so ask it for the rank ceil(0.95 n) - 1 (the +0.5 is past rounding).
+            n = d.count
+            rank = math.ceil(0.95 * n) - 1
+            out[(queue,)] = d.quantile(min(1.0, (rank + 0.5) / (n - 1))) if n > 1 else d.max
 
     def details(self, metric: str, labels: Mapping[str, str]) -> dict[str, Any]:
         """What a page about `metric` may say beyond its labels (rules read it as `details`)."""
@@ -294,10 +319,7 @@ class Observer:
 
     def export_state(self) -> dict[str, Any]:
         """What a restart must not forget: last successes (dead man's switches) and known workers."""
-        return {
-            "last_success": dict(self._tasks.last_success),
-            "workers": self._workers.export_state(),
-        }
+        return {"last_success": dict(self._tasks.last_success), "workers": self._workers.export_state()}
 
     def import_state(self, state: dict[str, Any]) -> None:
         """Restore export_state()'s output; entries that do not parse are skipped, never fatal."""

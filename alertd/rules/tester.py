@@ -51,6 +51,9 @@ class EventItem(Strict):
     traceback: str = ""
     runtime: float = 0.1  # seconds from started to the final event
     wait: float = 0.0  # queue wait: seconds from sent to started
+    # of that wait, how long a worker held it (prefetched) before it started; the rest it spent in
+    # the broker. Default: all of it (received as soon as sent).
+    prefetched: Seconds | None = None
     eta: Seconds | None = None  # seconds after sent; makes the task an ETA/countdown task
     freq: float = 2.0  # worker events
     active: int = 0
@@ -255,6 +258,7 @@ def _expand(item: EventItem, at: float, n: str) -> list[dict[str, Any]]:
     state = item.type.removeprefix("task-")
     started = t - item.runtime if state in ("succeeded", "failed", "retried") else t
     sent = started - item.wait
+    received = sent if item.prefetched is None else max(sent, started - item.prefetched)
     eta = _iso(sent + item.eta) if item.eta is not None else None
     if state in ("rejected", "revoked"):
         started = sent = t
@@ -292,8 +296,8 @@ def _expand(item: EventItem, at: float, n: str) -> list[dict[str, Any]]:
             "name": item.task,
             "hostname": item.worker,
             "eta": eta,
-            "timestamp": sent,
-            "local_received": sent,
+            "timestamp": received,
+            "local_received": received,
         },
     ]
     if state == "received":
