@@ -6,11 +6,12 @@ for seconds per evaluation; RE2 matches in time linear in the label.
 
 from __future__ import annotations
 
+import json
 import signal
-import threading
+import subprocess
+import sys
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ N = 32  # Python's re needs ~2^N steps for these: 26 characters took 4.5 s, 32 w
 TASK = "a" * N
 EXCEPTION = "x" * N
 BOUND = 0.050  # /healthz must answer within this throughout (generous: not a benchmark)
+# On a shared 2-core machine the scheduler alone can hold a process back past BOUND now and then;
+# a frozen loop is a different thing: seconds, on every probe while it lasts.
+STRAYS, STRAY_BOUND = 2, 0.250
 
 RULES = """
 groups:
@@ -50,34 +54,47 @@ route:
 """
 
 
-class Probe(threading.Thread):
-    """GET /healthz every 10 ms on a fresh connection; records every latency (a timeout counts as 2 s)."""
+# The probe runs in a process of its own: in the test's process it would share a GIL with the test
+# (a Celery producer connecting, eight attacking threads) and measure the test, not alertd.
+PROBE = r"""
+import json, select, sys, time, urllib.request
+base, out = sys.argv[1], []
+while not select.select([sys.stdin], [], [], 0)[0]:  # until the test says stop
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+            r.read()
+        took = time.perf_counter() - t0
+    except OSError:
+        took = 2.0
+    out.append((time.time(), took))
+    time.sleep(0.01)
+print(json.dumps(out))
+"""
+
+
+class Probe:
+    """GET /healthz every 10 ms on a fresh connection from another process; a timeout counts as 2 s."""
 
     def __init__(self, base: str) -> None:
-        super().__init__(daemon=True)
         self.base = base
         self.latencies: list[float] = []
         self.slow: list[tuple[float, float]] = []  # (when, latency) of answers over the bound
-        self.done = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
+        self.started = 0.0
 
-    def run(self) -> None:
+    def start(self) -> None:
         self.started = time.time()
-        while not self.done.is_set():
-            t0 = time.perf_counter()
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
-                    r.read()
-                took = time.perf_counter() - t0
-            except OSError:
-                took = 2.0
-            self.latencies.append(took)
-            if took >= BOUND:
-                self.slow.append((time.time(), took))
-            time.sleep(0.01)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, self.base], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
     def stop(self) -> list[float]:
-        self.done.set()
-        self.join(5)
+        assert self.proc is not None
+        out, _ = self.proc.communicate("stop\n", timeout=10)
+        samples = json.loads(out)
+        self.latencies = [took for _, took in samples]
+        self.slow = [(at, took) for at, took in samples if took >= BOUND]
         return sorted(self.latencies)
 
 
@@ -167,6 +184,18 @@ def test_catastrophic_patterns_in_rule_route_silence_and_filter_never_stall_the_
         latencies = probe.stop()
         p50, worst = latencies[len(latencies) // 2], latencies[-1]
         print(f"/healthz during the ReDoS probe: n={len(latencies)} p50={p50 * 1000:.1f} ms max={worst * 1000:.1f} ms")
+        print(
+            "over the bound (s after start, ms):",
+            [(round(a - probe.started, 2), round(t * 1000)) for a, t in probe.slow],
+        )
+    assert_responsive(probe, latencies)
+
+
+def assert_responsive(probe: Probe, latencies: list[float]) -> None:
+    """Every /healthz answer within BOUND, bar STRAYS scheduling hiccups under STRAY_BOUND."""
     assert len(latencies) > 50, "the probe hardly ran"
+    over = [t for t in latencies if t >= BOUND]
     slow = [(round(at - probe.started, 2), round(took * 1000)) for at, took in probe.slow]
-    assert worst < BOUND, f"/healthz took {worst * 1000:.0f} ms (p50 {p50 * 1000:.1f} ms); (s after start, ms): {slow}"
+    assert len(over) <= STRAYS and all(t < STRAY_BOUND for t in over), (
+        f"/healthz over {BOUND * 1000:.0f} ms {len(over)} times of {len(latencies)}; (s after start, ms): {slow}"
+    )
