@@ -22,12 +22,13 @@ from alertd.alert import Alert, AlertState, fingerprint
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import Clock
 from alertd.matchers import matches_all
-from alertd.observe.series import Distribution, Labels, SeriesStore
+from alertd.observe.series import CounterView, DistributionView, Labels, SeriesStore
 from alertd.rules.loader import DEFAULT_RESOLVE_AFTER, Group, Rule, RuleSet
 from alertd.rules.templating import render_all
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, ...]  # the values of a rule's `by` labels
 GaugeReader = Callable[[float], Mapping[str, Mapping[Labels, float]]]
 Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Callable[[], None]]
 # (metric, labels of the alert) -> what annotations may say beyond labels and value, as `details`
@@ -100,6 +101,9 @@ class RuleRuntime:
     event_keys_evicted: int = 0
     last_eviction: float | None = None
     unsubscribe: Callable[[], None] | None = None
+    # metric rules: the store's incremental window per metric read (a ratio reads several),
+    # grouped by this rule's matchers and `by`
+    views: dict[str, CounterView[Key] | DistributionView[Key]] = field(default_factory=dict)
 
 
 class Engine:
@@ -210,7 +214,7 @@ class Engine:
         rule = rt.rule
         try:
             if rule.kind == "metric":
-                values = self._metric_values(rule, now, gauges)
+                values = self._metric_values(rt, now, gauges)
             elif rule.kind == "event":
                 values = self._event_values(rt, now)
             else:
@@ -232,13 +236,13 @@ class Engine:
         return changed
 
     def _metric_values(
-        self, rule: Rule, now: float, gauges: Mapping[str, Mapping[Labels, float]]
+        self, rt: RuleRuntime, now: float, gauges: Mapping[str, Mapping[Labels, float]]
     ) -> dict[tuple[str, ...], float]:
+        rule = rt.rule
         spec = rule.spec
         metric = rule.metric
         assert metric is not None
         by = spec.by
-        window = spec.window or 0.0
         if metric.kind is Kind.GAUGE:
             groups: dict[tuple[str, ...], list[float]] = {}
             for labels, v in self._select(metric.labels, gauges.get(metric.name, {}), rule):
@@ -246,32 +250,40 @@ class Engine:
             agg = spec.aggregate or "max"
             return {k: _AGGREGATES[agg](vs) for k, vs in groups.items()}
         if metric.kind is Kind.COUNTER:
-            sums: dict[tuple[str, ...], float] = {}
-            for labels, v in self._select(metric.labels, self.series.sums(metric.name, window, now), rule):
-                key = tuple(labels[b] for b in by)
-                sums[key] = sums.get(key, 0.0) + v
-            return sums
+            return self._counter_view(rt, metric.name).read(now)
         if metric.kind is Kind.RATIO:
             num: dict[tuple[str, ...], float] = {}
             den: dict[tuple[str, ...], float] = {}
             for counter in metric.denominator:
-                names = CATALOGUE[counter].labels
-                for labels, v in self._select(names, self.series.sums(counter, window, now), rule):
-                    key = tuple(labels[b] for b in by)
+                for key, v in self._counter_view(rt, counter).read(now).items():
                     den[key] = den.get(key, 0.0) + v
                     if counter == metric.numerator:
                         num[key] = num.get(key, 0.0) + v
             return {k: num.get(k, 0.0) / d for k, d in den.items() if d > 0 and d >= spec.min_events}
         # distribution
-        merged: dict[tuple[str, ...], Distribution] = {}
-        for labels, d in self._select(metric.labels, self.series.distributions(metric.name, window, now), rule):
-            key = tuple(labels[b] for b in by)
-            acc = merged.get(key)
-            if acc is None:
-                acc = merged[key] = Distribution()
-            acc.merge(d)
         stat = spec.stat or "avg"
+        merged = self._distribution_view(rt, metric.name).read(now)
         return {k: d.stat(stat) for k, d in merged.items() if d.count > 0 and d.count >= spec.min_events}
+
+    # A rule's windows are read through views of the series store: each read merges only the
+    # buckets that closed or left the window since the last one, grouped by the rule's key, so a
+    # tick costs what changed, not the window times the series. A view also remembers each
+    # series' key, so matchers run once per series rather than once per series per tick.
+
+    def _counter_view(self, rt: RuleRuntime, metric: str) -> CounterView[Key]:
+        view = rt.views.get(metric)
+        if not isinstance(view, CounterView) or view.store is not self.series:
+            view = rt.views[metric] = self.series.counter_view(
+                metric, rt.rule.spec.window or 0.0, _key(rt.rule, metric)
+            )
+        return view
+
+    def _distribution_view(self, rt: RuleRuntime, metric: str) -> DistributionView[Key]:
+        view = rt.views.get(metric)
+        if not isinstance(view, DistributionView) or view.store is not self.series:
+            window = rt.rule.spec.window or 0.0
+            view = rt.views[metric] = self.series.distribution_view(metric, window, _key(rt.rule, metric))
+        return view
 
     @staticmethod
     def _select(names: tuple[str, ...], data: Mapping[Labels, Any], rule: Rule) -> list[tuple[dict[str, str], Any]]:
@@ -545,6 +557,20 @@ class Engine:
             rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
             for key, times in saved.get("events", [])[-self.max_event_keys :]:  # the most recent last
                 rt.event_times[tuple(key)] = deque((float(t) for t in times), maxlen=MAX_EVENT_TIMES)
+
+
+def _key(rule: Rule, metric: str) -> Callable[[Labels], Key | None]:
+    """A series' key for the rule (its `by` labels), or None when the rule's matchers leave it out."""
+    names = CATALOGUE[metric].labels
+    matchers, by = rule.matchers, rule.spec.by
+
+    def key(values: Labels) -> Key | None:
+        labels = dict(zip(names, values, strict=False))
+        if not matches_all(matchers, labels):
+            return None
+        return tuple(labels[b] for b in by)
+
+    return key
 
 
 def _avg(xs: list[float]) -> float:
