@@ -128,8 +128,8 @@ CATALOGUE: dict[str, Metric] = {
             "worker_lost",
             Kind.GAUGE,
             ("worker",),
-            "1 when heartbeats stopped without worker-offline, or it came back as a new process without one "
-            "(held for a minute after the loss).",
+            "1 when heartbeats stopped without worker-offline (judged only while alertd's stream is up), or it "
+            "came back as a new process without one (held for a minute after the loss).",
             "",
         ),
         Metric("worker_offline", Kind.GAUGE, ("worker",), "1 when the worker said goodbye (worker-offline).", ""),

@@ -109,6 +109,7 @@ def test_runtime_histogram_is_cumulative_with_prometheus_buckets(
 def test_worker_and_queue_gauges(
     observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events, health: StreamHealth
 ) -> None:
+    health.mark_connected(clock.now())  # events flow, so the stream is up: silence then judges workers
     observer.on_events([events.worker("worker-heartbeat", "celery@a", active=2)])
     observer.on_events([events.worker("worker-heartbeat", "celery@b", active=1)])
     observer.on_worker_sample(WorkerSample("celery@a", clock.now(), pool_size=4, queues=("q1", "q2")))

@@ -173,13 +173,17 @@ async def test_an_unreachable_server_backs_off_and_never_shows_the_password(
     source = open_event_source(url, Batches(), clock, health, reconnect_max=4.0)
     await source.start()
     try:
-        # Each failed attempt sleeps on the (virtual) clock: 0.5, 1, 2, then capped at 4 s.
-        attempts = []
-        for _ in range(5):
+        # Each failed attempt backs off on the (virtual) clock: 0.5, 1, 2, then capped at 4 s;
+        # nothing listens, so it probes the port every 0.5 s meanwhile (and finds it closed).
+        def attempts() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.getMessage().startswith("next attempt")]
+
+        for _ in range(25):  # 12 s of virtual time, in probe steps
             await wait_for(lambda: bool(clock._waiters), what="the source to back off")
-            attempts.append(clock._waiters[0][0] - clock.now())
-            clock.advance(attempts[-1])
-        assert attempts == [0.5, 1.0, 2.0, 4.0, 4.0]
+            clock.advance(clock._waiters[0][0] - clock.now())
+        await wait_for(lambda: len(attempts()) >= 5, what="five attempts")
+        assert [a.split()[-2] for a in attempts()[:5]] == ["0.5s", "1s", "2s", "4s", "4s"]
+        assert all(a.endswith("(probing)") for a in attempts())
         assert not health.connected and len(health.gaps) == 1 and health.reconnects == 0
     finally:
         await source.stop()

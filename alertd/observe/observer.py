@@ -107,6 +107,7 @@ class Observer:
             max_workers=max_workers,
             worker_lost_after=worker_lost_after,
             heartbeat_misses=heartbeat_misses,
+            health=health,
         )
         self._tasks = TaskTable(series, self._stats, max_tasks=max_tasks, touch_worker=self._workers.touch_from_task)
         self._tasks.on_redelivered = self._workers.redelivered

@@ -1,7 +1,9 @@
 """The worker table: each worker by hostname, what its heartbeats and samples said, and its losses.
 
 A SIGKILLed or OOM-killed worker sends no goodbye, so a loss is judged from missing heartbeats,
-on our receive clock. A worker that comes back as a new process (a new pid under the same hostname) without a goodbye
+on our receive clock, and only while alertd could have seen them: while its own event stream is
+down, and for a while after it comes back, silence is alertd's blindness, not the worker's death.
+A worker that comes back as a new process (a new pid under the same hostname) without a goodbye
 was lost too, however fast its supervisor restarted it. Each loss, and each shutdown, takes the
 tasks the worker held out of the task table (`orphan`) and keeps a record of them for the page.
 """
@@ -18,6 +20,7 @@ from alertd.observe.fields import count, number, text
 from alertd.observe.series import Labels
 from alertd.observe.tasks import Task
 from alertd.samples import WorkerSample
+from alertd.sources.health import StreamHealth
 
 Gauges = dict[str, dict[Labels, float]]
 Orphan = Callable[[str, float, int | None], list[tuple[Task, str]]]
@@ -27,6 +30,9 @@ LOST_FORGET_AFTER = 3600.0  # a lost worker keeps its alert this long, then is f
 # A loss stays on worker_lost at least this long, so that rules evaluated every 15 s see a crash
 # that the supervisor restarted within one heartbeat (or that came back seconds after the verdict).
 LOST_SHOWN_FOR = 60.0
+# Workers cut off by the same broker outage reconnect on kombu's backoff (2 s, 4 s, 6 s ... apart,
+# at most 30 s): after a gap in our stream they may come back up to this long after we do.
+WORKER_RECONNECT_MAX = 30.0
 SAMPLE_STALE_AFTER = 300.0  # a queue or worker sample older than this is no longer reported
 MEMORY_HISTORY = 3600.0  # memory growth is measured over this much sample history
 MEMORY_HISTORY_MIN = 600.0  # and not before this much exists (one restart's warm-up is not a leak)
@@ -38,14 +44,7 @@ class Loss:
 
     __slots__ = ("at", "cause", "pages", "pid", "redelivered", "tasks")
 
-    def __init__(
-        self,
-        at: float,
-        cause: str,
-        pid: int,
-        tasks: dict[tuple[str, str], int],
-        pages: bool,
-    ) -> None:
+    def __init__(self, at: float, cause: str, pid: int, tasks: dict[tuple[str, str], int], pages: bool) -> None:
         self.at = at
         self.cause = cause  # "heartbeats" (silence), "restart" (new pid, no goodbye) or "offline" (goodbye)
         self.pid = pid
@@ -146,6 +145,7 @@ class WorkerTable:
         max_workers: int,
         worker_lost_after: float,
         heartbeat_misses: float,
+        health: StreamHealth | None,
     ) -> None:
         self.clock = clock
         self._stats = stats
@@ -153,6 +153,7 @@ class WorkerTable:
         self.max_workers = max_workers
         self.worker_lost_after = worker_lost_after
         self.heartbeat_misses = heartbeat_misses
+        self.health = health
         self.workers: dict[str, Worker] = {}
 
     # -- events ----------------------------------------------------------------------------
@@ -186,8 +187,9 @@ class WorkerTable:
             return
         if pid and w.pid and pid != w.pid and w.offline_at is None and w.lost_at is None:
             # A new process under this hostname, no goodbye from the old one: it died (SIGKILL, OOM,
-            # a crash) and its supervisor restarted it within its heartbeat window.
-            self._lose(w, now, "restart", pid, pages=True)
+            # a crash) and its supervisor restarted it within its heartbeat window. Unless our own
+            # stream had a gap since the old one's last heartbeat: its goodbye may be in that gap.
+            self._lose(w, now, "restart", pid, pages=self._watched_since(w.last_heartbeat))
         w.offline_at = None
         w.lost_at = None
         w.last_heartbeat = now  # our receive time: a worker's skewed clock cannot make it look dead or alive
@@ -216,7 +218,7 @@ class WorkerTable:
     def _evict(self) -> None:
         # Prefer forgetting a worker that is gone over one that is alive.
         now = self.clock.now()
-        gone = [w for w in self.workers.values() if w.offline_at is not None or self._silent(w, now)]
+        gone = [w for w in self.workers.values() if w.offline_at is not None or self._silent(w, now, -math.inf)]
         victim = min(gone or self.workers.values(), key=lambda w: w.last_heartbeat)
         del self.workers[victim.hostname]
         self._stats["workers_evicted"] += 1
@@ -253,11 +255,35 @@ class WorkerTable:
         """Silence longer than this, while we could see, means lost."""
         return max(self.worker_lost_after, w.freq * self.heartbeat_misses)
 
-    def _silent(self, w: Worker, now: float) -> bool:
-        return now - w.last_heartbeat > self.window(w)
+    def _seeing_since(self) -> float | None:
+        """From when on missing heartbeats count: None while the stream is down (nobody is judged).
+
+        After a reconnect (and after alertd's own start) silence counts from the reconnect, plus
+        the time the workers cut off by the same outage may take to reconnect themselves.
+        """
+        h = self.health
+        if h is None:
+            return -math.inf
+        if not h.connected or h.connected_since is None:
+            return None
+        since = h.connected_since
+        if h.gaps and h.gaps[-1][1] == since:
+            since += min(since - h.gaps[-1][0], WORKER_RECONNECT_MAX)
+        return since
+
+    def _watched_since(self, t: float) -> bool:
+        """Whether the stream has been up without a gap since `t`: no event since then was missed."""
+        h = self.health
+        if h is None:
+            return True
+        return h.connected and h.connected_since is not None and h.connected_since <= t
+
+    def _silent(self, w: Worker, now: float, seeing: float) -> bool:
+        return now - max(w.last_heartbeat, seeing) > self.window(w)
 
     def sweep(self, now: float) -> None:
         """Declare the workers whose heartbeats stopped lost (orphaning their tasks); forget the long gone."""
+        seeing = self._seeing_since()
         for w in list(self.workers.values()):
             heard = w.last_heartbeat != -math.inf
             seen = w.last_heartbeat if heard else (w.sample_at or w.first_seen)
@@ -268,7 +294,7 @@ class WorkerTable:
             if now - seen > LOST_FORGET_AFTER:
                 del self.workers[w.hostname]
                 continue
-            if heard and w.lost_at is None and self._silent(w, now):
+            if heard and w.lost_at is None and seeing is not None and self._silent(w, now, seeing):
                 w.lost_at = now
                 self._lose(w, now, "heartbeats", None, pages=True)
 
@@ -376,12 +402,7 @@ class WorkerTable:
 
     def export_state(self) -> dict[str, Any]:
         return {
-            w.hostname: {
-                "last_heartbeat": w.last_heartbeat,
-                "freq": w.freq,
-                "offline_at": w.offline_at,
-                "pid": w.pid,
-            }
+            w.hostname: {"last_heartbeat": w.last_heartbeat, "freq": w.freq, "offline_at": w.offline_at, "pid": w.pid}
             for w in self.workers.values()
             if w.last_heartbeat != -math.inf
         }

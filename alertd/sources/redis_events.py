@@ -21,7 +21,8 @@ import orjson
 from alertd.clock import Clock
 from alertd.redact import redact_text, redact_url
 from alertd.sources.health import StreamHealth
-from alertd.sources.resp import PubSubConnection
+from alertd.sources.probe import back_off
+from alertd.sources.resp import Endpoint, PubSubConnection, RespError
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,11 @@ class RedisEventSource:
 
     async def _run(self) -> None:
         backoff = FIRST_BACKOFF
+        ep = Endpoint.from_url(self.url)
+        where = (ep.host, ep.port, ep.path)
         while True:
             conn: PubSubConnection | None = None
+            reachable = True
             try:
                 conn = await PubSubConnection.open(self.url)
                 await conn.psubscribe(self.pattern)
@@ -115,6 +119,9 @@ class RedisEventSource:
             except asyncio.CancelledError:
                 raise
             except (OSError, ConnectionError, TimeoutError, ValueError) as e:
+                # RespError: the server answered and refused (AUTH, an unexpected reply); anything
+                # else is the network or a server not (yet) there, worth probing for its return.
+                reachable = isinstance(e, RespError | ValueError)
                 error = redact_text(str(e) or type(e).__name__)
                 if self.health.connected:
                     log.warning("event stream lost (%s); reconnecting", error)
@@ -123,7 +130,8 @@ class RedisEventSource:
             finally:
                 if conn is not None:
                     await conn.close()
-            await self.clock.sleep(backoff)
+            log.debug("next attempt to subscribe in %gs%s", backoff, "" if reachable else " (probing)")
+            await back_off(self.clock, backoff, None if reachable else where)
             backoff = min(backoff * 2, self.reconnect_max)
 
     async def _consume(self, conn: PubSubConnection) -> None:
