@@ -71,6 +71,10 @@ class ObserveConfig(Section):
     max_workers: int = Field(5_000, ge=1)
     worker_lost_after: Seconds = 10.0  # floor; the real timeout is max(this, heartbeat freq x misses)
     heartbeat_misses: float = Field(2.5, gt=1)
+    # a worker back under its hostname this soon after its goodbye was restarted (a deploy): no page
+    restart_grace: Seconds = Field(120.0, ge=0)
+    # queue_latency_p95_seconds counts the waits of tasks started this recently with those still waiting
+    recent_starts: Seconds = Field(60.0, gt=0)
     bucket: Seconds = 5.0  # resolution of rule windows
     retention: Seconds = 3600.0  # longest window any rule may use
     max_series: int = Field(10_000, ge=10)

@@ -97,6 +97,8 @@ class Daemon:
             max_workers=config.observe.max_workers,
             worker_lost_after=config.observe.worker_lost_after,
             heartbeat_misses=config.observe.heartbeat_misses,
+            restart_grace=config.observe.restart_grace,
+            recent_starts=config.observe.recent_starts,
             health=self.health,
         )
         for task in config.observe.expect_tasks:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 Watcher = Callable[[dict[str, Any]], None]
 Gauges = dict[str, dict[Labels, float]]
 
+RESTART_GRACE = 120.0  # a worker that said goodbye and is back within this was restarted, not shut down
 RECENT_STARTS = 60.0  # the latency gauge also counts the waits of tasks started this recently
 GAUGES = (
     "queue_length",
@@ -82,6 +83,7 @@ class Observer:
         max_workers: int = 1_000,
         worker_lost_after: float = 10.0,
         heartbeat_misses: float = 2.5,
+        restart_grace: float = RESTART_GRACE,
         recent_starts: float = RECENT_STARTS,
         health: StreamHealth | None = None,
     ) -> None:
@@ -107,6 +109,7 @@ class Observer:
             max_workers=max_workers,
             worker_lost_after=worker_lost_after,
             heartbeat_misses=heartbeat_misses,
+            restart_grace=restart_grace,
             health=health,
         )
         self._tasks = TaskTable(series, self._stats, max_tasks=max_tasks, touch_worker=self._workers.touch_from_task)

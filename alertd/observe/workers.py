@@ -145,6 +145,7 @@ class WorkerTable:
         max_workers: int,
         worker_lost_after: float,
         heartbeat_misses: float,
+        restart_grace: float,
         health: StreamHealth | None,
     ) -> None:
         self.clock = clock
@@ -153,6 +154,7 @@ class WorkerTable:
         self.max_workers = max_workers
         self.worker_lost_after = worker_lost_after
         self.heartbeat_misses = heartbeat_misses
+        self.restart_grace = restart_grace
         self.health = health
         self.workers: dict[str, Worker] = {}
 
@@ -345,7 +347,8 @@ class WorkerTable:
             online += up
             g["worker_up"][key] = float(up)
             g["worker_lost"][key] = float(state == "lost" or now < w.lost_until)
-            g["worker_offline"][key] = float(state == "offline")
+            # A restart (deploy) says goodbye and is back within the grace: that pages nothing.
+            g["worker_offline"][key] = float(w.offline_at is not None and now - w.offline_at >= self.restart_grace)
             if not up:
                 continue
             g["worker_active_tasks"][key] = float(w.active)
