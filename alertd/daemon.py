@@ -50,6 +50,9 @@ from alertd.yamlfile import FileError, Problem
 log = logging.getLogger("alertd")
 
 TICK_SECONDS = 1.0  # how often due rule groups are evaluated and alerts handed to the notifier
+# Of each tick, for building the windows of rules loaded while the store is full (a reload):
+# at most this much of the event loop per second until they are built, however long their windows.
+BUILD_BUDGET = 0.02
 PERSIST_SECONDS = 10.0  # rule and observer state snapshot cadence (also on every alert transition)
 RELOAD_POLL_SECONDS = 5.0  # rule files are polled for changes (no inotify dependency)
 SILENCE_REFRESH_SECONDS = 1.0  # replicas see each other's silences within this
@@ -115,6 +118,7 @@ class Daemon:
             expect_task=self.observer.expect_task,
             max_event_keys=config.observe.max_event_keys,
             details=self.observer.details,
+            build_budget=BUILD_BUDGET,
         )
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention

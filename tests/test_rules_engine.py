@@ -150,6 +150,85 @@ def test_reload_keeps_state_of_unchanged_rules_and_resets_changed_ones(tmp_path:
     assert reloader.reload_failures_total == 1
 
 
+FAILURES_RULE = """
+groups:
+  - name: t
+    interval: 10s
+    rules:
+      - alert: TaskFailing
+        metric: tasks_failed
+        window: 10m
+        by: [task]
+        above: 50
+"""
+
+
+def _fail_every_5s(series: SeriesStore, start: float, stop: float, task: str = "t.pay") -> None:
+    t = start
+    while t < stop:
+        series.count("tasks_failed", (task, "q", "celery@w", "ValueError"), t)
+        t += 5.0
+
+
+def test_a_rule_loaded_on_a_full_store_builds_its_window_over_ticks_then_reads_as_if_built_at_once(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, FAILURES_RULE, build_budget=0.0)  # 0 s a tick: one bucket per tick
+    at_once = Engine(load_rules([h.path]), h.series, h.clock, gauges=h.observer.gauges)
+    _fail_every_5s(h.series, T0 - 900, T0)  # a quarter of an hour before the rule was loaded
+    (rt,) = h.engine.runtimes.values()
+    (ref,) = at_once.runtimes.values()
+    t = T0
+    evaluated = []
+    for _ in range(200):
+        t += 1
+        h.clock.set(t)
+        if (t - T0) % 5 == 0:
+            _fail_every_5s(h.series, t, t + 1)  # and failures go on, one a bucket
+        h.engine.tick(t)
+        at_once.tick(t)
+        if rt.last_evaluation is not None:
+            evaluated.append(t)
+            if rt.last_evaluation == t:
+                assert rt.last_values == ref.last_values and ref.last_values[("t.pay",)] in (119.0, 120.0)
+    # 119 buckets before the open one, one per tick from the newest down, while the window's start
+    # moves up one every 5 ticks: they meet after ~99 ticks, then it is its group's turn (every 10 s)
+    assert ref.last_evaluation is not None and evaluated and T0 + 99 <= evaluated[0] <= T0 + 110
+    assert [a.labels["task"] for a in h.engine.alerts()] == ["t.pay"]
+
+
+def test_a_reload_that_changes_only_a_threshold_keeps_the_rules_window(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FAILURES_RULE)
+    _fail_every_5s(h.series, T0 - 600, T0)
+    h.step(1)
+    (before,) = h.engine.runtimes.values()
+    view = before.views["tasks_failed"]
+    h.engine.replace_rules(load_rules([_write(h.path, FAILURES_RULE.replace("above: 50", "above: 200"))]))
+    (after,) = h.engine.runtimes.values()
+    assert after is not before  # a changed rule: its alert state starts over, its window does not
+    h.step(10)
+    assert after.views["tasks_failed"] is view and after.last_values == _failures(h, 600)
+    h.engine.replace_rules(load_rules([_write(h.path, FAILURES_RULE.replace("window: 10m", "window: 5m"))]))
+    h.step(10)
+    (other,) = h.engine.runtimes.values()
+    assert other.views["tasks_failed"] is not view and other.last_values == _failures(h, 300)
+
+
+def _failures(h: Harness, window: float) -> dict[tuple[str, ...], float]:
+    """What the rule should read at its last evaluation, by task, from the store's own per-series sums."""
+    (rt,) = h.engine.runtimes.values()
+    assert rt.last_evaluation is not None
+    out: dict[tuple[str, ...], float] = {}
+    for labels, v in h.series.sums("tasks_failed", window, rt.last_evaluation).items():
+        out[labels[:1]] = out.get(labels[:1], 0.0) + v
+    return out
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.queue("default", 150)

@@ -152,15 +152,14 @@ stream = st.lists(
     ),
     max_size=300,
 )
+Stream = list[tuple[float, tuple[str, str], float, float]]
 
 
 def _by_task(labels: tuple[str, ...]) -> tuple[str] | None:
     return None if labels[0] == "c" else (labels[0],)  # a key that also leaves series out
 
 
-def _replay(
-    store: SeriesStore, events: list[tuple[float, tuple[str, str], float, float]], upto: float, done: int
-) -> int:
+def _replay(store: SeriesStore, events: Stream, upto: float, done: int) -> int:
     """Feed events in arrival order (t) up to `upto`, stamped with t + lateness; returns how many were fed."""
     while done < len(events) and events[done][0] <= upto:
         t, labels, v, late = events[done]
@@ -171,7 +170,9 @@ def _replay(
     return done
 
 
-def _naive(events: list[tuple[float, tuple[str, str], float, float]], fed: int, window: float, now: float, size: int):
+def _naive(
+    events: Stream, fed: int, window: float, now: float, size: int
+) -> tuple[dict[tuple[str], float], dict[tuple[str], list[float]]]:
     idx = int(now // BUCKET)
     first = idx - max(1, min(size, math.ceil(window / BUCKET))) + 1
     newest = -math.inf
@@ -192,9 +193,7 @@ def _naive(events: list[tuple[float, tuple[str, str], float, float]], fed: int, 
 
 @settings(max_examples=200, deadline=None)
 @given(events=stream, at=reads, window=st.sampled_from([5.0, 60.0, 600.0, 900.0]))
-def test_views_read_as_time_goes_on_match_a_naive_window(
-    events: list[tuple[float, tuple[str, str], float, float]], at: list[float], window: float
-) -> None:
+def test_views_read_as_time_goes_on_match_a_naive_window(events: Stream, at: list[float], window: float) -> None:
     store = SeriesStore(bucket_seconds=BUCKET, retention_seconds=900)
     size = math.ceil(900 / BUCKET) + 1
     events.sort(key=lambda e: e[0])
@@ -220,6 +219,48 @@ def test_views_read_as_time_goes_on_match_a_naive_window(
             if key is not None:
                 per_series[key] = per_series.get(key, 0.0) + v
         assert per_series == sums
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=stream, at=reads, window=st.sampled_from([60.0, 600.0, 900.0]), late_start=st.floats(0, 2500))
+def test_a_view_built_in_slices_reads_as_one_built_at_once(
+    events: Stream, at: list[float], window: float, late_start: float
+) -> None:
+    """A view made on a full store (a rule loaded while alertd runs) builds a bucket or more per
+    slice while events keep coming; whenever it is read, it must answer the whole window."""
+    store = SeriesStore(bucket_seconds=BUCKET, retention_seconds=900)
+    size = math.ceil(900 / BUCKET) + 1
+    events.sort(key=lambda e: e[0])
+    fed = _replay(store, events, late_start, 0)
+    counters = store.counter_view("tasks_succeeded", window, _by_task)
+    dists = store.distribution_view("task_runtime_seconds", window, _by_task)
+    for now in [t for t in at if t >= late_start]:
+        # slices at times between the reads, each as small as can be (past its deadline at once)
+        for step in (now - 7.0, now - 2.0):
+            if step >= late_start:
+                fed = _replay(store, events, step, fed)
+                counters.build(step, deadline=0.0)
+                dists.build(step, deadline=0.0)
+        fed = _replay(store, events, now, fed)
+        sums, values = _naive(events, fed, window, now, size)
+        assert counters.read(now) == sums
+        got = dists.read(now)
+        assert {k: d.count for k, d in got.items()} == {k: len(vs) for k, vs in values.items()}
+        for key, vs in values.items():
+            assert within(got[key].quantile(0.95), lower_rank(sorted(vs), 0.95))
+        assert counters.built and dists.built
+
+
+def test_a_new_view_builds_a_bucket_per_slice_past_its_deadline() -> None:
+    store = SeriesStore(bucket_seconds=1, retention_seconds=100)
+    for t in range(100):
+        store.count("tasks_sent", ("t",), float(t), 1)
+    view = store.counter_view("tasks_sent", 50, lambda labels: labels)
+    slices = 1
+    while not view.build(99.5, deadline=0.0):
+        slices += 1
+    assert slices == 49 and view.built  # buckets 98 down to 50; 99 is open
+    assert view.read(99.5) == {("t",): 50}
 
 
 def test_a_view_survives_gaps_longer_than_the_retention_and_reads_back_in_time() -> None:

@@ -31,6 +31,7 @@ How it is laid out, and why:
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from array import array
 from bisect import bisect_left, bisect_right
@@ -554,6 +555,7 @@ class _View(Generic[K]):
         self._keys: list[object] = []  # by series id: its key, None (left out) or _UNSEEN
         self._lo = self._hi = _NEVER  # sealed buckets merged so far: lo .. hi (none while hi is _NEVER)
         self._added: list[int] = []  # the buckets among them that had data, oldest first
+        self._built = False  # whether lo has reached the window's start once (else a read builds it)
 
     def _table(self) -> dict[str, _Metric]:
         raise NotImplementedError
@@ -568,18 +570,74 @@ class _View(Generic[K]):
             k = keys[sid] = self._key(self._m.by_sid[sid].labels)
         return k
 
-    def _advance(self, idx: int) -> _Metric | None:
-        """Bring the merge to the sealed buckets of the window ending in bucket idx."""
+    def _bind(self) -> _Metric | None:
         m = self._m
         if m is None:
             m = self._m = self._table().get(self.metric)
-            if m is None:
-                return None
-            m.views.add(self)  # type: ignore[arg-type]
+            if m is not None:
+                m.views.add(self)  # type: ignore[arg-type]
+        return m
+
+    def _window(self, m: _Metric, idx: int) -> tuple[int, int]:
+        """The sealed buckets of the window ending in bucket idx."""
         self.store._close_before(m, idx)
         # Bucket idx is open unless data for a later one came already (a reader behind the writers).
-        lo, hi = idx - self._n + 1, (idx - 1 if m.open_idx == idx else idx)
+        return idx - self._n + 1, (idx - 1 if m.open_idx == idx else idx)
+
+    @property
+    def built(self) -> bool:
+        """Whether a read costs only what changed since the last (else it merges the whole window)."""
+        return self._built or self._bind() is None
+
+    def build(self, now: float, deadline: float | None = None) -> bool:
+        """Merge the window's past buckets, newest first, until built or time.perf_counter() passes
+        deadline; True once built. A new view (a rule just loaded on a full store) is built in
+        slices this way, so that no single tick pays for its whole window."""
+        if self._built:
+            return True
+        m = self._bind()
+        if m is None:
+            return True
         try:
+            return self._build(m, int(now // self.store.bucket_seconds), deadline)
+        except BaseException:
+            self._lo = self._hi = _NEVER  # half-applied: start over
+            raise
+
+    def _build(self, m: _Metric, idx: int, deadline: float | None) -> bool:
+        lo, hi = self._window(m, idx)
+        added = self._added
+        if self._hi == _NEVER or hi < self._hi:
+            self._clear()
+            added.clear()
+            self._lo, self._hi = hi + 1, hi  # nothing merged yet
+        else:
+            for b in range(self._hi + 1, hi + 1):  # buckets that closed since the last slice
+                if self._apply(m, b, 1):
+                    added.append(b)
+            self._hi = hi
+        floor = max(lo, m.open_idx - self.store._size + 1)  # nothing older is kept
+        while self._lo > floor:
+            b = self._lo - 1
+            if self._apply(m, b, 1):
+                added.insert(0, b)
+            self._lo = b
+            if deadline is not None and self._lo > floor and time.perf_counter() > deadline:
+                return False  # at least a bucket per slice, so that it always gets there
+        # Done; what left the window while it was built is taken out by the next read.
+        self._lo = min(self._lo, lo)
+        self._built = True
+        return True
+
+    def _advance(self, idx: int) -> _Metric | None:
+        """Bring the merge to the sealed buckets of the window ending in bucket idx."""
+        m = self._bind()
+        if m is None:
+            return None
+        try:
+            if not self._built:
+                self._build(m, idx, None)
+            lo, hi = self._window(m, idx)
             if self._hi == _NEVER or lo > self._hi or lo < self._lo or hi < self._hi:
                 self._rebuild(m, lo, hi)
             else:
@@ -598,6 +656,7 @@ class _View(Generic[K]):
                 self._lo, self._hi = lo, hi
         except BaseException:
             self._lo = self._hi = _NEVER  # half-applied: start over on the next read
+            self._built = False
             raise
         return m
 
@@ -605,6 +664,7 @@ class _View(Generic[K]):
         self._clear()
         self._added = [b for b in range(max(lo, m.open_idx - self.store._size + 1), hi + 1) if self._apply(m, b, 1)]
         self._lo, self._hi = lo, hi
+        self._built = True
 
     def _sealed(self, m: _Metric, b: int) -> _Sealed | None:
         slot = b % self.store._size

@@ -21,7 +21,7 @@ from typing import Any
 from alertd.alert import Alert, AlertState, fingerprint
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import Clock
-from alertd.matchers import matches_all
+from alertd.matchers import Matcher, matches_all
 from alertd.observe.series import CounterView, DistributionView, Labels, SeriesStore
 from alertd.rules.loader import DEFAULT_RESOLVE_AFTER, Group, Rule, RuleSet
 from alertd.rules.templating import render_all
@@ -29,6 +29,7 @@ from alertd.rules.templating import render_all
 log = logging.getLogger(__name__)
 
 Key = tuple[str, ...]  # the values of a rule's `by` labels
+ViewKey = tuple[str, str, float, tuple[str, ...], tuple[Matcher, ...]]  # kind, metric, window, by, matchers
 GaugeReader = Callable[[float], Mapping[str, Mapping[Labels, float]]]
 Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Callable[[], None]]
 # (metric, labels of the alert) -> what annotations may say beyond labels and value, as `details`
@@ -122,8 +123,16 @@ class Engine:
         max_series_per_rule: int = 1000,
         resolved_retention: float = 900.0,
         max_event_keys: int = 10_000,
+        build_budget: float | None = None,
     ) -> None:
         self.max_event_keys = max_event_keys
+        # Seconds per tick for building the windows of rules just loaded on a full store (a
+        # reload): such a rule is evaluated once its windows are built, so that no tick pays for
+        # a whole window at once. None builds them at their first evaluation (tests, `alertd test`).
+        self.build_budget = build_budget
+        # Views by what they read, shared by the rules that read the same and kept across reloads,
+        # so a reload that changes a threshold or a label does not rebuild the rule's windows.
+        self._views: dict[ViewKey, CounterView[Key] | DistributionView[Key]] = {}
         self.series = series
         self.clock = clock
         self.gauges = gauges
@@ -159,6 +168,8 @@ class Engine:
             if rt.unsubscribe is not None:
                 rt.unsubscribe()
         self.runtimes = new
+        wanted = {_view_key(rt.rule, m) for rt in new.values() for m in _windowed(rt.rule)}
+        self._views = {k: v for k, v in self._views.items() if k in wanted}
         self.groups = rules.groups
         now = self.clock.now()
         self.next_eval = {g.name: self.next_eval.get(g.name, now) for g in self.groups}
@@ -194,6 +205,7 @@ class Engine:
         now = self.clock.now() if now is None else now
         changed: list[Alert] = []
         gauges: Mapping[str, Mapping[Labels, float]] | None = None
+        building = self.build_budget is not None and not self._build(now, time.perf_counter() + self.build_budget)
         for group in self.groups:
             due = self.next_eval.get(group.name, now)
             if now < due:
@@ -204,7 +216,10 @@ class Engine:
             if gauges is None:
                 gauges = self.gauges(now)
             for rule in group.rules:
-                changed.extend(self._evaluate(self.runtimes[rule.id], now, gauges))
+                rt = self.runtimes[rule.id]
+                if building and not all(self._view(rt, m).built for m in _windowed(rule)):
+                    continue  # its windows are being built: evaluated at its group's next turn
+                changed.extend(self._evaluate(rt, now, gauges))
         if gauges is not None:
             changed.extend(self._meta_alerts(now))
         return changed
@@ -250,19 +265,25 @@ class Engine:
             agg = spec.aggregate or "max"
             return {k: _AGGREGATES[agg](vs) for k, vs in groups.items()}
         if metric.kind is Kind.COUNTER:
-            return self._counter_view(rt, metric.name).read(now)
+            view = self._view(rt, metric.name)
+            assert isinstance(view, CounterView)
+            return view.read(now)
         if metric.kind is Kind.RATIO:
             num: dict[tuple[str, ...], float] = {}
             den: dict[tuple[str, ...], float] = {}
             for counter in metric.denominator:
-                for key, v in self._counter_view(rt, counter).read(now).items():
+                view = self._view(rt, counter)
+                assert isinstance(view, CounterView)
+                for key, v in view.read(now).items():
                     den[key] = den.get(key, 0.0) + v
                     if counter == metric.numerator:
                         num[key] = num.get(key, 0.0) + v
             return {k: num.get(k, 0.0) / d for k, d in den.items() if d > 0 and d >= spec.min_events}
         # distribution
         stat = spec.stat or "avg"
-        merged = self._distribution_view(rt, metric.name).read(now)
+        dview = self._view(rt, metric.name)
+        assert isinstance(dview, DistributionView)
+        merged = dview.read(now)
         return {k: d.stat(stat) for k, d in merged.items() if d.count > 0 and d.count >= spec.min_events}
 
     # A rule's windows are read through views of the series store: each read merges only the
@@ -270,20 +291,25 @@ class Engine:
     # tick costs what changed, not the window times the series. A view also remembers each
     # series' key, so matchers run once per series rather than once per series per tick.
 
-    def _counter_view(self, rt: RuleRuntime, metric: str) -> CounterView[Key]:
+    def _view(self, rt: RuleRuntime, metric: str) -> CounterView[Key] | DistributionView[Key]:
         view = rt.views.get(metric)
-        if not isinstance(view, CounterView) or view.store is not self.series:
-            view = rt.views[metric] = self.series.counter_view(
-                metric, rt.rule.spec.window or 0.0, _key(rt.rule, metric)
-            )
+        if view is None or view.store is not self.series:
+            key = _view_key(rt.rule, metric)
+            view = self._views.get(key)
+            if view is None or view.store is not self.series:
+                window = rt.rule.spec.window or 0.0
+                make = self.series.distribution_view if key[0] == "distribution" else self.series.counter_view
+                view = self._views[key] = make(metric, window, _key(rt.rule, metric))
+            view = rt.views[metric] = view
         return view
 
-    def _distribution_view(self, rt: RuleRuntime, metric: str) -> DistributionView[Key]:
-        view = rt.views.get(metric)
-        if not isinstance(view, DistributionView) or view.store is not self.series:
-            window = rt.rule.spec.window or 0.0
-            view = rt.views[metric] = self.series.distribution_view(metric, window, _key(rt.rule, metric))
-        return view
+    def _build(self, now: float, deadline: float) -> bool:
+        """Build the windows of rules just loaded, until the deadline; True when all are built."""
+        for rt in self.runtimes.values():
+            for metric in _windowed(rt.rule):
+                if not self._view(rt, metric).build(now, deadline):
+                    return False
+        return True
 
     @staticmethod
     def _select(names: tuple[str, ...], data: Mapping[Labels, Any], rule: Rule) -> list[tuple[dict[str, str], Any]]:
@@ -557,6 +583,18 @@ class Engine:
             rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
             for key, times in saved.get("events", [])[-self.max_event_keys :]:  # the most recent last
                 rt.event_times[tuple(key)] = deque((float(t) for t in times), maxlen=MAX_EVENT_TIMES)
+
+
+def _windowed(rule: Rule) -> tuple[str, ...]:
+    """The counters and distributions a metric rule reads over its window."""
+    metric = rule.metric
+    if rule.kind != "metric" or metric is None or metric.kind is Kind.GAUGE:
+        return ()
+    return metric.denominator if metric.kind is Kind.RATIO else (metric.name,)
+
+
+def _view_key(rule: Rule, metric: str) -> ViewKey:
+    return (CATALOGUE[metric].kind.value, metric, rule.spec.window or 0.0, tuple(rule.spec.by), rule.matchers)
 
 
 def _key(rule: Rule, metric: str) -> Callable[[Labels], Key | None]:
