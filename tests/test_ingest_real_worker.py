@@ -53,7 +53,8 @@ def make_pipeline(broker: str, **source_kw: Any) -> tuple[Observer, SeriesStore,
     clock = WallClock()
     series = SeriesStore(bucket_seconds=1, retention_seconds=600)
     health = StreamHealth()
-    observer = Observer(series, clock, worker_lost_after=3.0, heartbeat_misses=1.5, health=health)
+    # restart_grace 1 s: a worker that said goodbye reads offline after 1 s, not the default 2 min
+    observer = Observer(series, clock, worker_lost_after=3.0, heartbeat_misses=1.5, restart_grace=1.0, health=health)
     source = open_event_source(broker, observer.on_events, clock, health, **source_kw)
     return observer, series, health, source
 
