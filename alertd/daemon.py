@@ -427,7 +427,7 @@ class Daemon:
 
     async def _serve(self) -> None:
         from alertd.api.app import make_app
-        from alertd.api.listen import ApiSite
+        from alertd.api.listen import ApiSite, ConnectionMetrics
 
         app = make_app(self)
         try:
@@ -450,6 +450,7 @@ class Daemon:
             header_timeout=api.header_timeout,
         )
         await site.start()
+        self.registry.register(ConnectionMetrics(site))
         server = site._server
         sockets = [sock.getsockname() for sock in getattr(server, "sockets", None) or []]
         bound = sockets[0] if sockets else (host, port)

@@ -44,6 +44,15 @@ def get(port: int, path: str, auth: str | None, source: str = "127.0.0.1") -> tu
         conn.close()
 
 
+def get_text(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def start_alertd(tmp_path: Path, redis_url: str, unique: str, http_sink: Any) -> Iterator[Callable[..., int]]:
     """Call with the api settings to add; starts `alertd run` with a users file; returns its port."""
@@ -123,6 +132,8 @@ def test_a_client_that_keeps_failing_is_refused_for_the_window_and_others_are_no
     # another client, and bearer tokens from the same one, are unaffected
     assert get(port, "/api/v2/status", basic(USER, PASSWORD), source="127.0.0.8")[0] == 200
     assert get(port, "/api/v2/status", f"Bearer {READ_TOKEN}", source="127.0.0.7")[0] == 200
+    metrics = get_text(port, "/metrics")
+    assert 'alertd_api_logins_refused_total{reason="locked"} 1.0' in metrics
     time.sleep(2.1)  # the window passes
     assert get(port, "/api/v2/status", basic(USER, PASSWORD), source="127.0.0.7")[0] == 200
 

@@ -77,6 +77,8 @@ def test_connections_that_never_finish_a_request_head_are_closed(api: Api, socke
     assert api.get("/healthz", token=None) == "ok\n"  # the server answers meanwhile
     assert all(closed_by_server(s, within=1.5) for s in sockets)
     assert time.monotonic() - t0 < 4
+    metrics = api.get("/metrics")
+    assert "alertd_api_connections_timed_out_total 41.0" in metrics, metrics
 
 
 def test_a_body_that_stops_arriving_gets_a_408(api: Api, sockets: list[socket.socket]) -> None:
@@ -105,3 +107,4 @@ def test_past_max_connections_new_ones_get_a_503_at_once(api: Api, sockets: list
         s.close()
     time.sleep(0.1)
     assert api.get("/healthz", token=None) == "ok\n"
+    assert "alertd_api_connections_refused_total 1.0" in api.get("/metrics")

@@ -9,10 +9,13 @@ produce a 500 (the fuzz tests hold us to it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from alertd.api import v1, v2
 from alertd.api.context import ApiContext
@@ -131,12 +134,30 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"ok": bool(result.ok), "problems": problems}, status=200 if result.ok else 400)
 
 
+class _LoginMetrics(Collector):
+    """Basic-auth attempts refused before any password check, on /metrics."""
+
+    def __init__(self, logins: Logins) -> None:
+        self.logins = logins
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "alertd_api_logins_refused",
+            "Basic-auth attempts refused unchecked: busy (too many checks waiting), locked (too many failures).",
+            labels=["reason"],
+        )
+        refused.add_metric(["busy"], self.logins.refused_busy)
+        refused.add_metric(["locked"], self.logins.refused_locked)
+        yield refused
+
+
 def make_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=ctx.config.api.max_body_bytes)
     app[CTX] = ctx
     # the server's, not the users file's: failure counts survive a reload of the file
     api = ctx.config.api
     app[LOGINS] = Logins(max_failures=api.max_login_failures, window=api.login_failure_window)
+    ctx.registry.register(_LoginMetrics(app[LOGINS]))
 
     async def close_logins(app: web.Application) -> None:
         app[LOGINS].close()

@@ -11,9 +11,12 @@ and refuses connections past `max_connections` with a 503 before aiohttp sees th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _BUSY_BODY = b'{"error": "too many open connections; retry soon"}'
 _BUSY = (
@@ -113,3 +116,24 @@ class _Connection(asyncio.Protocol):
         self.site.timed_out += 1
         if self.transport is not None:
             self.transport.close()
+
+
+class ConnectionMetrics(Collector):
+    """The site's connection counts on /metrics, read at scrape time."""
+
+    def __init__(self, site: ApiSite) -> None:
+        self.site = site
+
+    def collect(self) -> Iterator[Metric]:
+        site = self.site
+        yield GaugeMetricFamily("alertd_api_connections_open", "Open API connections.", value=site.open)
+        yield CounterMetricFamily(
+            "alertd_api_connections_refused",
+            "API connections answered 503 at once: api.max_connections were open.",
+            value=site.refused,
+        )
+        yield CounterMetricFamily(
+            "alertd_api_connections_timed_out",
+            "API connections closed because their first request head did not arrive within api.header_timeout.",
+            value=site.timed_out,
+        )
