@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,14 +44,54 @@ def test_kubernetes_manifests_match_their_schemas() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+# What a deployment provides beside the config: the secrets its receivers name (check builds
+# every receiver, as run does, so an unset variable or a missing secret file fails it).
+DEPLOY_SECRETS = {
+    "PD_INTEGRATION_KEY": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+    "PD_API_KEY": "u+Kbq7aZnsxY1ZXvs8a9",
+    "SMTP_USER": "alertd",
+    "SMTP_PASSWORD": "secret",
+    "PAGERDUTY_URL": "pagerduty://a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6@u+Kbq7aZnsxY1ZXvs8a9",
+    "SLACK_URL": "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+}
+
+
+def deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> Path:
+    """The config as it runs: secrets in the environment, secret files where it looks for them."""
+    for name, value in DEPLOY_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    for path in re.findall(r"apprise_file: ([^\s,}]+)", text):
+        secret = tmp_path / Path(path).name
+        secret.write_text(DEPLOY_SECRETS["SLACK_URL"] + "\n")
+        text = text.replace(path, str(secret))
+    for path in re.findall(r"tokens_file: ([^\s,}]+)", text):
+        secret = tmp_path / Path(path).name
+        secret.write_text("")  # `alertd token add` fills it; empty is valid
+        text = text.replace(f"tokens_file: {path}", f"tokens_file: {secret}")
+    cfg = tmp_path / "alertd.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
 @pytest.mark.parametrize("config", ["alertd.yaml", "alertd-compose.yaml"])
-def test_alertd_check_passes_on_deploy_configs(config: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-c", str(DEPLOY / config), "check", str(ROOT / "rules")]) == 0, capsys.readouterr().err
+def test_alertd_check_passes_on_deploy_configs(
+    config: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cfg = deployed(monkeypatch, tmp_path, (DEPLOY / config).read_text())
+    assert main(["-c", str(cfg), "check", str(ROOT / "rules")]) == 0, capsys.readouterr().err
 
 
-def test_alertd_check_passes_on_the_kubernetes_configmaps(tmp_path: Path) -> None:
+def test_alertd_check_fails_on_a_deploy_config_whose_secrets_are_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in DEPLOY_SECRETS:
+        assert name not in os.environ or pytest.skip(f"{name} is set in this environment")
+    assert main(["-c", str(DEPLOY / "alertd.yaml"), "check", str(ROOT / "rules")]) == 1
+    err = capsys.readouterr().err
+    assert "PD_INTEGRATION_KEY is not set" in err and "slack-payments-url" in err
+
+
+def test_alertd_check_passes_on_the_kubernetes_configmaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "alertd.yaml").read_text())}
-    (tmp_path / "alertd.yaml").write_text(docs["alertd-config"]["data"]["alertd.yaml"])
+    deployed(monkeypatch, tmp_path, docs["alertd-config"]["data"]["alertd.yaml"])
     rules = tmp_path / "rules"
     rules.mkdir()
     for name, text in docs["alertd-rules"]["data"].items():
