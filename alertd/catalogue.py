@@ -82,7 +82,8 @@ CATALOGUE: dict[str, Metric] = {
             "task_queue_wait_seconds",
             Kind.DISTRIBUTION,
             TASK_LABELS,
-            "Time from sent (or ETA, or received when sent is unseen) to started.",
+            "Time from sent (or ETA, or received when sent is unseen) to started; corrected when the producer's "
+            "and the worker's clocks are more than observe.max_clock_skew apart.",
             "seconds",
         ),
         Metric("queue_length", Kind.GAUGE, ("queue",), "Messages waiting in the broker queue.", ""),

@@ -75,6 +75,9 @@ class ObserveConfig(Section):
     restart_grace: Seconds = Field(120.0, ge=0)
     # queue_latency_p95_seconds counts the waits of tasks started this recently with those still waiting
     recent_starts: Seconds = Field(60.0, gt=0)
+    # producers' and workers' clocks further apart than this are corrected for in queue waits, and
+    # a worker this far from alertd's clock is flagged in the worker view (never dropped)
+    max_clock_skew: Seconds = Field(2.0, ge=0)
     bucket: Seconds = 5.0  # resolution of rule windows
     retention: Seconds = 3600.0  # longest window any rule may use
     max_series: int = Field(10_000, ge=10)

@@ -102,6 +102,7 @@ class Daemon:
             heartbeat_misses=config.observe.heartbeat_misses,
             restart_grace=config.observe.restart_grace,
             recent_starts=config.observe.recent_starts,
+            max_clock_skew=config.observe.max_clock_skew,
             health=self.health,
         )
         for task in config.observe.expect_tasks:

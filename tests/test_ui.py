@@ -147,4 +147,9 @@ def test_silence_from_the_page_then_expire(
     assert page.locator("#silences button.expire").count() == 0
     assert page.locator("#maintenance button.expire").count() == 0
     page.screenshot(path=str(ARTIFACTS / "ui-4-read-only.png"), full_page=True)
+    # the Health tab lists the worker, with its last loss and clock columns (empty: none, in sync)
+    page.click('button[data-tab="health"]')
+    row = page.locator("#workers tbody tr", has_text=worker.hostname)
+    row.wait_for(timeout=10_000)
+    assert row.locator("td").count() == 9 and "online" in row.inner_text()
     worker.kill()

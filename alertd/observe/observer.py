@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from alertd.clock import Clock
+from alertd.observe.clocks import Clocks
 from alertd.observe.fields import FAR, exception_class, number, trim_traceback
 from alertd.observe.series import Distribution, DistributionView, Labels, SeriesStore
 from alertd.observe.tasks import COUNTERS, FINAL_STATES, TASK_STATES, Task, TaskTable
@@ -42,6 +43,7 @@ Gauges = dict[str, dict[Labels, float]]
 
 RESTART_GRACE = 120.0  # a worker that said goodbye and is back within this was restarted, not shut down
 RECENT_STARTS = 60.0  # the latency gauge also counts the waits of tasks started this recently
+MAX_CLOCK_SKEW = 2.0  # senders' clocks further apart than this are corrected for, and shown
 GAUGES = (
     "queue_length",
     "queue_consumers",
@@ -85,6 +87,7 @@ class Observer:
         heartbeat_misses: float = 2.5,
         restart_grace: float = RESTART_GRACE,
         recent_starts: float = RECENT_STARTS,
+        max_clock_skew: float = MAX_CLOCK_SKEW,
         health: StreamHealth | None = None,
     ) -> None:
         self.clock = clock
@@ -102,6 +105,7 @@ class Observer:
             "workers_lost": 0,
             "unknown_types": 0,
         }
+        self._clocks: Clocks = {}  # each sender's clock offset from ours (alertd.observe.clocks)
         self._workers = WorkerTable(
             clock,
             self._stats,
@@ -111,8 +115,17 @@ class Observer:
             heartbeat_misses=heartbeat_misses,
             restart_grace=restart_grace,
             health=health,
+            clocks=self._clocks,
+            max_clock_skew=max_clock_skew,
         )
-        self._tasks = TaskTable(series, self._stats, max_tasks=max_tasks, touch_worker=self._workers.touch_from_task)
+        self._tasks = TaskTable(
+            series,
+            self._stats,
+            max_tasks=max_tasks,
+            touch_worker=self._workers.touch_from_task,
+            clocks=self._clocks,
+            max_clock_skew=max_clock_skew,
+        )
         self._tasks.on_redelivered = self._workers.redelivered
         self.queues: dict[str, QueueSample] = {}
         self._growing_since: dict[str, float] = {}  # queue -> since when it has not got shorter

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from alertd.observe.clocks import CLOCK_WINDOW, Clocks, note
 from alertd.observe.fields import FAR, eta_seconds, exception_class, number, text
 from alertd.observe.series import Labels, SeriesStore
 
@@ -54,6 +55,7 @@ class Task:
         "retries",
         "sent",
         "sent_at",
+        "sent_offset",
         "started",
         "state",
         "worker",
@@ -74,6 +76,7 @@ class Task:
         # measured on our clock, so a worker's skewed clock (or a replayed capture) cannot fake them.
         self.entered = 0.0
         self.sent_at: float | None = None  # our receive time of task-sent: waiting counts from it
+        self.sent_offset = 0.0  # the producer's clock offset when it sent it (alertd.observe.clocks)
         self.eta_at: float | None = None  # the ETA moved onto our clock by its sender's apparent offset
         self.retries = 0  # the run in flight: the `retries` field of its task-sent / task-received
         self.retried = 0  # task-retried events seen
@@ -96,9 +99,13 @@ class TaskTable:
         *,
         max_tasks: int,
         touch_worker: Callable[[str, float], object],
+        clocks: Clocks,
+        max_clock_skew: float,
     ) -> None:
         self.series = series
         self.max_tasks = max_tasks
+        self.clocks = clocks
+        self.max_clock_skew = max_clock_skew
         self._stats = stats
         self._touch_worker = touch_worker
         self.tasks: OrderedDict[str, Task] = OrderedDict()
@@ -186,6 +193,13 @@ class TaskTable:
             late = task.state in IN_FLIGHT and retries <= task.retries
             task.queue = queue or task.queue
             task.sent = ts
+            if hostname:
+                # Inlined alertd.observe.clocks.note for its common case: one lookup per task-sent.
+                d = ts - now
+                c = self.clocks.get(hostname)
+                if c is None or d > c[0] or now - c[1] > CLOCK_WINDOW:
+                    c = note(self.clocks, hostname, d, now)
+                task.sent_offset = c[0]
             # A late task-sent was sent before the task-received we already have.
             task.sent_at = min(now, task.entered) if late else now
             if not late:
@@ -238,7 +252,16 @@ class TaskTable:
             if base is not None:
                 if task.eta is not None and task.eta > base:
                     base = task.eta
-                series.observe("task_queue_wait_seconds", labels, max(0.0, ts - base), now)
+                wait = ts - base
+                if task.sent is not None and hostname:
+                    # Sent on the producer's clock, started on the worker's: when those are
+                    # clearly apart, move both onto ours.
+                    c = self.clocks.get(hostname)
+                    if c is not None:
+                        skew = c[0] - task.sent_offset
+                        if skew > self.max_clock_skew or skew < -self.max_clock_skew:
+                            wait -= skew
+                series.observe("task_queue_wait_seconds", labels, max(0.0, wait), now)
         elif state == "succeeded":
             if runtime is not None:
                 series.observe("task_runtime_seconds", labels, runtime, now)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alertd.clock import Clock
+from alertd.observe.clocks import Clocks, note
 from alertd.observe.fields import count, number, text
 from alertd.observe.series import Labels
 from alertd.observe.tasks import Task
@@ -147,6 +148,8 @@ class WorkerTable:
         heartbeat_misses: float,
         restart_grace: float,
         health: StreamHealth | None,
+        clocks: Clocks,
+        max_clock_skew: float,
     ) -> None:
         self.clock = clock
         self._stats = stats
@@ -156,6 +159,8 @@ class WorkerTable:
         self.heartbeat_misses = heartbeat_misses
         self.restart_grace = restart_grace
         self.health = health
+        self.clocks = clocks
+        self.max_clock_skew = max_clock_skew
         self.workers: dict[str, Worker] = {}
 
     # -- events ----------------------------------------------------------------------------
@@ -178,8 +183,12 @@ class WorkerTable:
             raise TypeError(f"loadavg is {load!r}, not a list of numbers")
         sw_ident = text(e, "sw_ident")
         sw_ver = text(e, "sw_ver")
+        ts = number(e, "timestamp")
 
         w = self.touch(hostname, now)
+        if ts is not None:
+            # A worker's clock may be anywhere: shown in the view, never a reason to drop its events.
+            note(self.clocks, hostname, ts - now, now)
         if kind == "offline":
             if w.offline_at is None:
                 w.offline_at = now
@@ -380,6 +389,8 @@ class WorkerTable:
         """Every worker in the table with its state (online, lost, offline), sorted by hostname."""
         out = []
         for w in sorted(self.workers.values(), key=lambda w: w.hostname):
+            clock = self.clocks.get(w.hostname)
+            offset = clock[0] if clock is not None else None
             out.append(
                 {
                     "hostname": w.hostname,
@@ -397,6 +408,9 @@ class WorkerTable:
                     "pid": w.pid,
                     "offline_at": w.offline_at,
                     "lost_at": w.lost_at,
+                    # its clock minus ours (less transit), from its events; skewed past max_clock_skew
+                    "clock_offset": offset,
+                    "clock_skewed": offset is not None and abs(offset) > self.max_clock_skew,
                     "queues": list(w.queues),
                     "last_loss": w.loss.to_dict() if w.loss is not None else None,
                 }

@@ -106,6 +106,11 @@ class KombuEventSource:
                 with app.connection_for_read() as conn:
                     conn.ensure_connection(max_retries=1)
                     receiver = app.events.Receiver(conn, handlers={"*": self._on_event})
+                    # Celery's receiver "localizes" timestamps, shifting each by the difference of
+                    # the sender's UTC offset and ours: a producer in another time zone then looks
+                    # hours off, and waits across zones come out wrong. Keep the senders' own
+                    # timestamps (epoch seconds, as the fast paths do); skew is the observer's business.
+                    receiver.event_from_message = functools.partial(receiver.event_from_message, localize=False)
                     if self.durable_queue:
                         receiver.queue = Queue(  # type: ignore[no-untyped-call]
                             self.durable_queue,

@@ -265,7 +265,22 @@ async function loadHealth() {
     h("td", {}, w.hostname), h("td", {}, h("span", { class: `tag ${w.state}` }, w.state)),
     h("td", {}, w.last_heartbeat ? time(fromEpoch(w.last_heartbeat)) : ""), h("td", {}, String(w.active)),
     h("td", {}, String(w.pool_size ?? "")), h("td", {}, String(w.processed)),
-    h("td", {}, w.memory_bytes ? `${(w.memory_bytes / 1048576).toFixed(0)} MiB` : ""))));
+    h("td", {}, w.memory_bytes ? `${(w.memory_bytes / 1048576).toFixed(0)} MiB` : ""),
+    h("td", {}, lossText(w.last_loss)), h("td", { class: w.clock_skewed ? "skewed" : "" }, clockText(w)))));
+}
+
+// The worker's last loss or shutdown: how, when, and the tasks it took (alertd's orphaned tasks).
+function lossText(loss) {
+  if (!loss) return "";
+  const tasks = loss.orphaned ? ` · ${loss.orphaned} task(s), ${loss.redelivered} redelivered` : "";
+  return `${loss.cause} ${time(fromEpoch(loss.at))}${tasks}`;
+}
+
+// Its clock against alertd's: shown when further off than observe.max_clock_skew, never a reason to drop it.
+function clockText(w) {
+  if (w.clock_offset === null || w.clock_offset === undefined || !w.clock_skewed) return "";
+  const s = Math.abs(w.clock_offset);
+  return `${s >= 120 ? `${(s / 60).toFixed(0)} min` : `${s.toFixed(1)} s`} ${w.clock_offset > 0 ? "ahead" : "behind"}`;
 }
 
 // -- shell ----------------------------------------------------------------------------------
