@@ -25,12 +25,15 @@ from tests.test_sources_amqp import close_connection_from_the_broker
 @pytest.fixture
 def vhost_url(amqp_url: str, unique: str) -> Iterator[str]:
     vhost = f"alertd-e2e-{unique}"
-    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True, stdin=subprocess.DEVNULL)
     subprocess.run(
-        ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True
+        ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
     yield amqp_url.rsplit("/", 2)[0] + "/" + quote(vhost, safe="")
-    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, stdin=subprocess.DEVNULL)
 
 
 def test_a_failed_task_pages_through_the_amqp_fast_path_across_a_dropped_connection(

@@ -77,7 +77,12 @@ def drop_queue(amqp_url: str, name: str) -> None:
 
 def rabbitmqctl(*args: str) -> Any:
     out = subprocess.run(
-        ["rabbitmqctl", *args, "-q", "--formatter", "json"], capture_output=True, text=True, timeout=30, check=True
+        ["rabbitmqctl", *args, "-q", "--formatter", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        stdin=subprocess.DEVNULL,
     ).stdout
     return json.loads(out) if out.strip() else []
 
@@ -90,11 +95,17 @@ def close_connection_from_the_broker(connection_name: str) -> None:
         text=True,
         timeout=30,
         check=True,
+        stdin=subprocess.DEVNULL,  # the Erlang CLI may wait on an inherited stdin
     ).stdout
     for line in listing.splitlines():
         pid, _, props = line.partition("\t")
         if f'{{"connection_name","{connection_name}"}}' in props:
-            subprocess.run(["rabbitmqctl", "close_connection", pid, "test kills it"], check=True, capture_output=True)
+            subprocess.run(
+                ["rabbitmqctl", "close_connection", pid, "test kills it"],
+                check=True,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+            )
             return
     raise AssertionError(f"no connection named {connection_name!r}")
 
