@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alertd.observe.exposition import BUCKETS
-from alertd.observe.series import ALPHA, HISTOGRAM_BOUNDS, MIN_VALUE, Distribution, SeriesStore
+from alertd.observe.series import ALPHA, HISTOGRAM_BOUNDS, MIN_VALUE, Distribution, DistributionView, SeriesStore
+
+_rebuild = DistributionView._rebuild
 
 BUCKET = 5.0
 
@@ -261,6 +263,25 @@ def test_a_new_view_builds_a_bucket_per_slice_past_its_deadline() -> None:
         slices += 1
     assert slices == 49 and view.built  # buckets 98 down to 50; 99 is open
     assert view.read(99.5) == {("t",): 50}
+
+
+def test_a_window_as_long_as_the_retention_stays_incremental(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ring gives a bucket's slot up only after the views holding it have let it go: a 1 h
+    window read every 15 s (3 buckets) never finds its oldest buckets gone and starts over."""
+    store = SeriesStore(bucket_seconds=5, retention_seconds=3600)
+    view = store.distribution_view("task_runtime_seconds", 3600, lambda labels: labels[:1])
+    rebuilds = []
+    monkeypatch.setattr(type(view), "_rebuild", lambda self, *a: rebuilds.append(a) or _rebuild(self, *a))
+    values: list[tuple[float, float]] = []
+    for t in range(0, 3 * 3600, 3):
+        v = 0.01 * (1 + t % 997)
+        store.observe("task_runtime_seconds", ("t", "q", "w"), v, float(t))
+        values.append((float(t), v))
+        if t % 15 == 0:
+            d = view.read(float(t))[("t",)]
+            inside = sorted(v for when, v in values if when // 5 > t // 5 - 720)
+            assert d.count == len(inside) and within(d.quantile(0.95), lower_rank(inside, 0.95))
+    assert rebuilds == []  # the first read built it (from nothing); every later one advanced it
 
 
 def test_a_view_survives_gaps_longer_than_the_retention_and_reads_back_in_time() -> None:

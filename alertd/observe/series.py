@@ -433,6 +433,12 @@ class SeriesStore:
         slot = idx % self._size
         sealed = m.ring[slot]
         if sealed is None or m.epochs[slot] != idx:
+            if sealed is not None:
+                # A bucket past the retention gives its slot up: views still holding it (one read
+                # less often than buckets pass, or a window as long as the retention) let it go
+                # first, so that they never have to start over.
+                for view in m.views:
+                    view._expire(m, m.epochs[slot])
             sealed = m.ring[slot] = _Sealed(m.dist, self._sid_type)
             m.epochs[slot] = idx
         return sealed
@@ -681,6 +687,18 @@ class _View(Generic[K]):
         i = bisect_left(added, b)
         if i == len(added) or added[i] != b:
             added.insert(i, b)
+
+    def _expire(self, m: _Metric, b: int) -> None:
+        """Sealed bucket b is about to be dropped from the ring: take it out if merged."""
+        added = self._added
+        if not added or added[0] > b or self._hi == _NEVER:
+            return
+        i = bisect_left(added, b)
+        if i < len(added) and added[i] == b:
+            self._apply(m, b, -1)
+            del added[i]
+        if self._lo <= b:
+            self._lo = b + 1
 
     def _clear(self) -> None:
         raise NotImplementedError
