@@ -37,7 +37,7 @@ def routes_test(args: argparse.Namespace) -> int:
         labels[name] = value.strip('"')
     if config.route is None:
         # notify.service (and with it Apprise) only for the built-in route of a config without one
-        from alertd.notify.service import default_route
+        from alertd.notify.config import default_route
 
         root = build_route(default_route())
     else:
@@ -54,8 +54,8 @@ def routes_test(args: argparse.Namespace) -> int:
             print(f"  time intervals: active {list(r.active_time_intervals)}, mute {list(r.mute_time_intervals)}")
     print(f"fingerprint {Alert(labels=labels).fingerprint}")
     if args.verify_receivers:
+        from alertd.notify.config import CONSOLE_RECEIVER
         from alertd.notify.delivery import ReceiverError, resolve_receiver
-        from alertd.notify.service import CONSOLE_RECEIVER
         from alertd.notify.template import Templates
 
         # Checks that the URLs parse and the template compiles; nothing is sent (`notify test` sends).

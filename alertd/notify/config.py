@@ -17,6 +17,7 @@ from alertd.matchers import MatcherError, parse_matcher
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 BUILTIN_TEMPLATES = ("slack", "email", "pagerduty", "generic", "json")
+CONSOLE_RECEIVER = "console"  # prints notifications; always defined, and the default route's receiver
 
 
 class Strict(BaseModel):
@@ -102,3 +103,14 @@ class TimeIntervalConfig(Strict):
 
 
 RouteConfig.model_rebuild()
+
+
+def default_route() -> RouteConfig:
+    """With no route configured: everything to the console, grouped by alert name, quickly."""
+    return RouteConfig(
+        receiver=CONSOLE_RECEIVER,
+        group_by=["alertname"],
+        group_wait=10.0,
+        group_interval=60.0,
+        repeat_interval=4 * 3600.0,
+    )

@@ -27,7 +27,7 @@ from alertd.dispatch.route import Route, build_route
 from alertd.faults import crash_point
 from alertd.inhibit import Inhibitor, effective_rules
 from alertd.nflog import Entry, NotificationLog, dedup_reason
-from alertd.notify.config import ReceiverConfig, RouteConfig
+from alertd.notify.config import CONSOLE_RECEIVER, ReceiverConfig, default_route
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
 from alertd.notify.template import Rendered, Templates, build_context
 from alertd.store.base import HistoryEntry, Store
@@ -35,7 +35,6 @@ from alertd.timeinterval import TimeIntervals
 
 log = logging.getLogger(__name__)
 
-CONSOLE_RECEIVER = "console"
 CLAIM_RECHECK_SECONDS = 5.0  # a group whose send another replica holds is looked at again this soon
 CATCH_UP = "catch-up after fallback"
 SEVERITY_TO_PAGERDUTY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
@@ -145,17 +144,6 @@ def _resolved_starts(
         if fp in group.alerts and fp not in episodes
     }
     return kept | {a.fingerprint: a.starts_at for a in resolving}
-
-
-def default_route() -> RouteConfig:
-    """With no route configured: everything to the console, grouped by alert name, quickly."""
-    return RouteConfig(
-        receiver=CONSOLE_RECEIVER,
-        group_by=["alertname"],
-        group_wait=10.0,
-        group_interval=60.0,
-        repeat_interval=4 * 3600.0,
-    )
 
 
 class Notifier:
