@@ -194,6 +194,13 @@ async def test_any_interleaving_of_fire_and_resolve_is_notified_as_the_reference
 # -- attempts that may have reached the receiver ---------------------------------------------
 
 
+async def first_request(sink: Sink) -> None:
+    """Until the receiver has been asked once, and the sender is in what follows (its backoff)."""
+    while not sink.requests:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+
+
 async def test_a_send_that_timed_out_but_arrived_still_gets_its_resolved_notice(sink: Sink, store: SqliteStore) -> None:
     """The receiver got the page, but answered after our timeout: the log cannot say 'told', and
     before this, the resolve was dropped as 'never told' - an incident left open for good."""
@@ -232,9 +239,7 @@ async def test_a_send_cut_short_by_a_crash_is_resent_after_restart_and_named_a_p
     first.put([a])
     clock.advance(GROUP_WAIT)
     await first.flush_due(wait=False)
-    while not sink.requests:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await first_request(sink)
     for task in list(first._inflight.values()):
         task.cancel()  # killed in its retry backoff: no stop(), its claim stays behind
     await asyncio.sleep(0.01)
@@ -330,9 +335,7 @@ async def test_a_graceful_stop_hands_its_claim_to_the_other_replica_at_once(sink
         n.put([a])
     clock.advance(GROUP_WAIT)
     await r1.flush_due(wait=False)
-    while not sink.requests:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await first_request(sink)
     await r1.stop()  # SIGTERM mid-backoff: the send is given up and so is its claim
     sink.status = 200
     clock.advance(1)

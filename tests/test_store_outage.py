@@ -43,6 +43,23 @@ def fail_task(broker: redis.Redis, channel: str, task: str) -> None:
     broker.publish(channel + "task.failed", envelope(failed, "task.failed"))
 
 
+def setup(tmp_path: Path, broker: str, store: RedisServer, sink_url: str, unique: str) -> tuple[Path, int]:
+    """alertd.yaml for these tests: the store is the private redis-server; quick group timers."""
+    port = free_port()
+    route = "route: {receiver: hook, group_by: [alertname], group_wait: 1s, group_interval: 2s, repeat_interval: 1h}"
+    cfg = write_setup(
+        tmp_path,
+        broker=broker,
+        store=store.url,
+        sink_url=sink_url,
+        port=port,
+        rules=RULES,
+        route=route,
+        keyprefix=f"{unique}:",
+    )
+    return cfg, port
+
+
 def readyz(port: int) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
@@ -54,24 +71,7 @@ def readyz(port: int) -> tuple[int, str]:
 def test_store_killed_during_an_incident_the_page_and_the_resolved_notice_still_go_out(
     tmp_path: Path, redis_url: str, unique: str, redis_server: RedisServer, http_sink: Any, alertd_process: Any
 ) -> None:
-    port = free_port()
-    cfg = write_setup(
-        tmp_path,
-        broker=redis_url,
-        store=redis_server.url,
-        sink_url=http_sink.url(),
-        port=port,
-        rules=RULES,
-        route="""
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-""",
-        keyprefix=f"{unique}:",
-    )
+    cfg, port = setup(tmp_path, redis_url, redis_server, http_sink.url(), unique)
     daemon = alertd_process(cfg, port)
     api = daemon.api
     broker = redis.Redis.from_url(redis_url)
@@ -143,17 +143,7 @@ def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_
     from tests.conftest import ROOT, wait_until
     from tests.daemon_fixtures import Api
 
-    port = free_port()
-    cfg = write_setup(
-        tmp_path,
-        broker=redis_url,
-        store=redis_server.url,
-        sink_url=http_sink.url(),
-        port=port,
-        rules=RULES,
-        route="route: {receiver: hook, group_by: [alertname], group_wait: 1s, group_interval: 2s}",
-        keyprefix=f"{unique}:",
-    )
+    cfg, port = setup(tmp_path, redis_url, redis_server, http_sink.url(), unique)
     redis_server.kill()
     log = (tmp_path / "alertd.log").open("wb")
     proc = subprocess.Popen(
@@ -165,6 +155,7 @@ def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_
         start_new_session=True,
     )
     try:
+
         def not_ready() -> bool:
             try:
                 return readyz(port)[0] == 503
