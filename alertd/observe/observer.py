@@ -292,26 +292,31 @@ class Observer:
         # The wait of a queue's tasks now: those still waiting (so it rises during an outage, when
         # nothing starts) together with those started in the last minute (so it also holds when
         # task-sent events are off, and falls soon after the backlog has drained).
-        # A view by queue: the store merges the minute's waits per queue, and each evaluation
-        # adds the buckets that closed and drops those that left (per series, then merged here,
-        # this was most of a tick at 1,000 task names x 50 workers).
-        view = self._started_waits
-        if view is None or view.store is not self.series:
-            view = self._started_waits = self.series.distribution_view(
-                "task_queue_wait_seconds", self.recent_starts, _queue_of
-            )
-        merged = {queue: d.copy() for (queue,), d in view.read(now).items() if d.count}
-        for queue, waits in waiting.items():
-            acc = merged.get(queue)
-            if acc is None:
-                acc = merged[queue] = Distribution()
-            acc.add_many(waits)
-        for queue, d in merged.items():
-            # Nearest rank, as for the waiting gauges: the store's quantile takes the lower rank
-            # of q x (n - 1), so ask it for the rank ceil(0.95 n) - 1 (the +0.5 is past rounding).
-            n = d.count
-            rank = math.ceil(0.95 * n) - 1
-            out[(queue,)] = d.quantile(min(1.0, (rank + 0.5) / (n - 1))) if n > 1 else d.max
+        started: dict[str, Distribution] = {}
+        for (_, queue, _), d in self.series.distributions("task_queue_wait_seconds", self.recent_starts, now).items():
+            if queue and d.count:
+                acc = started.get(queue)
+                if acc is None:
+                    acc = started[queue] = Distribution()
+                acc.merge(d)
+        for queue in started.keys() | waiting.keys():
+            waits = waiting.get(queue, [])  # sorted
+            recent = started.get(queue)
+            n = len(waits) + (recent.count if recent is not None else 0)
+            # Nearest rank, as for the waiting gauges: the p95 has `top` values at or above it.
+            top = n - (math.ceil(0.95 * n) - 1)
+            if recent is None:
+                out[(queue,)] = waits[n - top]
+                continue
+            # Only the longest `top` waits can reach that high: merging those, not 100k of them,
+            # keeps an evaluation of a full table short. The store's quantile takes the lower rank
+            # of q x (count - 1); the +0.5 steers it onto the rank wanted, past rounding.
+            acc = Distribution()
+            acc.merge(recent)
+            if waits:
+                acc.add_many(waits[-top:])
+            c = acc.count
+            out[(queue,)] = acc.quantile(min(1.0, (c - top + 0.5) / (c - 1))) if c > 1 else acc.max
 
     def details(self, metric: str, labels: Mapping[str, str]) -> dict[str, Any]:
         """What a page about `metric` may say beyond its labels (rules read it as `details`)."""
