@@ -166,7 +166,9 @@ class TaskTable:
                 # from the request); counting both would double the failure rate.
                 self._stats["duplicates"] += 1
                 return None
-            orphan = self.orphans.pop(uuid, None) if self.orphans else None
+            # A task of a lost worker comes back by its worker's events, not the producer's: no
+            # lookup for task-sent, the bulk of new uuids.
+            orphan = self.orphans.pop(uuid, None) if self.orphans and state != "sent" else None
             if orphan is not None:
                 task = self._rejoin(uuid, orphan, state, final)
             else:
@@ -190,7 +192,7 @@ class TaskTable:
             # The producer publishes task-sent on its own connection, so it may reach us after the
             # worker's task-received (or even task-started) for the same run: then it only fills in
             # the queue and the sent time and must not send the task back to waiting.
-            late = task.state in IN_FLIGHT and retries <= task.retries
+            late = (task.state == "received" or task.state == "started") and retries <= task.retries
             task.queue = queue or task.queue
             task.sent = ts
             if hostname:
