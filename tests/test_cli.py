@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from alertd.auth import Auth, hash_token
 from tests.conftest import ROOT
 
@@ -70,3 +72,29 @@ def test_token_add_prints_a_token_once_and_stores_only_its_hash(tmp_path: Path) 
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
     auth = Auth.from_files(tokens, None)
     assert auth.authenticate(f"Bearer {token}").name == "ana"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "a.yaml", "--log-level", "debug", "run"],
+        ["run", "--config", "a.yaml", "--log-level", "debug"],
+        ["-c", "a.yaml", "check", "--log-level", "debug"],
+        ["check", "-c", "a.yaml", "--log-level", "debug", "rules/"],
+        ["silence", "add", 'queue="q"', "--comment", "deploy", "--config", "a.yaml", "--log-level", "debug"],
+    ],
+)
+def test_global_options_go_before_or_after_the_subcommand(argv: list[str]) -> None:
+    """promtool and amtool habits: `alertd run --config FILE` was refused ("unrecognized arguments")."""
+    from alertd.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.config, args.log_level) == ("a.yaml", "debug")
+
+
+def test_a_subcommand_without_global_options_keeps_the_defaults() -> None:
+    from alertd.cli import build_parser
+
+    args = build_parser().parse_args(["check"])
+    assert args.config is None and args.log_level in ("debug", "info", "warning", "error")
+    assert build_parser().parse_args(["silence", "add", 'queue="q"', "-c", "why"]).comment == "why"

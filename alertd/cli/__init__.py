@@ -41,7 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"alertd.cli.{name}").register(sub)
+    for child in _subparsers(parser):
+        _accept_global_options(child)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand's parser, nested ones (`silence add`) included."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                out += [child, *_subparsers(child)]
+    return out
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """promtool / amtool habit: `alertd run --config FILE` works as `alertd --config FILE run` does.
+
+    SUPPRESS keeps a subcommand from resetting what was given before it. Where a subcommand uses
+    `-c` itself (`silence add -c COMMENT`), only the long form is added there.
+    """
+    try:
+        parser.add_argument("--config", "-c", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    except argparse.ArgumentError:
+        parser.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"], help=argparse.SUPPRESS
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
