@@ -155,7 +155,7 @@ class Matcher:
         return self.op in (Op.EQ, Op.RE)
 
     def __str__(self) -> str:
-        return f"{self.name}{self.op.value}{_quote(self.value)}"
+        return f"{self.name}{self.op.value}{quote(self.value)}"
 
     # Alertmanager API v2 representation.
     def to_api(self) -> dict[str, Any]:
@@ -180,7 +180,8 @@ class Matcher:
         return cls.create(name, op, value)
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """A label value as matchers (and Alertmanager) write it: double quotes, escaped."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 

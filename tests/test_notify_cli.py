@@ -3,6 +3,7 @@ HTTP endpoint, exit codes that scripts can trust, and no secret in the output.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,7 +83,14 @@ route:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "payments" and '{} → {queue=~"payments.*"}' in lines[1]
-    assert "{'alertname': 'QueueLong', 'queue': 'payments-eu'}" in lines[2] and "wait 10s" in lines[2]
+    # the group as a label set is written as users write one, not as a Python dict
+    assert '{alertname="QueueLong", queue="payments-eu"}' in lines[2] and "wait 10s" in lines[2]
+    assert "interval 5m, repeat 4h" in lines[2]
+    out = alertd("routes", "test", "alertname=QueueLong", "queue=payments-eu", "-o", "json", cwd=tmp_path)
+    doc = json.loads(out.stdout)
+    assert [r["receiver"] for r in doc["routes"]] == ["payments"]
+    assert doc["routes"][0]["group_labels"] == {"alertname": "QueueLong", "queue": "payments-eu"}
+    assert doc["routes"][0]["path"] == ["{}", '{queue=~"payments.*"}'] and doc["routes"][0]["group_wait"] == "10s"
     out = alertd("routes", "test", "alertname=QueueLong", "queue=default", "--verify-receivers", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stdout.startswith("team\n") and "receiver team: OK (console://), template generic" in out.stdout

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     t.add_argument("labels", nargs="+", metavar="NAME=VALUE")
     t.add_argument("--verify-receivers", action="store_true", help="also check that every receiver's URLs load")
+    t.add_argument(
+        "--output", "-o", choices=["text", "json"], default="text", help="json: for scripts (as amtool -o json)"
+    )
     t.set_defaults(func=routes_test)
 
 
@@ -42,17 +45,41 @@ def routes_test(args: argparse.Namespace) -> int:
         root = build_route(default_route())
     else:
         root = build_route(config.route)
+    from alertd.durations import format_duration
+    from alertd.matchers import quote
+
     routes = root.match(labels)
-    for r in routes:
+    fingerprint = Alert(labels=labels).fingerprint
+    if args.output == "json":
+        import json
+
+        found = [
+            {
+                "receiver": r.receiver,
+                "path": [p.describe() for p in root.path_to(r)],
+                "group_labels": r.group_labels(labels),
+                "group_wait": format_duration(r.group_wait),
+                "group_interval": format_duration(r.group_interval),
+                "repeat_interval": format_duration(r.repeat_interval),
+                "active_time_intervals": list(r.active_time_intervals),
+                "mute_time_intervals": list(r.mute_time_intervals),
+            }
+            for r in routes
+        ]
+        print(json.dumps({"routes": found, "fingerprint": fingerprint}, indent=2))
+    for r in routes if args.output == "text" else ():
         path = " → ".join(p.describe() for p in root.path_to(r))
-        group = r.group_labels(labels)
+        # the group as a label set, written the way matchers and Alertmanager write one
+        group = "{" + ", ".join(f"{k}={quote(v)}" for k, v in sorted(r.group_labels(labels).items())) + "}"
         print(
-            f"{r.receiver}\n  route: {path}\n  group: {group}  (wait {r.group_wait:g}s, interval "
-            f"{r.group_interval:g}s, repeat {r.repeat_interval:g}s)"
+            f"{r.receiver}\n  route: {path}\n  group: {group}  (wait {format_duration(r.group_wait)}, interval "
+            f"{format_duration(r.group_interval)}, repeat {format_duration(r.repeat_interval)})"
         )
         if r.mute_time_intervals or r.active_time_intervals:
-            print(f"  time intervals: active {list(r.active_time_intervals)}, mute {list(r.mute_time_intervals)}")
-    print(f"fingerprint {Alert(labels=labels).fingerprint}")
+            active, mute = ", ".join(r.active_time_intervals) or "-", ", ".join(r.mute_time_intervals) or "-"
+            print(f"  time intervals: active {active}; mute {mute}")
+    if args.output == "text":
+        print(f"fingerprint {fingerprint}")
     if args.verify_receivers:
         from alertd.notify.config import CONSOLE_RECEIVER
         from alertd.notify.delivery import ReceiverError, resolve_receiver
