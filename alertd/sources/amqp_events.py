@@ -209,11 +209,7 @@ class AmqpEventSource:
                 self._decode_into(d, batch)
             health.messages += len(deliveries)
             if batch:
-                now = self.clock.now()
-                for event in batch:
-                    event["local_received"] = now
-                health.events += len(batch)
-                health.last_event_at = now
+                health.received(batch, self.clock.now())
                 self.handler(batch)
             if acks:
                 conn.ack(deliveries[-1].delivery_tag)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -24,6 +25,17 @@ class StreamHealth:
     last_error: str = ""  # redacted
     # (disconnected_at, reconnected_at) of recent outages: the gap in the stream, for the API and tests
     gaps: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=50))
+
+    def received(self, batch: list[dict[str, Any]], now: float) -> None:
+        """Stamp decoded events with our receive time and count them, before they go to the observer.
+
+        Liveness and ages are judged on alertd's clock, never the sender's: every source stamps
+        `local_received` here, the same way.
+        """
+        for event in batch:
+            event["local_received"] = now
+        self.events += len(batch)
+        self.last_event_at = now
 
     def mark_connected(self, now: float) -> None:
         if self.gaps and self.gaps[-1][1] is None:

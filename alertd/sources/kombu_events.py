@@ -166,12 +166,8 @@ class KombuEventSource:
             batch, self._pending = self._pending, []
         if not batch:
             return
-        now = self.clock.now()
-        for e in batch:
-            e["local_received"] = now  # our clock, like the Redis path (the receiver set its own)
-        self.health.events += len(batch)
         self.health.messages += len(batch)
-        self.health.last_event_at = now
+        self.health.received(batch, self.clock.now())  # our clock, not the one EventReceiver set
         self.handler(batch)
 
     def _mark_connected(self) -> None:

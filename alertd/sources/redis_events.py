@@ -156,11 +156,7 @@ class RedisEventSource:
                 self._decode_into(channel, data, batch)
             health.messages += len(msgs)
             if batch:
-                now = self.clock.now()
-                for event in batch:
-                    event["local_received"] = now
-                health.events += len(batch)
-                health.last_event_at = now
+                health.received(batch, self.clock.now())
                 self.handler(batch)
 
     def _decode_into(self, channel: bytes, data: bytes, batch: list[dict[str, Any]]) -> None:
