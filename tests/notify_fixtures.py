@@ -209,6 +209,33 @@ class Stepper:
             await self.notifier.flush_due()
 
 
+def one_receiver(
+    sink: Sink,
+    receiver_extra: str = "",
+    route_extra: str = "",
+    extra: str = "",
+    *,
+    group_wait: str = "30s",
+    group_interval: str = "1m",
+) -> str:
+    """alertd.yaml with one receiver, `team`, posting to the sink's /team, grouped by alertname."""
+    return f"""
+receivers:
+  - name: team
+    apprise: ["{sink.url(path="/team")}"]
+    retries: 0
+{receiver_extra}
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: 4h
+{route_extra}
+{extra}
+"""
+
+
 def sink_posts(sink: Sink, path: str) -> list[dict[str, Any]]:
     """JSON bodies Apprise's json:// plugin posted to `path` (title, message, type)."""
     return [r["json"] for r in sink.requests if r["path"] == path]

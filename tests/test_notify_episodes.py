@@ -31,7 +31,7 @@ from alertd.rules.loader import load_rules
 from alertd.samples import QueueSample
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.notify_fixtures import T0, Sink, make_alert, sink_posts
+from tests.notify_fixtures import T0, Sink, make_alert, one_receiver, sink_posts
 
 GROUP_WAIT, GROUP_INTERVAL = 5, 10
 
@@ -49,20 +49,9 @@ groups:
 
 
 def receiver_config(sink: Sink, receiver_extra: str = "", extra: str = "") -> str:
-    return f"""
-receivers:
-  - name: team
-    apprise: ["{sink.url(path="/team")}"]
-    retries: 0
-{receiver_extra}
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: {GROUP_WAIT}s
-  group_interval: {GROUP_INTERVAL}s
-  repeat_interval: 4h
-{extra}
-"""
+    return one_receiver(
+        sink, receiver_extra, extra=extra, group_wait=f"{GROUP_WAIT}s", group_interval=f"{GROUP_INTERVAL}s"
+    )
 
 
 # -- the reference model --------------------------------------------------------------------

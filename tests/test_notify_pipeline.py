@@ -21,25 +21,7 @@ from alertd.config import load_config
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.notify_fixtures import T0, Sink, Stepper, make_alert, sink_posts
-
-
-def one_receiver(sink: Sink, receiver_extra: str = "", route_extra: str = "", extra: str = "") -> str:
-    return f"""
-receivers:
-  - name: team
-    apprise: ["{sink.url(path="/team")}"]
-    retries: 0
-{receiver_extra}
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 30s
-  group_interval: 1m
-  repeat_interval: 4h
-{route_extra}
-{extra}
-"""
+from tests.notify_fixtures import T0, Sink, Stepper, make_alert, one_receiver, sink_posts
 
 
 @pytest.fixture
