@@ -6,6 +6,8 @@ clock, and never does I/O: the daemon persists export_state() and feeds alerts()
 Lifecycle per (rule, label set): inactive -> pending (condition true, waiting out `for`) ->
 firing -> resolved. `keep_firing_for` holds a firing alert through short dips; `recover_below` /
 `recover_above` make a firing alert resolve only once the value is clearly back (hysteresis).
+`flapping`: a label set whose condition keeps dropping and coming back is one episode, held
+until its condition has been false for the flapping window (one page, not one per bounce).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from alertd.alert import Alert, AlertState, fingerprint
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import Clock
+from alertd.durations import format_duration
 from alertd.matchers import Matcher, matches_all
 from alertd.observe.series import CounterView, DistributionView, Labels, SeriesStore
 from alertd.rules.loader import DEFAULT_RESOLVE_AFTER, Group, Rule, RuleSet
@@ -55,9 +58,12 @@ class SeriesState:
     ends_at: float | None = None
     value: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    last_drop: float = -math.inf  # the condition last turned false (flapping counts these)
+    flapping: bool = False  # sticky for the episode: held until quiet for the flapping window
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "flapping": self.flapping,
             "labels": self.labels,
             "state": self.state.value,
             "active_since": self.active_since,
@@ -79,6 +85,7 @@ class SeriesState:
             ends_at=d.get("ends_at"),
             value=d.get("value"),
             annotations=dict(d.get("annotations") or {}),
+            flapping=bool(d.get("flapping", False)),
         )
 
 
@@ -93,6 +100,9 @@ class RuleRuntime:
     evaluation_seconds: float = 0.0
     last_error: str = ""
     last_values: dict[tuple[str, ...], float] = field(default_factory=dict)
+    # flapping rules: when each label set's condition last dropped (true -> false), within the
+    # flapping window, at most `threshold` each; a key goes when its drops age out
+    drops: dict[tuple[str, ...], deque[float]] = field(default_factory=dict)
     limited: int = 0  # series over the cap in the last evaluation
     # event rules: matching event times per `by` key, least recently matched first. Keys come
     # from the outside (task names, exceptions), so there are at most the engine's
@@ -367,6 +377,7 @@ class Engine:
     def _advance(self, rt: RuleRuntime, values: dict[tuple[str, ...], float], now: float) -> list[Alert]:
         rule = rt.rule
         spec = rule.spec
+        flap = rule.flapping
         changed: list[Alert] = []
         for key, value in values.items():
             st = rt.series.get(key)
@@ -375,6 +386,8 @@ class Engine:
             if st is None:
                 labels = self._labels(rule, key, value)
                 st = rt.series[key] = SeriesState(labels=labels, active_since=now)
+                # a label set that was flapping when its pending episode ended is still flapping
+                st.flapping = flap is not None and len(rt.drops.get(key, ())) >= flap.threshold
             st.value = value
             st.last_true = now
             st.annotations = render_all(rule.annotations, st.labels, value, self._details(rule, st.labels))
@@ -387,16 +400,43 @@ class Engine:
                 continue
             if key in values and rule.kind == "metric":
                 st.value = values[key]
+            if flap is not None and st.last_drop < st.last_true:  # true at the last evaluation: a drop
+                st.last_drop = now
+                st.flapping = self._dropped(rt, key, now) or st.flapping
+            # Flapping: a drop neither resets `for` nor resolves, until a whole window is quiet.
+            hold = flap.window if flap is not None and st.flapping else 0.0
             if st.state is AlertState.PENDING:
+                if now - st.last_true >= hold:
+                    del rt.series[key]
+            elif now - st.last_true >= max(spec.keep_firing_for, hold):
                 del rt.series[key]
-            elif now - st.last_true >= spec.keep_firing_for:
-                del rt.series[key]
+                if st.flapping:  # quiet for a whole window: its next episode starts afresh
+                    rt.drops.pop(key, None)
                 st.state = AlertState.RESOLVED
                 st.ends_at = now
                 rt.resolved.append(st)
                 changed.append(self._alert(rule, st, now))
+        if flap is not None and rt.drops:
+            horizon = now - flap.window
+            for key in [k for k, d in rt.drops.items() if d[-1] <= horizon]:
+                del rt.drops[key]
         rt.resolved = [s for s in rt.resolved if s.ends_at is not None and now - s.ends_at < self.resolved_retention]
         return changed
+
+    def _dropped(self, rt: RuleRuntime, key: tuple[str, ...], now: float) -> bool:
+        """Count a drop of `key`'s condition; true when that makes it flapping."""
+        flap = rt.rule.flapping
+        assert flap is not None
+        drops = rt.drops.pop(key, None)  # re-inserted last: the least recently dropped go first
+        if drops is None:
+            drops = deque(maxlen=flap.threshold)
+            while len(rt.drops) >= self.max_series_per_rule:  # keys from outside: bounded
+                del rt.drops[next(iter(rt.drops))]
+        drops.append(now)
+        while drops and drops[0] <= now - flap.window:
+            drops.popleft()
+        rt.drops[key] = drops
+        return len(drops) >= flap.threshold
 
     def _details(self, rule: Rule, labels: Mapping[str, str]) -> Mapping[str, Any]:
         # Only gauges describe a current state worth detailing (the tasks a lost worker took).
@@ -416,9 +456,18 @@ class Engine:
         return {"alertname": rule.name, **labels, **extra}
 
     def _alert(self, rule: Rule, st: SeriesState, now: float) -> Alert:
+        annotations = dict(st.annotations)
+        if st.flapping and rule.flapping is not None:
+            # an annotation, not a label: the alert keeps its identity (fingerprint) when it starts
+            # flapping, and the page and the notification both show annotations
+            w = format_duration(rule.flapping.window)
+            annotations["flapping"] = (
+                f"flapping: its condition dropped {rule.flapping.threshold} times within {w}; "
+                f"held as one alert until it has been quiet for {w}"
+            )
         return Alert(
             labels=dict(st.labels),
-            annotations=dict(st.annotations),
+            annotations=annotations,
             state=st.state,
             starts_at=st.starts_at or st.active_since,
             ends_at=st.ends_at,

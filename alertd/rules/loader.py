@@ -13,7 +13,7 @@ import orjson
 from alertd.catalogue import CATALOGUE, DISTRIBUTION_STATS, Kind, Metric
 from alertd.durations import format_duration
 from alertd.matchers import Matcher, MatcherError, parse_matcher
-from alertd.rules.model import RuleFileSpec, RuleSpec
+from alertd.rules.model import FlappingSpec, GroupSpec, RuleFileSpec, RuleSpec
 from alertd.rules.templating import Template, check_template
 from alertd.yamlfile import Document, FileError, Loc, Problem, load_yaml, validate
 
@@ -41,6 +41,7 @@ class Rule:
     labels: dict[str, Template]
     annotations: dict[str, Template]
     events: frozenset[str]
+    flapping: FlappingSpec | None  # the rule's own, else its group's; None: off
     digest: str  # changes when anything about the rule changes: a reload keeps state only if equal
 
     @property
@@ -109,7 +110,7 @@ def load_rules(paths: Sequence[Path], *, max_window: float = 3600.0) -> RuleSet:
             seen_groups[g.name] = doc.file
             rules = []
             for ri, r in enumerate(g.rules):
-                rule = _compile(doc, ("groups", gi, "rules", ri), g.name, g.interval, r, max_window, problems)
+                rule = _compile(doc, ("groups", gi, "rules", ri), g, r, max_window, problems)
                 if rule is not None:
                     rules.append(rule)
             groups.append(Group(g.name, doc.file, g.interval, rules))
@@ -119,9 +120,11 @@ def load_rules(paths: Sequence[Path], *, max_window: float = 3600.0) -> RuleSet:
 
 
 def _compile(
-    doc: Document, loc: Loc, group: str, interval: float, r: RuleSpec, max_window: float, problems: list[Problem]
+    doc: Document, loc: Loc, g: GroupSpec, r: RuleSpec, max_window: float, problems: list[Problem]
 ) -> Rule | None:
     before = len(problems)
+    group, interval = g.name, g.interval
+    flapping = (g.flapping if r.flapping is None else r.flapping) or None
 
     def bad(fieldname: str, message: str) -> None:
         problems.append(doc.problem((*loc, fieldname), message))
@@ -219,7 +222,13 @@ def _compile(
         return None
     digest = hashlib.blake2b(
         orjson.dumps(
-            {"group": group, "interval": interval, "rule": r.model_dump(mode="json", by_alias=True)},
+            {
+                "group": group,
+                "interval": interval,
+                "rule": r.model_dump(mode="json", by_alias=True, exclude={"flapping"}),
+                # only when set, so that rules without it keep the ids their saved state has
+                **({"flapping": flapping.model_dump(mode="json")} if flapping else {}),
+            },
             option=orjson.OPT_SORT_KEYS,
         ),
         digest_size=6,
@@ -237,6 +246,7 @@ def _compile(
         labels=templates["labels"],
         annotations=templates["annotations"],
         events=events,
+        flapping=flapping,
         digest=digest,
     )
 

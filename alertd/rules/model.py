@@ -25,6 +25,17 @@ class AbsentSpec(Strict):
     within: Seconds  # fires when it has not succeeded for this long
 
 
+class FlappingSpec(Strict):
+    """When a label set's condition drops `threshold` times within `window`, it is flapping.
+
+    A flapping alert pages once: short drops neither reset its `for` nor resolve it, and it
+    resolves only once its condition has been false for a whole `window`.
+    """
+
+    threshold: int = Field(3, ge=2)
+    window: Seconds = Field(600.0, gt=0)
+
+
 class RuleSpec(Strict):
     alert: str = Field(pattern=NAME_PATTERN)
     # exactly one of metric / event / absent
@@ -47,6 +58,8 @@ class RuleSpec(Strict):
     # event rules
     min_count: int = Field(1, ge=1)
     resolve_after: Seconds | None = None
+    # None: the group's `flapping` (off when the group has none); false: off for this rule
+    flapping: FlappingSpec | Literal[False] | None = None
 
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -55,6 +68,7 @@ class RuleSpec(Strict):
 class GroupSpec(Strict):
     name: str = Field(min_length=1)
     interval: Seconds = 15.0
+    flapping: FlappingSpec | None = None  # the default of the group's rules
     rules: list[RuleSpec]
 
 
