@@ -116,6 +116,11 @@ class Config(Section):
     route: RouteConfig | None = None
     inhibit_rules: list[InhibitRuleConfig] = []
     builtin_inhibit_rules: bool = True  # one page per cause for the default pack (docs/routing.md)
+    # Alertmanager 0.30's --dispatch.start-delay: no group is flushed sooner than this after
+    # start, so every inhibition source is known before its targets are sent. alertd's sources
+    # are its own rules, evaluated (restored alerts held until their data is back) before the
+    # first dispatch, so 0 is safe; raise it if your inhibition sources need samples to settle.
+    dispatch_start_delay: Seconds = Field(0.0, ge=0)
     time_intervals: list[TimeIntervalConfig] = []
 
     # Where the file was found; relative paths in it (rule_files, tokens_file, templates_dir,

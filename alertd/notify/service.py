@@ -164,6 +164,7 @@ class Notifier:
         self.failed_total = 0
         self.fallback_total = 0  # delivered by a fallback receiver (also counted in sent_total)
         self.possible_duplicates_total = 0  # re-sent after an attempt that may have reached the receiver
+        self.dispatch_from = clock.now() + config.dispatch_start_delay  # no flush before this
         self.reload(config)
 
     # -- config ----------------------------------------------------------------------------
@@ -261,7 +262,8 @@ class Notifier:
                 if group is None:
                     # Resolved alerts get a group too: after a restart the notification log may
                     # say a resolved notice is owed; if nothing was ever said, the flush drops them.
-                    group = self.groups_by_key[key] = AlertGroup(route, labels, key, next_flush=now + route.group_wait)
+                    first = max(now + route.group_wait, self.dispatch_from)
+                    group = self.groups_by_key[key] = AlertGroup(route, labels, key, next_flush=first)
                     self._wake.set()
                 group.alerts[alert.fingerprint] = alert
         for group in self.groups_by_key.values():

@@ -59,6 +59,8 @@ class SeriesState:
     value: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     last_drop: float = -math.inf  # the condition last turned false (flapping counts these)
+    # restored from before a restart and no data seen since: missing data is not a recovery yet
+    restored: bool = False
     flapping: bool = False  # sticky for the episode: held until quiet for the flapping window
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,8 +136,15 @@ class Engine:
         resolved_retention: float = 900.0,
         max_event_keys: int = 10_000,
         build_budget: float | None = None,
+        restore_grace: float = 60.0,
     ) -> None:
         self.max_event_keys = max_event_keys
+        # After a restart the series store is empty and gauges arrive with the first samples and
+        # heartbeats: an alert restored from the store is held until its data is back, for up to
+        # this long (gauges, absence) or its window (counters, distributions), not resolved at the
+        # first tick - which would send a wrong resolved notice, then page again once `for` is met.
+        self.restore_grace = restore_grace
+        self.started_at = clock.now()
         # Seconds per tick for building the windows of rules just loaded on a full store (a
         # reload): such a rule is evaluated once its windows are built, so that no tick pays for
         # a whole window at once. None builds them at their first evaluation (tests, `alertd test`).
@@ -390,6 +399,7 @@ class Engine:
                 st.flapping = flap is not None and len(rt.drops.get(key, ())) >= flap.threshold
             st.value = value
             st.last_true = now
+            st.restored = False
             st.annotations = render_all(rule.annotations, st.labels, value, self._details(rule, st.labels))
             if st.state is AlertState.PENDING and now - st.active_since >= spec.for_:
                 st.state = AlertState.FIRING
@@ -398,8 +408,12 @@ class Engine:
         for key, st in list(rt.series.items()):
             if st.last_true == now:
                 continue
-            if key in values and rule.kind == "metric":
-                st.value = values[key]
+            if key in values:
+                st.restored = False  # its data is back, and says the condition is false
+                if rule.kind == "metric":
+                    st.value = values[key]
+            elif st.restored and now - self.started_at < self._restore_hold(rule):
+                continue  # no data yet since the restart: unknown, not recovered
             if flap is not None and st.last_drop < st.last_true:  # true at the last evaluation: a drop
                 st.last_drop = now
                 st.flapping = self._dropped(rt, key, now) or st.flapping
@@ -422,6 +436,12 @@ class Engine:
                 del rt.drops[key]
         rt.resolved = [s for s in rt.resolved if s.ends_at is not None and now - s.ends_at < self.resolved_retention]
         return changed
+
+    def _restore_hold(self, rule: Rule) -> float:
+        """How long after the start a restored alert waits for its data before it may resolve."""
+        if rule.kind == "metric" and _windowed(rule) and rule.spec.window:
+            return max(self.restore_grace, rule.spec.window)  # a rate needs its window refilled
+        return self.restore_grace
 
     def _dropped(self, rt: RuleRuntime, key: tuple[str, ...], now: float) -> bool:
         """Count a drop of `key`'s condition; true when that makes it flapping."""
@@ -620,6 +640,7 @@ class Engine:
 
     def import_state(self, state: Mapping[str, Any]) -> None:
         """Restore export_state() output; rules that changed meanwhile start fresh."""
+        self.started_at = self.clock.now()  # restored alerts wait for their data from here
         for rid, saved in (state.get("rules") or {}).items():
             rt = self.runtimes.get(rid)
             if rt is None:
@@ -627,6 +648,7 @@ class Engine:
             by = rt.rule.spec.by
             for d in saved.get("series", []):
                 st = SeriesState.from_dict(d)
+                st.restored = True
                 key = tuple(st.labels.get(b, "") for b in by)
                 rt.series.setdefault(key, st)
             rt.resolved.extend(SeriesState.from_dict(d) for d in saved.get("resolved", []))
