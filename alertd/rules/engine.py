@@ -439,7 +439,9 @@ class Engine:
 
     def _restore_hold(self, rule: Rule) -> float:
         """How long after the start a restored alert waits for its data before it may resolve."""
-        if rule.kind == "metric" and _windowed(rule) and rule.spec.window:
+        if rule.kind != "metric":
+            return 0.0  # event times and last successes are restored with the alert: its data is back
+        if _windowed(rule) and rule.spec.window:
             return max(self.restore_grace, rule.spec.window)  # a rate needs its window refilled
         return self.restore_grace
 
