@@ -52,6 +52,13 @@ BUILTIN_INHIBIT_RULES: tuple[InhibitRuleConfig, ...] = (
         source_matchers=['alertname="CeleryEventStreamSilent"'],
         target_matchers=[f'alertname=~"CeleryWorkerLost|CeleryWorkerShutDown|{_EVENT_DERIVED}"'],
     ),
+    # A lost worker's page already says its queues lost their consumer: CeleryQueueNoConsumers
+    # names the lost worker that served the queue (label `worker`, empty when none did).
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryWorkerLost"'],
+        target_matchers=['alertname="CeleryQueueNoConsumers"'],
+        equal=["worker"],
+    ),
     # The critical threshold of a queue pages instead of, not beside, its warning.
     InhibitRuleConfig(
         source_matchers=['alertname="CeleryQueueVeryLong"'],

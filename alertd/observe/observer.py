@@ -324,6 +324,8 @@ class Observer:
         """What a page about `metric` may say beyond its labels (rules read it as `details`)."""
         if metric in ("worker_lost", "worker_offline", "worker_up"):
             return self._workers.details(labels.get("worker", ""))
+        if metric == "queue_stranded_messages":
+            return {"lost_worker": self._workers.lost_server(labels.get("queue", ""), self.clock.now())}
         return {}
 
     # -- views and state -------------------------------------------------------------------

@@ -375,6 +375,17 @@ class WorkerTable:
                 g["worker_cpu_ratio"][key] = w.cpu_ratio
         return online
 
+    def lost_server(self, queue: str, now: float) -> str:
+        """The worker that served `queue` and is lost now (worker_lost reads 1), the latest loss
+        first; '' when none is. A queue's no-consumer alert names it, so its loss inhibits it."""
+        best: Worker | None = None
+        for w in self.workers.values():
+            if queue not in w.queues or w.loss is None or not (self.state(w) == "lost" or now < w.lost_until):
+                continue
+            if best is None or (best.loss is not None and w.loss.at > best.loss.at):
+                best = w
+        return best.hostname if best is not None else ""
+
     def details(self, hostname: str) -> dict[str, Any]:
         """What a worker_lost page says beyond the labels: the tasks the worker took with it."""
         w = self.workers.get(hostname)

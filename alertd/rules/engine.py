@@ -404,6 +404,10 @@ class Engine:
             if st.state is AlertState.PENDING and now - st.active_since >= spec.for_:
                 st.state = AlertState.FIRING
                 st.starts_at = now
+                # Labels are settled when the alert fires, the first time anyone is told of it:
+                # a label from `details` (the lost worker that served a queue) may be known only
+                # by then. They stay fixed for the episode - they are its identity.
+                st.labels = self._labels(rule, key, value)
                 changed.append(self._alert(rule, st, now))
         for key, st in list(rt.series.items()):
             if st.last_true == now:
@@ -474,8 +478,9 @@ class Engine:
         labels = dict(zip(rule.spec.by, key, strict=True))
         if rule.kind == "absent" and rule.spec.absent is not None:
             labels["task"] = rule.spec.absent.task
-        extra = render_all(rule.labels, labels, value)
-        return {"alertname": rule.name, **labels, **extra}
+        extra = render_all(rule.labels, labels, value, self._details(rule, labels) if rule.labels else None)
+        # an empty label is no label (as in Prometheus): a template with nothing to say adds none
+        return {"alertname": rule.name, **labels, **{k: v for k, v in extra.items() if v != ""}}
 
     def _alert(self, rule: Rule, st: SeriesState, now: float) -> Alert:
         annotations = dict(st.annotations)
