@@ -68,6 +68,8 @@ function alertRow(a) {
     h("div", { class: "alert-head" }, h("strong", {}, a.labels.alertname || "(no name)"), why, " since ", time(a.startsAt),
       h("span", { class: "actions" }, explainButton, actions)),
     h("div", { class: "summary" }, (a.annotations && a.annotations.summary) || ""),
+    // held as one alert by the rule's `flapping` option: say so, or the quiet page looks wrong
+    a.annotations && a.annotations.flapping ? h("div", { class: "flapping" }, a.annotations.flapping) : "",
     h("div", { class: "labels" }, labels), details);
 }
 
