@@ -245,14 +245,16 @@ class ThreadedHarness:
     """The same in-process alertd on a loop in a thread, for synchronous callers: hypothesis
     tests and the CLI (a subprocess) talk to it over HTTP while the test drives its clock."""
 
-    def __init__(self, tmp: Path, store: str) -> None:
+    def __init__(self, tmp: Path, store: str, *, extra: str = "", ahead: float = 60.0) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="alertd-api", daemon=True)
         self.thread.start()
         self.sink, self._sink_runner = self.run(serve_sink())
         # The virtual clock runs a minute ahead of the wall clock: a CLI (wall time) asking for a
         # silence "from now" must get an active one however long the test has taken so far.
-        self._gen = start_harness(write_config(tmp, store=store, sink=self.sink), start=time.time() + 60)
+        # (`ahead=0` for clients that judge silence states by their own clock, as amtool does.)
+        config = write_config(tmp, store=store, sink=self.sink, extra=extra)
+        self._gen = start_harness(config, start=time.time() + ahead)
         self.h: Harness = self.run(self._gen.__anext__())
         self.base = self.h.base
 

@@ -41,8 +41,8 @@ def test_status_shows_the_config_without_a_secret_anywhere_in_it(
     cfg.write_text(text)
     daemon = alertd_process(cfg, port)
 
-    status = daemon.api.get("/api/v2/status", token=READ_TOKEN)
-    shown = yaml.safe_load(status["config"]["original"])
+    # the whole config is /api/alertd/v1/config; /api/v2/status has only the routing, by receiver name
+    shown = daemon.api.get("/api/alertd/v1/config", token=READ_TOKEN)
     assert shown["broker_transport_options"] == {
         "global_keyprefix": f"{unique}:",
         "sentinel_kwargs": {"password": REDACTED, "socket_timeout": 1},
@@ -50,7 +50,10 @@ def test_status_shows_the_config_without_a_secret_anywhere_in_it(
     assert shown["receivers"][0]["apprise"] == [f"json://127.0.0.1:{http_sink.port}"]  # no path: it holds the key
     assert shown["api"]["external_url"] == "https://***@alertd.example"
     assert shown["api"]["tokens_file"] == "tokens"  # where the secret is, not the secret
-    for path in ("/api/v2/status", "/api/alertd/v1/health", "/api/v2/receivers", "/api/alertd/v1/rules"):
+    routing = yaml.safe_load(daemon.api.get("/api/v2/status", token=READ_TOKEN)["config"]["original"])
+    assert routing["receivers"] == [{"name": "hook"}, {"name": "console"}]
+    paths = ("/api/v2/status", "/api/alertd/v1/config", "/api/alertd/v1/health", "/api/v2/receivers")
+    for path in (*paths, "/api/alertd/v1/rules"):
         status_code, body = daemon.api.call("GET", path, token=READ_TOKEN)
         assert status_code == 200
         for secret in (SENTINEL_PASSWORD, WEBHOOK_SECRET, URL_PASSWORD):

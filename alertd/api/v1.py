@@ -14,6 +14,7 @@ from alertd.api.http import CTX, PRINCIPAL, bool_param, error, needs, page_url, 
 from alertd.api.wire import BadRequest, gettable_alert, parse_api_matchers, parse_time, rfc3339
 from alertd.auth import Role
 from alertd.matchers import matches_all
+from alertd.redact import redact_config
 from alertd.rfc3339 import RANGE, writable
 from alertd.silence.silences import NotFound
 from alertd.store.base import HistoryQuery
@@ -33,6 +34,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/history", history)
     r.add_post(f"{PREFIX}/receivers/{{name}}/test", test_receiver)
     r.add_get(f"{PREFIX}/health", health)
+    r.add_get(f"{PREFIX}/config", config)
     r.add_get(f"{PREFIX}/whoami", whoami)
     r.add_get(f"{PREFIX}/openapi.json", openapi)
 
@@ -235,6 +237,14 @@ async def health(request: web.Request) -> web.Response:
             }
         )
     )
+
+
+@needs(Role.READ)
+async def config(request: web.Request) -> web.Response:
+    """The whole alertd.yaml in force, defaults filled in, redacted by key name and URL
+    (alertd.redact). /api/v2/status shows only the routing, in Alertmanager's format."""
+    cfg = request.app[CTX].config
+    return web.json_response(redact_config(cfg.model_dump(mode="json", by_alias=True, exclude_none=True)))
 
 
 @needs(Role.READ)

@@ -6,10 +6,10 @@ import platform
 import re
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from alertd.alert import Alert, AlertState
+from alertd.api.amconfig import alertmanager_yaml
 from alertd.api.http import CTX, bool_param, error, needs, page_url, principal_name, read_json
 from alertd.api.wire import (
     BadRequest,
@@ -22,10 +22,15 @@ from alertd.api.wire import (
 )
 from alertd.auth import Role
 from alertd.matchers import MatcherError, compile_regex, matches_all
-from alertd.redact import redact_config
 from alertd.silence.silences import NotFound, SilenceError, State
 
 PREFIX = "/api/v2"
+
+# The Alertmanager release whose API v2 alertd serves (docs/api.md says what that covers). Tools
+# read versionInfo.version as an Alertmanager version: amtool compares its major.minor with its
+# own and warns when they differ, Karma and Grafana pick API features by it. alertd's own
+# version is in versionInfo.revision ("alertd-0.1.0").
+ALERTMANAGER_API_VERSION = "0.34.0"
 
 
 def add_routes(app: web.Application) -> None:
@@ -41,12 +46,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/alerts/groups", get_groups)
 
 
-def public_config(ctx_config: Any) -> str:
-    """The config as YAML, redacted by key name and URL (alertd.redact): status shows it, secrets stay home."""
-    doc = redact_config(ctx_config.model_dump(mode="json", by_alias=True, exclude_none=True))
-    return str(yaml.safe_dump(doc, sort_keys=False))
-
-
 @needs(Role.READ)
 async def status(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
@@ -58,14 +57,16 @@ async def status(request: web.Request) -> web.Response:
                 "peers": [{"name": ctx.replica, "address": ctx.config.api.listen}],
             },
             "versionInfo": {
-                "version": ctx.version,
-                "revision": "",
-                "branch": "",
+                "version": ALERTMANAGER_API_VERSION,
+                "revision": f"alertd-{ctx.version}",
+                "branch": "alertd",
                 "buildUser": "alertd",
                 "buildDate": "",
                 "goVersion": f"python{platform.python_version()}",
             },
-            "config": {"original": public_config(ctx.config)},
+            # what amtool's `config show` prints and `config routes` parses with Alertmanager's
+            # loader: alertd's routing in Alertmanager's format (alertd.api.amconfig)
+            "config": {"original": alertmanager_yaml(ctx.config)},
             "uptime": rfc3339(ctx.started_at),
         }
     )
