@@ -257,6 +257,8 @@ def test_silence_query_filters(alertd: ThreadedHarness) -> None:
     assert ids("--expired") == {billing}
     assert ids("--expired", "task=billing.charge") == {billing} and ids("--expired", "queue=payments") == set()
     assert ids("--expired", "--within", "1h") == {billing}  # expired within the past hour
+    # the silences' own order, as Alertmanager sorts them: active ones ending soonest first
+    assert [s["id"] for s in query(alertd)] == [reports, payments]
 
 
 def test_silence_import_what_query_exported(alertd: ThreadedHarness, tmp_path: Path) -> None:

@@ -3,8 +3,10 @@ spec, on both stores; a silence made through it mutes a real notification until 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from alertd.silence.silences import Silences
 from tests.api_fixtures import (
     SILENCE_TOKEN,
     SINK_SECRET,
@@ -13,7 +15,9 @@ from tests.api_fixtures import (
     api_sqlite_fixture,  # noqa: F401
     conforms,
     rfc,
+    start_harness,
     store_url_fixture,  # noqa: F401
+    write_config,
 )
 from tests.notify_fixtures import Sink
 
@@ -181,3 +185,103 @@ async def test_maintenance_window_ids_in_silenced_by_can_be_looked_up_and_expire
     bad = {**body, "time_intervals": [{"weekdays": ["caturday"]}]}
     r = await api.call("POST", "/api/alertd/v1/maintenance", bad, token=SILENCE_TOKEN)
     assert r.status == 400 and "caturday" in r.body["error"]
+
+
+async def _silence(api: Harness, name: str, start: float, end: float, **extra: Any) -> str:
+    body = {
+        "matchers": [{"name": "queue", "value": name, "isRegex": False}],
+        "startsAt": rfc(start),
+        "endsAt": rfc(end),
+        "createdBy": "ana",
+        "comment": name,
+        **extra,
+    }
+    r = await api.call("POST", "/api/v2/silences", body, token=SILENCE_TOKEN)
+    assert r.status == 200, r.text
+    return str(r.body["silenceID"])
+
+
+async def test_silence_state_filters_and_order_as_alertmanager_0_34(api_sqlite: Harness) -> None:
+    """0.34's GET /api/v2/silences?active=&pending=&expired= (each true unless false), and its
+    SortSilences order: active by soonest end, pending by soonest start, expired by latest end."""
+    api, now = api_sqlite, api_sqlite.clock.now()
+    late, soon = await _silence(api, "late", now, now + 7200), await _silence(api, "soon", now, now + 600)
+    later, next_ = (
+        await _silence(api, "later", now + 900, now + 7200),
+        await _silence(api, "next", now + 300, now + 900),
+    )
+    old, recent = await _silence(api, "old", now, now + 60), await _silence(api, "recent", now, now + 120)
+    api.clock.advance(200)
+
+    async def ids(**params: str) -> list[str]:
+        return [s["id"] for s in await api.get("/api/v2/silences", params=params or None)]
+
+    assert await ids() == [soon, late, next_, later, recent, old]
+    assert await ids(active="true", pending="true", expired="true") == await ids()
+    assert await ids(expired="false") == [soon, late, next_, later]
+    assert await ids(active="false", pending="false") == [recent, old]
+    assert await ids(active="false", expired="false") == [next_, later]
+    assert await ids(active="false", pending="false", expired="false") == []
+    assert [
+        s["id"] for s in await api.get("/api/v2/silences", params=[("filter", 'queue="old"'), ("expired", "true")])
+    ] == [old]
+    assert await ids(pending="true", active="false", expired="false", filter='queue="next"') == [next_]
+    r = await api.call("GET", "/api/v2/silences", params={"expired": "maybe"})
+    assert r.status == 400 and "expired" in r.body
+
+
+async def test_silence_annotations_are_stored_returned_and_updated_in_place(api: Harness) -> None:
+    """Alertmanager 0.32+ silences carry free-form annotations; older clients send none."""
+    now = api.clock.now()
+    sid = await _silence(api, "payments", now, now + 3600, annotations={"ticket": "OPS-123", "kind": "planned"})
+    got = await api.get(f"/api/v2/silence/{sid}")
+    assert got["annotations"] == {"ticket": "OPS-123", "kind": "planned"}
+    plain = await _silence(api, "reports", now, now + 3600)
+    assert (await api.get(f"/api/v2/silence/{plain}"))["annotations"] == {}  # required in 0.34's gettableSilence
+    # an update of the annotations alone keeps the ID, as Alertmanager's canUpdate does
+    same = await _silence(api, "payments", now, now + 3600, id=sid, annotations={"ticket": "OPS-124"})
+    assert same == sid and (await api.get(f"/api/v2/silence/{sid}"))["annotations"] == {"ticket": "OPS-124"}
+    # stored with the silence: a fresh reader of the same store (another replica) sees them
+    other = Silences(api.daemon.store, api.clock)
+    await other.load()
+    assert other.get(sid).annotations == {"ticket": "OPS-124"} and other.get(plain).annotations == {}
+    for bad in ({"ticket": 123}, ["ticket"], "ticket=OPS-1"):
+        r = await api.call(
+            "POST", "/api/v2/silences",
+            {"matchers": ['queue="x"'], "startsAt": rfc(now), "endsAt": rfc(now + 60), "createdBy": "ana",
+             "comment": "", "annotations": bad},
+            token=SILENCE_TOKEN,
+        )  # fmt: skip
+        assert r.status == 400 and "annotations" in r.body, (bad, r.text)
+
+
+async def test_alert_groups_carry_route_labels(api_sqlite: Harness) -> None:
+    """0.34's alertGroup requires routeLabels: alertd's routes attach no labels, so it is empty."""
+    await firing(api_sqlite)
+    [group] = await api_sqlite.get("/api/v2/alerts/groups")
+    assert group["routeLabels"] == {} and group["labels"] == {"alertname": "TaskFailed"}
+
+
+async def test_receiver_matchers_and_muted_groups_as_alertmanager_0_34(tmp_path: Path, sink: Sink) -> None:
+    """0.33's `receiver_matchers` (receivers' labels: alertd's have none) and 0.34's `muted=false`
+    on groups (leave out groups a time interval mutes). The root route here is muted all week."""
+    always = (
+        "  mute_time_intervals: [always]\n"
+        "time_intervals:\n  - name: always\n    time_intervals: [{weekdays: ['monday:sunday']}]\n"
+    )
+    cfg = write_config(tmp_path, store=f"sqlite:///{tmp_path}/state.db", sink=sink, extra=always)
+    async for api in start_harness(cfg):
+        await firing(api)
+        [group] = await api.get("/api/v2/alerts/groups")
+        assert group["alerts"][0]["status"]["mutedBy"] == ["always"]
+        assert await api.get("/api/v2/alerts/groups", params={"muted": "false"}) == []
+        assert len(await api.get("/api/v2/alerts/groups", params={"muted": "true"})) == 1
+        for params, found in (({"receiver_matchers": 'team="ops"'}, 0), ({"receiver_matchers": 'team!="ops"'}, 1)):
+            assert len(await api.get("/api/v2/alerts", params=params)) == found
+            assert len(await api.get("/api/v2/alerts/groups", params=params)) == found
+            assert len(await api.get("/api/v2/receivers", params=params)) == (2 if found else 0)
+        r = await api.call("GET", "/api/v2/receivers", params={"receiver_matchers": "team=~("})
+        assert r.status == 400 and r.body.startswith("receiver_matchers:")
+        # the status's Alertmanager config cannot put time intervals on the root: it says so
+        original = (await api.get("/api/v2/status"))["config"]["original"]
+        assert "root route's time intervals (always) apply" in original

@@ -15,6 +15,7 @@ from alertd.api.wire import (
     BadRequest,
     gettable_alert,
     gettable_silence,
+    parse_annotations,
     parse_api_matchers,
     parse_filters,
     parse_time,
@@ -22,7 +23,7 @@ from alertd.api.wire import (
 )
 from alertd.auth import Role
 from alertd.matchers import MatcherError, compile_regex, matches_all
-from alertd.silence.silences import NotFound, SilenceError, State
+from alertd.silence.silences import NotFound, Silence, SilenceError, State
 
 PREFIX = "/api/v2"
 
@@ -74,7 +75,15 @@ async def status(request: web.Request) -> web.Response:
 
 @needs(Role.READ)
 async def receivers(request: web.Request) -> web.Response:
-    return web.json_response([{"name": n} for n in request.app[CTX].receiver_names()])
+    names = request.app[CTX].receiver_names() if _receivers_match(request) else []
+    return web.json_response([{"name": n} for n in names])
+
+
+def _receivers_match(request: web.Request) -> bool:
+    """0.33's `receiver_matchers` filter receivers by their labels. alertd's receivers have none,
+    so every receiver matches or none does: as the matchers match an empty label set or not."""
+    wanted = parse_filters(request.query.getall("receiver_matchers", []), "receiver_matchers")
+    return matches_all(wanted, {})
 
 
 @needs(Role.READ)
@@ -82,10 +91,22 @@ async def get_silences(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await ctx.silences.refresh()
     filters = parse_filters(request.query.getall("filter", []))
+    # Alertmanager 0.34's state filters: each state is included unless its parameter is false
+    wanted = {state for state in State if bool_param(request, state.value, True)}
     now = ctx.clock.now()
-    order = {State.ACTIVE: 0, State.PENDING: 1, State.EXPIRED: 2}
-    found = sorted(ctx.silences.query(filters), key=lambda s: (order[s.state(now)], -s.ends_at))
-    return web.json_response([gettable_silence(s, now) for s in found])
+    found = [s for s in ctx.silences.query(filters) if s.state(now) in wanted]
+    return web.json_response([gettable_silence(s, now) for s in sorted(found, key=lambda s: _silence_order(s, now))])
+
+
+def _silence_order(s: Silence, now: float) -> tuple[int, float]:
+    """Alertmanager's SortSilences: active (next to end first), pending (next to start first),
+    expired (most recently ended first)."""
+    state = s.state(now)
+    if state is State.ACTIVE:
+        return (0, s.ends_at)
+    if state is State.PENDING:
+        return (1, s.starts_at)
+    return (2, -s.ends_at)
 
 
 @needs(Role.SILENCE)
@@ -105,6 +126,7 @@ async def post_silences(request: web.Request) -> web.Response:
     sid = body.get("id") or None
     if sid is not None and not isinstance(sid, str):
         raise BadRequest("id: expected a string")
+    annotations = parse_annotations(body.get("annotations"))
     try:
         new_id = await ctx.silences.upsert(
             matchers,
@@ -114,6 +136,7 @@ async def post_silences(request: web.Request) -> web.Response:
             comment=comment,
             author=principal_name(request),
             silence_id=sid,
+            annotations=annotations,
         )
     except NotFound:
         return error(404, f"silence {sid} not found")
@@ -181,6 +204,8 @@ def alert_views(request: web.Request, alerts: list[Alert], *, with_unprocessed: 
         receiver_rx = compile_regex(receiver, "receiver") if receiver else None
     except MatcherError as e:
         raise BadRequest(str(e)) from None
+    if not _receivers_match(request):
+        return []
     now = ctx.clock.now()
     out = []
     for a in alerts:
@@ -214,9 +239,14 @@ async def post_alerts(request: web.Request) -> web.Response:
 async def get_groups(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     alert_views(request, [], with_unprocessed=False)  # a bad parameter is a 400 even with no groups
+    # 0.34's `muted`: false leaves out groups muted by a time interval of their route
+    muted = bool_param(request, "muted", True)
     out = []
     for g in ctx.groups():
         views = alert_views(request, list(g.alerts.values()), with_unprocessed=False)
+        if views and not muted and all(v["status"]["mutedBy"] for v in views):
+            continue
         if views:
-            out.append({"labels": g.labels, "receiver": {"name": g.receiver}, "alerts": views})
+            # routeLabels (0.34): labels a route attaches; alertd's routes attach none
+            out.append({"labels": g.labels, "routeLabels": {}, "receiver": {"name": g.receiver}, "alerts": views})
     return web.json_response(sorted(out, key=lambda g: (g["receiver"]["name"], sorted(g["labels"].items()))))

@@ -30,7 +30,7 @@ def parse_time(value: Any, field: str) -> float:
         raise BadRequest(f"{field}: {e}") from None
 
 
-def parse_filters(values: Iterable[str]) -> list[Matcher]:
+def parse_filters(values: Iterable[str], param: str = "filter") -> list[Matcher]:
     """`filter` query parameters: each one matcher, or a {a="b",c=~"d"} list as amtool sends."""
     out: list[Matcher] = []
     for v in values:
@@ -41,7 +41,7 @@ def parse_filters(values: Iterable[str]) -> list[Matcher]:
             try:
                 out.append(parse_matcher(part))
             except MatcherError as e:
-                raise BadRequest(f"filter: {e}") from None
+                raise BadRequest(f"{param}: {e}") from None
     return out
 
 
@@ -82,6 +82,15 @@ def parse_api_matchers(value: Any, field: str = "matchers") -> list[Matcher]:
     return out
 
 
+def parse_annotations(value: Any) -> dict[str, str]:
+    """A silence's `annotations` (Alertmanager 0.32+): a label set, free-form keys and values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadRequest('annotations: expected an object of strings, such as {"ticket": "OPS-123"}')
+    return dict(value)
+
+
 def gettable_alert(a: Alert, status: AlertStatus, page_url: str) -> dict[str, Any]:
     state = "suppressed" if (status.silenced_by or status.inhibited_by or status.muted_by) else "active"
     return {
@@ -112,5 +121,6 @@ def gettable_silence(s: Silence, now: float) -> dict[str, Any]:
         "updatedAt": rfc3339(s.updated_at),
         "createdBy": s.created_by,
         "comment": s.comment,
+        "annotations": dict(s.annotations),  # required in 0.34's gettableSilence, {} when none
         "status": {"state": s.state(now).value},
     }

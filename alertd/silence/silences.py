@@ -61,6 +61,7 @@ class Silence:
     created_by: str = ""
     comment: str = ""
     updated_at: float = 0.0
+    annotations: dict[str, str] = field(default_factory=dict)  # Alertmanager 0.32+: free-form key/values
 
     def state(self, now: float) -> State:
         if now >= self.ends_at:
@@ -78,6 +79,7 @@ class Silence:
             "created_by": self.created_by,
             "comment": self.comment,
             "updated_at": self.updated_at,
+            "annotations": self.annotations,
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Silence:
             created_by=d.get("created_by", ""),
             comment=d.get("comment", ""),
             updated_at=float(d.get("updated_at", 0.0)),
+            annotations=dict(d.get("annotations") or {}),  # absent in silences stored before 0.32's API
         )
 
 
@@ -245,6 +248,7 @@ class Silences:
         comment: str,
         author: str,
         silence_id: str | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> str:
         """Create or update; returns the (possibly new) ID. Raises SilenceError / NotFound."""
         now = self.clock.now()
@@ -259,7 +263,9 @@ class Silences:
         if ends_at <= now:
             raise SilenceError("endsAt is in the past")
         starts_at = max(starts_at, now) if silence_id is None else starts_at
-        new = Silence(str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now)
+        new = Silence(
+            str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now, dict(annotations or {})
+        )
         self._check_size("silence", new.to_doc())
         await self.refresh()
         old = self.get(silence_id) if silence_id is not None else None
