@@ -239,6 +239,21 @@ def test_silence_add_query_expire(alertd: ThreadedHarness) -> None:
     assert amtool(alertd, "silence", "expire", "00000000-0000-0000-0000-000000000000").returncode != 0
 
 
+def test_silence_update_keeps_the_id(alertd: ThreadedHarness) -> None:
+    """`amtool silence update` posts back the startsAt it read, to the millisecond: alertd held it to
+    the microsecond, so an active silence was replaced (new ID) instead of updated in place.
+    Alertmanager 0.34's canUpdate compares an active silence's start to the second."""
+    alertd.run(catch_up(alertd.h))  # alertd's "now": the wall clock's, to the microsecond
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    sid = add(alertd, "queue=reports", "--start", started, comment="backfill")  # a start in the past: now
+    before = alertd.get_json(f"/api/v2/silence/{sid}")
+    updated = ok(amtool(alertd, "silence", "update", sid, "--duration", "3h", "--comment", "backfill, longer"))
+    assert sid in updated, updated
+    [s] = query(alertd)
+    assert (s["id"], s["comment"], s["startsAt"]) == (sid, "backfill, longer", before["startsAt"])
+    assert s["endsAt"] != before["endsAt"]
+
+
 def test_silence_query_filters(alertd: ThreadedHarness) -> None:
     payments = add(alertd, "queue=payments", "severity=critical", comment="payments upgrade")
     reports = add(alertd, "queue=reports", comment="reports backfill", duration="30m")
@@ -283,6 +298,9 @@ def test_silence_import_what_query_exported(alertd: ThreadedHarness, tmp_path: P
     finally:
         other.close()
 
+    # into the same alertd while they are active: updated in place, same IDs
+    assert sorted(ok(amtool(alertd, "silence", "import", str(dump))).split()) == sorted([first, second])
+    assert {s["id"] for s in query(alertd)} == {first, second}
     # into the same alertd, from stdin, after expiring them: the expired ones are replaced
     for sid in (first, second):
         ok(amtool(alertd, "silence", "expire", sid))

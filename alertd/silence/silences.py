@@ -18,6 +18,7 @@ expiring in a loop cannot grow the store either.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,9 @@ def can_update_in_place(old: Silence, new: Silence, now: float) -> bool:
         return False
     state = old.state(now)
     if state is State.ACTIVE:
-        return new.starts_at == old.starts_at and new.ends_at >= now
+        # to the second, as 0.34 compares: clients post back the start they read, which the API
+        # writes to the millisecond while alertd keeps it to the microsecond (amtool silence update)
+        return math.floor(new.starts_at) == math.floor(old.starts_at) and new.ends_at >= now
     if state is State.PENDING:
         return new.starts_at >= now
     return False
