@@ -83,6 +83,11 @@ def _ranges(items: Sequence[str], what: str, names: dict[str, int] | None, lo: i
         a, b = vals[0], vals[-1]
         if what == "days_of_month" and a < 0 < b:
             raise ValueError(f"days_of_month: {item!r} starts counting from the end but ends from the start")
+        if what == "weekdays" and a > b:
+            # the week wraps: Alertmanager's week starts on Sunday, so its `sunday:saturday` is
+            # every day and `sunday:tuesday` three days, where alertd counts from Monday
+            out += [(a, hi), (lo, b)]
+            continue
         same_sign = (a > 0) == (b > 0)
         if a > b and same_sign:
             raise ValueError(f"{what}: range {item!r} ends before it starts")

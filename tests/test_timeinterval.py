@@ -49,6 +49,24 @@ def test_negative_days_of_month_count_from_the_end() -> None:
     assert not iv.contains(at("2027-02-27T12:00", "UTC"))
 
 
+def test_weekday_ranges_from_alertmanager_configs_wrap_past_sunday() -> None:
+    """Alertmanager's week starts on Sunday: its `sunday:saturday` (every day) and `sunday:tuesday`
+    were refused here ("ends before it starts"), alertd counting from Monday. A range whose end
+    comes before its start in alertd's week wraps past Sunday, so both mean what they say, and
+    alertd's own `saturday:sunday` stays the weekend."""
+    days = [at(f"2026-11-{d}T12:00", "UTC") for d in range(22, 29)]  # Sunday 22nd .. Saturday 28th
+
+    def covered(weekdays: list[str]) -> list[int]:
+        iv = compile_interval(TimeIntervalSpec(weekdays=weekdays))
+        return [i for i, t in enumerate(days) if iv.contains(t)]  # 0 = Sunday, as in Alertmanager
+
+    assert covered(["sunday:saturday"]) == [0, 1, 2, 3, 4, 5, 6]
+    assert covered(["sunday:tuesday"]) == [0, 1, 2]
+    assert covered(["saturday:sunday"]) == [0, 6]
+    assert covered(["friday:monday"]) == [0, 1, 5, 6]
+    assert covered(["monday:friday"]) == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
