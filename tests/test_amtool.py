@@ -187,6 +187,11 @@ def test_version_is_an_alertmanager_version_with_alertds_own_beside_it(alertd: T
         assert f"alertmanager version ({ALERTMANAGER_API_VERSION}) are different" in warning
 
 
+def test_cluster_show(alertd: ThreadedHarness) -> None:
+    shown = ok(amtool(alertd, "cluster", "show", "-o", "extended"))
+    assert "Cluster Status:  ready" in shown and "test-replica" in shown
+
+
 # -- alerts ---------------------------------------------------------------------------------
 
 
