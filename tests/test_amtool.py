@@ -22,8 +22,11 @@ from typing import Any
 import pytest
 
 from alertd import __version__
+from alertd.api.amconfig import alertmanager_yaml
 from alertd.api.v2 import ALERTMANAGER_API_VERSION
+from alertd.config import Config, load_config
 from tests.api_fixtures import SILENCE_TOKEN, SINK_SECRET, Harness, ThreadedHarness
+from tests.conftest import ROOT
 
 AMTOOL = shutil.which("amtool")
 pytestmark = pytest.mark.skipif(
@@ -125,6 +128,43 @@ def test_check_config_accepts_what_status_returns(alertd: ThreadedHarness, tmp_p
     assert "SUCCESS" in checked.stdout
     assert " - 2 receivers" in checked.stdout  # hook, and console (alertd always has it)
     assert " - 6 inhibit rules" in checked.stdout  # 5 built in, and the configured one
+
+
+EDGES = r"""
+receivers: [{name: a}, {name: "b c"}]
+route:
+  receiver: a
+  group_by: [alertname, '...']
+  routes:
+    - matchers: ['x=~"a\"b|c.*"', 'y!="q\\z"']
+      receiver: "b c"
+      group_interval: 1500ms
+      active_time_intervals: [nights]
+time_intervals:
+  - name: nights
+    time_intervals: [{weekdays: ['friday:monday', 'wednesday'], times: [{start_time: '22:00', end_time: '24:00'}]}]
+"""
+
+
+@pytest.mark.parametrize("source", ["defaults", "deploy/alertd.yaml", "edges"])
+def test_check_config_accepts_the_routing_of_every_shipped_config(source: str, tmp_path: Path) -> None:
+    """The defaults (no route: the console), the deploy example, and what Alertmanager words
+    otherwise: `...` beside other labels, a wrapping weekday range, quotes and backslashes."""
+    if source == "edges":
+        (tmp_path / "alertd.yaml").write_text(EDGES)
+        config = load_config(tmp_path / "alertd.yaml")
+    else:
+        config = Config() if source == "defaults" else load_config(ROOT / source)
+    path = tmp_path / "am.yml"
+    path.write_text(alertmanager_yaml(config))
+    assert AMTOOL is not None
+    checked = subprocess.run([AMTOOL, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, (checked.stdout, path.read_text())
+    if source == "edges":
+        routed = subprocess.run(
+            [AMTOOL, "config", "routes", f"--config.file={path}"], capture_output=True, text=True, timeout=60
+        )
+        assert r'{x=~"a\"b|c.*",y!="q\\z"}  receiver: b c' in routed.stdout, routed.stdout
 
 
 def test_config_show_prints_alertmanager_durations_and_names(alertd: ThreadedHarness) -> None:

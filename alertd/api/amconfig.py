@@ -20,7 +20,12 @@ from typing import Any
 import yaml
 
 from alertd.config import Config
-from alertd.dispatch.route import DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL
+from alertd.dispatch.route import (
+    DEFAULT_GROUP_INTERVAL,
+    DEFAULT_GROUP_WAIT,
+    DEFAULT_REPEAT_INTERVAL,
+    GROUP_BY_ALL,
+)
 from alertd.inhibit import effective_rules
 from alertd.matchers import parse_matcher
 from alertd.notify.config import CONSOLE_RECEIVER, RouteConfig, TimeIntervalSpec, default_route
@@ -76,7 +81,9 @@ def _route(cfg: RouteConfig, *, root: bool) -> dict[str, Any]:
     if cfg.receiver is not None:
         out["receiver"] = cfg.receiver
     if cfg.group_by:
-        out["group_by"] = list(cfg.group_by)
+        # `...` groups by every label whatever else is listed (alertd.dispatch.route); Alertmanager
+        # refuses it beside other names
+        out["group_by"] = [GROUP_BY_ALL] if GROUP_BY_ALL in cfg.group_by else list(cfg.group_by)
     # the root route matches everything and never continues (alertd ignores both there, and
     # Alertmanager refuses them), so they are left out of it
     if cfg.matchers and not root:
