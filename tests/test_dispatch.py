@@ -284,3 +284,13 @@ route:
     assert f"{path}:3: receivers[0].fallback: no receiver named 'nobody'" in text
     assert f"{path}:7: route.routes[0].receiver: no receiver named 'tema'" in text
     assert f"{path}:8: route.routes[0].mute_time_intervals[0]: no time interval named 'weekends'" in text
+
+
+@pytest.mark.parametrize("field", ["group_interval", "repeat_interval"])
+def test_a_zero_group_or_repeat_interval_is_refused_as_alertmanager_does(field: str) -> None:
+    from alertd.config import load_config
+    from alertd.yamlfile import FileError
+
+    with pytest.raises(FileError) as e:
+        load_config(text=f"route:\n  receiver: console\n  {field}: 0s\n")
+    assert f"<config>:3: route.{field}: Input should be greater than 0" in str(e.value.problems[0])

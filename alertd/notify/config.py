@@ -56,8 +56,10 @@ class RouteConfig(Strict):
     continue_: bool = Field(False, alias="continue")
     group_by: list[str] | None = None  # ['...'] groups by every label
     group_wait: Seconds | None = None
-    group_interval: Seconds | None = None
-    repeat_interval: Seconds | None = None
+    # Alertmanager refuses 0 for these two (a group flushed in a loop); so does alertd, so that
+    # the config /api/v2/status shows passes `amtool check-config`
+    group_interval: Seconds | None = Field(None, gt=0)
+    repeat_interval: Seconds | None = Field(None, gt=0)
     active_time_intervals: list[str] = []
     mute_time_intervals: list[str] = []
     routes: list[RouteConfig] = []
