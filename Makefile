@@ -29,7 +29,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 check: $(VENV)/.installed-run
-	$(BIN)/alertd check rules/
+	$(BIN)/alertd check rules rules/
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check alertd tests bench
