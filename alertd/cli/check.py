@@ -95,7 +95,7 @@ def check(args: argparse.Namespace) -> int:
     problems: list[yamlfile.Problem] = []
     configs: list[Path | None]  # each checked in full; None: the built-in defaults
     if mode == "config":
-        configs = paths or [find_config(args.config)]
+        configs = [*paths] or [find_config(args.config)]
         if configs[0] is None:
             print("alertd check config: no alertd.yaml found; give FILE or --config", file=sys.stderr)
             return 1
@@ -108,7 +108,7 @@ def check(args: argparse.Namespace) -> int:
         rule_args = [p for p in paths if kinds[p] != "config"]
         configs = []
     else:
-        configs = [p for p in paths if kinds[p] == "config"] or [find_config(args.config)]
+        configs = [*(p for p in paths if kinds[p] == "config")] or [find_config(args.config)]
         rule_args = [p for p in paths if kinds[p] != "config"]
     summaries: list[str] = []
     if mode == "rules":
