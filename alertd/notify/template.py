@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.alert import Alert, AlertState
 from alertd.humanize import FILTERS, duration
+from alertd.jinjacheck import unknown_name
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "templates"
 TRACEBACK_LINES = 10
@@ -66,7 +67,10 @@ class Templates:
     def problem(self, name: str) -> str | None:
         """Why template `name` cannot be used (not found, syntax error with its line), or None."""
         try:
-            self._get(name)
+            tpl = self._get(name)
+            unknown = unknown_name(self.env, self._source(name, tpl))
+            if unknown:
+                return f"template {name!r} line {unknown[1]}: {unknown[0]}"
         except TemplateNotFound:
             builtin = "slack, email, pagerduty, generic, json"
             return f"template {name!r} not found (built-in: {builtin}; or a path to a .j2 file)"
@@ -76,6 +80,15 @@ class Templates:
         except OSError as e:
             return f"template {name!r}: {e.strerror}"
         return None
+
+    def _source(self, name: str, tpl: Any) -> str:
+        """The text `tpl` was compiled from (a path in alertd.yaml, or a file the loader found)."""
+        if tpl.filename and Path(tpl.filename).is_file():
+            return Path(tpl.filename).read_text()
+        path = Path(name)
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        return path.read_text()
 
     def _get(self, name: str) -> Any:
         if "/" in name or name.endswith(".j2"):
