@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 import time
+from typing import Any
 
 from alertd.cli.client import ApiError, Client, add_connection_args, fail, table
 from alertd.durations import DurationError, parse_duration
@@ -28,7 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--author", "-a", default=getpass.getuser(), help="who is responsible (default: you)")
     add_connection_args(add)
     add.set_defaults(func=add_silence)
-    pv = ssub.add_parser("preview", help="show the firing alerts a silence with these MATCHERS would match")
+    pv = ssub.add_parser(
+        "preview", help="show the firing (and pending) alerts a silence with these MATCHERS would match"
+    )
     pv.add_argument("matchers", nargs="+", metavar="MATCHER")
     add_connection_args(pv)
     pv.set_defaults(func=preview_silence)
@@ -78,10 +81,19 @@ def preview_silence(args: argparse.Namespace) -> int:
     if out["matches_everything"]:
         print("warning: these matchers match every alert", file=sys.stderr)
     print(f"{out['count']} firing alert(s) would be silenced")
-    for a in out["alerts"]:
+    _list(out["alerts"])
+    # Pending alerts (waiting out `for`) have not paged yet; the silence would hold their first
+    # page if they fire while it lasts. An older server's reply has no such field.
+    if out.get("pending_count"):
+        print(f"{out['pending_count']} pending alert(s) would be silenced too if they fire while it lasts")
+        _list(out["pending"])
+    return 0
+
+
+def _list(alerts: list[dict[str, Any]]) -> None:
+    for a in alerts:
         labels = " ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k != "alertname")
         print(f"  {a['labels'].get('alertname', '')}  {labels}")
-    return 0
 
 
 def query_silences(args: argparse.Namespace) -> int:
