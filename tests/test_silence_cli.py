@@ -130,3 +130,18 @@ def test_preview_says_how_many_pending_alerts_it_would_cover_too(tmp_path: Path)
         assert none.stdout == "0 firing alert(s) would be silenced\n"
     finally:
         t.close()
+
+
+def test_a_cli_silence_is_created_by_the_tokens_name_as_history_records_it(threaded_api: ThreadedHarness) -> None:
+    """It said "Created by root" (the login running the CLI) while history said the token's name."""
+    t = threaded_api
+    add = cli(t, "silence", "add", 'queue="reports"', "--comment", "rebuild")  # the "ops" silence token
+    assert add.returncode == 0, add.stderr
+    sid = add.stdout.strip()
+    assert t.get_json(f"/api/v2/silence/{sid}")["createdBy"] == "ops"
+    history = t.get_json("/api/alertd/v1/history", query="kind=api")
+    assert ("ops", "silence created") in [(e["author"], e["reason"]) for e in history]
+    listed = cli(t, "silence", "query", token=READ_TOKEN).stdout.splitlines()
+    assert listed[0].split()[-3:] == ["Created", "by", "Comment"] and " ops " in listed[1]
+    named = cli(t, "silence", "add", 'queue="reports"', "--comment", "rebuild", "--author", "ana")
+    assert t.get_json(f"/api/v2/silence/{named.stdout.strip()}")["createdBy"] == "ana"  # given: kept
