@@ -119,18 +119,31 @@ def _value_text(v: float | None) -> str:
     return f"{v:.4g}"
 
 
+def resolved_text(a: Alert, distinct: dict[str, str], now: float) -> str:
+    """A resolved alert in words: `CeleryQueueBacklog queue=reports is resolved after 12m, last
+    value 3`. Its summary was rendered while it fired, with the value of then ("reports has 150
+    messages"): repeated as the news of a resolve it reads as if still true. The value is the
+    rule's last reading: for a metric rule, the one it resolved at."""
+    labels = "".join(f" {k}={v}" for k, v in distinct.items() if k != "alertname")
+    value = f", last value {_value_text(a.value)}" if a.value is not None else ""
+    return f"{a.name or 'alert'}{labels} is resolved after {duration((a.ends_at or now) - a.starts_at)}{value}"
+
+
 def alert_view(a: Alert, common: dict[str, str], now: float) -> dict[str, Any]:
     # Every text is bounded here, before any template sees it: a custom template cannot dump a
     # 50 kB task traceback into a page.
     annotations = {k: trim_lines(v) if _is_traceback(k, str(v)) else trim_text(v) for k, v in a.annotations.items()}
     labels = {k: trim_text(v, LABEL_MAX) for k, v in a.labels.items()}
+    distinct = {k: v for k, v in labels.items() if k not in common}
     return {
         "labels": labels,
         "annotations": annotations,
-        "distinct_labels": {k: v for k, v in labels.items() if k not in common},
+        "distinct_labels": distinct,
         "value": a.value,
         "value_text": _value_text(a.value),
         "status": "resolved" if a.state is AlertState.RESOLVED else "firing",
+        # empty while firing, so `a.resolved_text or a.annotations.summary` reads right in both
+        "resolved_text": resolved_text(a, distinct, now) if a.state is AlertState.RESOLVED else "",
         "since": _iso(a.starts_at),
         "starts_at": a.starts_at,
         "ends_at": a.ends_at,
