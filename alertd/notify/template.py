@@ -1,7 +1,8 @@
 """Notification templates: Jinja2 in a sandbox, one file per style with title/body/html blocks.
 
-Built-in templates live in the top-level templates/ directory; `templates_dir` in alertd.yaml
-overrides them by file name, and a receiver's `template:` may be a path to a file of its own.
+Built-in templates live in alertd/templates/ (package data, so an installed wheel has them);
+`templates_dir` in alertd.yaml overrides them by file name, and a receiver's `template:` may be a
+path to a file of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from alertd.alert import Alert, AlertState
 from alertd.humanize import FILTERS, duration
 from alertd.jinjacheck import unknown_name
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "templates"
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "templates"  # inside the package: a wheel has them
 TRACEBACK_LINES = 10
 TRACEBACK_MAX = 1500  # characters kept from the end of a traceback
 TEXT_MAX = 2000  # any annotation
