@@ -30,7 +30,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 check: $(VENV)/.installed-run
-	$(BIN)/alertd check rules rules/
+	$(BIN)/alertd check rules/   # and ./alertd.yaml, if there is one (`check rules rules/`: the rules only)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check alertd tests bench
