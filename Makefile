@@ -1,11 +1,12 @@
 # The two quick-start commands (see README.md):
 #   make run    set up a virtualenv, install alertd, make sure Redis answers, run the daemon
 #   make test   the whole test suite against real Redis, RabbitMQ and Celery workers
+#   make dist   a wheel in dist/ to install elsewhere (docs/deploy.md)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint bench clean
+.PHONY: run test check lint bench dist clean
 
 # Two install stamps: running the daemon needs only alertd's own dependencies; the test extra
 # (pytest, mypy, ruff, playwright, ...) is installed by the targets that use it.
@@ -29,7 +30,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 check: $(VENV)/.installed-run
-	$(BIN)/alertd check rules/
+	$(BIN)/alertd check rules/   # and ./alertd.yaml, if there is one (`check rules rules/`: the rules only)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check alertd tests bench
@@ -40,5 +41,13 @@ bench: $(VENV)/.installed-test
 	@scripts/services.sh redis
 	$(BIN)/python bench/ingest.py
 
+# A wheel to install elsewhere (docs/deploy.md): alertd with its templates and page, not its
+# dependencies, which pip fetches from PyPI where it is installed. Needs only Python and pip.
+DIST ?= dist
+dist:
+	rm -rf $(DIST) build
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/alertd-*.whl
+
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache dist build alertd.egg-info

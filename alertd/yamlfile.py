@@ -96,14 +96,61 @@ def load_yaml(path: str | Path, text: str | None = None) -> Document:
     try:
         node = yaml.compose(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise FileError([Problem(name, line, "", f"invalid YAML: {e.problem}")]) from None
+        line, hint = syntax_hint(e, text)
+        said = f"invalid YAML: {hint} (YAML says: {e.problem})" if hint else f"invalid YAML: {e.problem}"
+        raise FileError([Problem(name, line, "", said)]) from None
     lines: dict[Loc, int] = {}
     problems: list[Problem] = []
     data = _build(node, (), lines, problems, name) if node is not None else None
     if problems:
         raise FileError(problems)
     return Document(name, data, lines)
+
+
+_TEMPLATE_VALUE = re.compile(r"(^|:\s+|-\s+)\{\{")
+
+
+def syntax_hint(e: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
+    """The line to point at and what is most likely wrong there, in words, for PyYAML's usual
+    errors (`expected <block end>, but found '?'` says nothing to someone editing a config).
+    Some point at where the trouble started (an unclosed quote) rather than where the parser
+    gave up. An empty hint: PyYAML's own text is all there is."""
+    lines = text.splitlines()
+    problem = e.problem or ""
+    at = e.problem_mark.line if e.problem_mark else None
+    start = e.context_mark.line if e.context_mark else at
+
+    def src(i: int | None) -> str:
+        return lines[i] if i is not None and 0 <= i < len(lines) else ""
+
+    def out(i: int | None, hint: str) -> tuple[int | None, str]:
+        return (i + 1 if i is not None else None), hint
+
+    for i in dict.fromkeys((at, start)):
+        if "\t" in src(i)[: len(src(i)) - len(src(i).lstrip())] or "'\\t'" in problem:
+            return out(i, "a tab in the indentation; YAML indents with spaces only")
+        if _TEMPLATE_VALUE.search(src(i)):
+            return out(
+                i, 'a value starting with `{` is a YAML mapping: quote a template, e.g. "{{ labels.queue }} ..."'
+            )
+    if "mapping values are not allowed" in problem:
+        col = e.problem_mark.column if e.problem_mark else 0
+        if ": " in src(at)[:col] or src(at)[:col].rstrip().endswith(":"):
+            return out(at, 'a second `: ` on one line: quote a value that contains `: `, e.g. summary: "a: b"')
+        return out(at, "this line is indented deeper than the key above it, which already has a value")
+    if "could not find expected ':'" in problem:
+        return out(start, "a line that is not `key: value` (a missing `:`, or no space after it)")
+    if "quoted scalar" in (e.context or ""):
+        return out(start, "a quote opened here is never closed")
+    if "flow sequence" in (e.context or "") or "flow mapping" in (e.context or ""):
+        return out(start, "a [...] or {...} not closed, or an item holding `:`, `,`, `[` or `{` that needs quotes")
+    if "expected <block end>" in problem:
+        if "'-'" in problem or "'?'" in problem:
+            return out(at, "a `- ` list item and a `key:` at one indentation: one of them is indented wrongly")
+        return out(at, "this line's indentation does not match the lines above; keys of one mapping line up")
+    if "cannot start any token" in problem:
+        return out(at, "a value starting with `%`, `@` or a backquote must be quoted")
+    return out(at, "")
 
 
 def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], name: str) -> Any:

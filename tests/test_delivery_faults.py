@@ -57,7 +57,7 @@ def rules(resolve_after: float, *, per_worker: bool = False) -> str:
 # -- what the receiver got ----------------------------------------------------------------------
 
 _FIRING = re.compile(r"^FIRING: (.+?)(?: \[value .*\])? since ", re.M)
-_RESOLVED = re.compile(r"^RESOLVED: (.+) after ", re.M)
+_RESOLVED = re.compile(r"^RESOLVED: .+ is resolved after .*\n  while firing: (.+)$", re.M)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from alertd.cli import main
 from alertd.observe.exposition import TASK_STATES
@@ -138,3 +139,54 @@ def test_systemd_unit_is_hardened_and_runs_alertd() -> None:
     ):
         assert setting in unit
     assert re.search(r"^ExecStart=\S+/alertd --config \S+ run$", unit, re.M)
+
+
+def _claimed_defaults(path: Path) -> list[tuple[tuple[str | int, ...], object]]:
+    """(path, value) of every setting the file shows as a default: not under a key whose line is
+    marked `# example`. Mappings of settings are walked; any other value is one setting."""
+    from alertd.yamlfile import load_yaml
+
+    doc = load_yaml(path)
+    lines = path.read_text().splitlines()
+
+    def example(loc: tuple[str | int, ...]) -> bool:
+        return any("example" in lines[doc.lines[loc[:i]] - 1].partition(" #")[2] for i in range(1, len(loc) + 1))
+
+    out: list[tuple[tuple[str | int, ...], object]] = []
+
+    def walk(value: object, loc: tuple[str | int, ...]) -> None:
+        if loc and example(loc):
+            return
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(v, (*loc, k))
+        else:
+            out.append((loc, value))
+
+    walk(doc.data, ())
+    return out
+
+
+def test_what_deploy_alertd_yaml_calls_a_default_is_the_default() -> None:
+    """It said its values are the defaults unless marked: broker, store, tokens and receivers were not."""
+    from alertd.config import Config
+
+    defaults = Config()
+    claimed = _claimed_defaults(DEPLOY / "alertd.yaml")
+    assert len(claimed) >= 40  # every section shows its settings
+    wrong = set()
+    for loc, value in claimed:
+        given: object = value
+        for part in reversed(loc):
+            given = {part: given}
+        parsed: object = Config.model_validate(given)
+        default: object = defaults
+        for i, part in enumerate(loc):
+            if not isinstance(default, BaseModel):  # a section that is not there by default (route)
+                wrong.add(f"{'.'.join(map(str, loc[:i]))}: shown as a default, the default is {default!r}")
+                break
+            parsed, default = getattr(parsed, str(part)), getattr(default, str(part))
+        else:
+            if parsed != default:
+                wrong.add(f"{'.'.join(map(str, loc))}: shows {value!r}, the default is {default!r}")
+    assert not wrong, "\n".join(sorted(wrong))

@@ -451,4 +451,4 @@ async def test_an_alert_paged_then_silenced_still_gets_its_resolved_notice_after
     assert [p["title"] for p in posts][:2] == ["[FIRING:1] QueueLong", "[FIRING:1] QueueLong"]
     assert "queue=b" in posts[1]["message"] and "queue=a" not in posts[1]["message"]
     assert len(posts) == 3 and "(some resolved)" in posts[2]["message"]
-    assert "RESOLVED: QueueLong on a" in posts[2]["message"]
+    assert "RESOLVED: QueueLong queue=a is resolved" in posts[2]["message"]

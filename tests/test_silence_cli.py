@@ -97,3 +97,51 @@ def test_cli_errors_and_exit_codes(threaded_api: ThreadedHarness, tmp_path: Path
     down = cli(t, "alert", "query", "--url", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 3 and "cannot reach alertd" in down.stderr
     assert t.get_json("/api/v2/silences") == []  # none of the refused commands created anything
+
+
+SLOW_RULE = """
+groups:
+  - name: slow
+    interval: 1s
+    rules:
+      - alert: TaskFailedForLong
+        event: task-failed
+        by: [task]
+        for: 10m
+        resolve_after: 20m
+"""
+
+
+def test_preview_says_how_many_pending_alerts_it_would_cover_too(tmp_path: Path) -> None:
+    """A pending alert (waiting out `for`) has not paged yet; a silence would hold its first page."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "slow.yaml").write_text(SLOW_RULE)
+    t = ThreadedHarness(tmp_path, f"sqlite:///{tmp_path}/state.db")
+    try:
+        t.run(fire(t.h))
+        t.run(t.h.step(1))
+        pv = cli(t, "silence", "preview", 'task="billing.charge"', token=READ_TOKEN)
+        assert pv.returncode == 0, pv.stderr
+        lines = pv.stdout.splitlines()
+        assert lines[0] == "1 firing alert(s) would be silenced" and lines[1].startswith("  TaskFailed ")
+        assert lines[2] == "1 pending alert(s) would be silenced too if they fire while it lasts"
+        assert lines[3].startswith("  TaskFailedForLong ") and "task=billing.charge" in lines[3]
+        none = cli(t, "silence", "preview", 'task="other"', token=READ_TOKEN)
+        assert none.stdout == "0 firing alert(s) would be silenced\n"
+    finally:
+        t.close()
+
+
+def test_a_cli_silence_is_created_by_the_tokens_name_as_history_records_it(threaded_api: ThreadedHarness) -> None:
+    """It said "Created by root" (the login running the CLI) while history said the token's name."""
+    t = threaded_api
+    add = cli(t, "silence", "add", 'queue="reports"', "--comment", "rebuild")  # the "ops" silence token
+    assert add.returncode == 0, add.stderr
+    sid = add.stdout.strip()
+    assert t.get_json(f"/api/v2/silence/{sid}")["createdBy"] == "ops"
+    history = t.get_json("/api/alertd/v1/history", query="kind=api")
+    assert ("ops", "silence created") in [(e["author"], e["reason"]) for e in history]
+    listed = cli(t, "silence", "query", token=READ_TOKEN).stdout.splitlines()
+    assert listed[0].split()[-3:] == ["Created", "by", "Comment"] and " ops " in listed[1]
+    named = cli(t, "silence", "add", 'queue="reports"', "--comment", "rebuild", "--author", "ana")
+    assert t.get_json(f"/api/v2/silence/{named.stdout.strip()}")["createdBy"] == "ana"  # given: kept

@@ -163,3 +163,39 @@ async def test_a_template_failing_at_send_time_still_delivers_with_the_generic_o
     (post,) = sink_posts(sink, "/team")
     assert post["title"] == "[FIRING:1] CeleryTaskFailureRateHigh"
     assert "fragile.j2" in caplog.text and "generic template" in caplog.text
+
+
+def backlog_resolved() -> Alert:
+    """A queue backlog that fired at 150 messages and resolved with 3 left: its summary, rendered
+    while it fired, still says 150."""
+    return Alert(
+        labels={"alertname": "CeleryQueueBacklog", "queue": "reports", "severity": "warning"},
+        annotations={"summary": "reports has 150 messages"},
+        state=AlertState.RESOLVED,
+        starts_at=T0,
+        ends_at=T0 + 720,
+        value=3.0,
+    )
+
+
+@pytest.mark.parametrize("name", ["generic", "slack", "email"])
+def test_a_resolved_notice_says_resolved_in_words_with_the_value_it_resolved_at(name: str) -> None:
+    """It read "RESOLVED: reports has 150 messages after 12m": the firing summary, stale value and all."""
+    gone = backlog_resolved()
+    ctx = build_context(
+        receiver="team",
+        group_key="root{}",
+        group_labels={},
+        firing=[failing("a")],
+        resolved=[gone],
+        reason="resolved",
+        external_url="",
+        now=T0 + 800,
+    )
+    out = Templates().render(name, ctx)
+    text = out.body + (out.html or "")
+    assert "CeleryQueueBacklog queue=reports is resolved after 12m, last value 3" in text, text
+    assert "while firing:" in text  # the old summary, said to be the old one
+    for line in text.splitlines():
+        assert not ("150 messages" in line and "while firing" not in line), line
+    assert ctx["resolved"][0]["resolved_text"] and ctx["firing"][0]["resolved_text"] == ""

@@ -113,20 +113,33 @@ async def explain(request: web.Request) -> web.Response:
 
 @needs(Role.READ)
 async def preview(request: web.Request) -> web.Response:
-    """The current alerts a proposed silence would match, before it is created."""
+    """The current alerts a proposed silence would match, before it is created: the firing ones,
+    and apart the pending ones (waiting out `for`), which it silences if they fire while it lasts."""
     ctx = request.app[CTX]
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object with `matchers`")
     matchers = parse_api_matchers(body.get("matchers"))
     now = ctx.clock.now()
-    matched = [
-        gettable_alert(a, ctx.alert_status(a, now), page_url(request))
-        for a in ctx.alerts()
-        if a.state is AlertState.FIRING and matches_all(matchers, a.labels)
-    ]
+
+    def matched(state: AlertState) -> list[dict[str, Any]]:
+        return [
+            gettable_alert(a, ctx.alert_status(a, now), page_url(request))
+            for a in ctx.alerts()
+            if a.state is state and matches_all(matchers, a.labels)
+        ]
+
+    firing, pending = matched(AlertState.FIRING), matched(AlertState.PENDING)
     everything = all(m.matches({}) for m in matchers)
-    return web.json_response({"alerts": matched, "count": len(matched), "matches_everything": everything})
+    return web.json_response(
+        {
+            "alerts": firing,
+            "count": len(firing),
+            "pending": pending,
+            "pending_count": len(pending),
+            "matches_everything": everything,
+        }
+    )
 
 
 @needs(Role.READ)

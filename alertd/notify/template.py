@@ -1,7 +1,8 @@
 """Notification templates: Jinja2 in a sandbox, one file per style with title/body/html blocks.
 
-Built-in templates live in the top-level templates/ directory; `templates_dir` in alertd.yaml
-overrides them by file name, and a receiver's `template:` may be a path to a file of its own.
+Built-in templates live in alertd/templates/ (package data, so an installed wheel has them);
+`templates_dir` in alertd.yaml overrides them by file name, and a receiver's `template:` may be a
+path to a file of its own.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.alert import Alert, AlertState
 from alertd.humanize import FILTERS, duration
+from alertd.jinjacheck import unknown_name
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "templates"
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "templates"  # inside the package: a wheel has them
 TRACEBACK_LINES = 10
 TRACEBACK_MAX = 1500  # characters kept from the end of a traceback
 TEXT_MAX = 2000  # any annotation
@@ -66,7 +68,10 @@ class Templates:
     def problem(self, name: str) -> str | None:
         """Why template `name` cannot be used (not found, syntax error with its line), or None."""
         try:
-            self._get(name)
+            tpl = self._get(name)
+            unknown = unknown_name(self.env, self._source(name, tpl))
+            if unknown:
+                return f"template {name!r} line {unknown[1]}: {unknown[0]}"
         except TemplateNotFound:
             builtin = "slack, email, pagerduty, generic, json"
             return f"template {name!r} not found (built-in: {builtin}; or a path to a .j2 file)"
@@ -76,6 +81,15 @@ class Templates:
         except OSError as e:
             return f"template {name!r}: {e.strerror}"
         return None
+
+    def _source(self, name: str, tpl: Any) -> str:
+        """The text `tpl` was compiled from (a path in alertd.yaml, or a file the loader found)."""
+        if tpl.filename and Path(tpl.filename).is_file():
+            return Path(tpl.filename).read_text()
+        path = Path(name)
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        return path.read_text()
 
     def _get(self, name: str) -> Any:
         if "/" in name or name.endswith(".j2"):
@@ -106,18 +120,31 @@ def _value_text(v: float | None) -> str:
     return f"{v:.4g}"
 
 
+def resolved_text(a: Alert, distinct: dict[str, str], now: float) -> str:
+    """A resolved alert in words: `CeleryQueueBacklog queue=reports is resolved after 12m, last
+    value 3`. Its summary was rendered while it fired, with the value of then ("reports has 150
+    messages"): repeated as the news of a resolve it reads as if still true. The value is the
+    rule's last reading: for a metric rule, the one it resolved at."""
+    labels = "".join(f" {k}={v}" for k, v in distinct.items() if k != "alertname")
+    value = f", last value {_value_text(a.value)}" if a.value is not None else ""
+    return f"{a.name or 'alert'}{labels} is resolved after {duration((a.ends_at or now) - a.starts_at)}{value}"
+
+
 def alert_view(a: Alert, common: dict[str, str], now: float) -> dict[str, Any]:
     # Every text is bounded here, before any template sees it: a custom template cannot dump a
     # 50 kB task traceback into a page.
     annotations = {k: trim_lines(v) if _is_traceback(k, str(v)) else trim_text(v) for k, v in a.annotations.items()}
     labels = {k: trim_text(v, LABEL_MAX) for k, v in a.labels.items()}
+    distinct = {k: v for k, v in labels.items() if k not in common}
     return {
         "labels": labels,
         "annotations": annotations,
-        "distinct_labels": {k: v for k, v in labels.items() if k not in common},
+        "distinct_labels": distinct,
         "value": a.value,
         "value_text": _value_text(a.value),
         "status": "resolved" if a.state is AlertState.RESOLVED else "firing",
+        # empty while firing, so `a.resolved_text or a.annotations.summary` reads right in both
+        "resolved_text": resolved_text(a, distinct, now) if a.state is AlertState.RESOLVED else "",
         "since": _iso(a.starts_at),
         "starts_at": a.starts_at,
         "ends_at": a.ends_at,

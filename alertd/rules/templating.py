@@ -13,6 +13,7 @@ from jinja2 import TemplateSyntaxError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from alertd.humanize import FILTERS
+from alertd.jinjacheck import unknown_name
 
 ENV = SandboxedEnvironment(undefined=Undefined, autoescape=False, keep_trailing_newline=False)
 ENV.filters.update(FILTERS)
@@ -37,6 +38,9 @@ class Template:
 
 def check_template(source: str) -> str | None:
     """None when the template compiles; else the error, for the loader's message."""
+    unknown = unknown_name(ENV, source) if ("{{" in source or "{%" in source) else None
+    if unknown:
+        return f"bad template: {unknown[0]} (template line {unknown[1]})"
     try:
         Template(source)
     except TemplateSyntaxError as e:
