@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from alertd.alert import Alert, AlertState
+from alertd.config import InhibitRuleConfig
 from alertd.matchers import Matcher, matches_all, parse_matcher
-from alertd.notify.config import InhibitRuleConfig
 
 # One page per cause, out of the box: each rule mutes what its source explains, for the default
 # rule pack's alert names. They form a strict order - broker unreachable > event stream

@@ -13,7 +13,40 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alertd.notify.config import TimeIntervalConfig, TimeIntervalSpec
+from pydantic import Field, model_validator
+
+from alertd.schema import Strict
+
+# -- as written in alertd.yaml ---------------------------------------------------------------
+
+
+class TimeRange(Strict):
+    start_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+    end_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class TimeIntervalSpec(Strict):
+    """Alertmanager's time interval: every given field must match (AND); omitted fields match all."""
+
+    times: list[TimeRange] = []
+    weekdays: list[str] = []  # "monday", "monday:friday"
+    days_of_month: list[str] = []  # "1", "1:5", "-3:-1" (negative counts from the month's end)
+    months: list[str] = []  # "january", "1:3", "december"
+    years: list[str] = []  # "2026", "2026:2027"
+    location: str = "UTC"  # IANA zone name, e.g. Asia/Tokyo
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TimeIntervalSpec:
+        compile_interval(self)  # raises ValueError with what is wrong
+        return self
+
+
+class TimeIntervalConfig(Strict):
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeIntervalSpec]
+
+
+# -- compiled and evaluated ------------------------------------------------------------------
 
 WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}  # monday = 0
 MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}  # january = 1

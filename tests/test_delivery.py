@@ -257,7 +257,7 @@ receivers: [{{name: hook, apprise: ["json://user:${{HOOK_TOKEN}}@127.0.0.1:{sink
 
 
 def test_unknown_env_var_and_bad_url_are_config_errors(tmp_path: Path) -> None:
-    from alertd.notify.config import ReceiverConfig
+    from alertd.config import ReceiverConfig
     from alertd.notify.delivery import ReceiverError, resolve_receiver
 
     with pytest.raises(ReceiverError, match="environment variable NOPE_NOT_SET is not set"):

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from alertd.alert import Alert, AlertState
 from alertd.clock import VirtualClock
-from alertd.config import load_config
+from alertd.config import InhibitRuleConfig, load_config
 from alertd.inhibit import Inhibitor
 from alertd.matchers import matches_all
-from alertd.notify.config import InhibitRuleConfig
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore

@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from alertd.notify.config import TimeIntervalSpec
-from alertd.timeinterval import compile_interval
+from alertd.timeinterval import TimeIntervalSpec, compile_interval
 
 
 def at(text: str, zone: str) -> float:

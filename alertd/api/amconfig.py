@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from alertd.config import Config
+from alertd.config import CONSOLE_RECEIVER, Config, RouteConfig, default_route
 from alertd.dispatch.route import (
     DEFAULT_GROUP_INTERVAL,
     DEFAULT_GROUP_WAIT,
@@ -28,8 +28,7 @@ from alertd.dispatch.route import (
 )
 from alertd.inhibit import effective_rules
 from alertd.matchers import parse_matcher
-from alertd.notify.config import CONSOLE_RECEIVER, RouteConfig, TimeIntervalSpec, default_route
-from alertd.timeinterval import compile_interval
+from alertd.timeinterval import TimeIntervalSpec, compile_interval
 
 HEADER = (
     "# alertd's routing in Alertmanager's config format (amtool config routes / check-config read it).\n"

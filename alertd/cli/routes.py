@@ -40,7 +40,7 @@ def routes_test(args: argparse.Namespace) -> int:
         labels[name] = value.strip('"')
     if config.route is None:
         # notify.service (and with it Apprise) only for the built-in route of a config without one
-        from alertd.notify.config import default_route
+        from alertd.config import default_route
 
         root = build_route(default_route())
     else:
@@ -81,7 +81,7 @@ def routes_test(args: argparse.Namespace) -> int:
     if args.output == "text":
         print(f"fingerprint {fingerprint}")
     if args.verify_receivers:
-        from alertd.notify.config import CONSOLE_RECEIVER
+        from alertd.config import CONSOLE_RECEIVER
         from alertd.notify.delivery import ReceiverError, resolve_receiver
         from alertd.notify.template import Templates
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from alertd.config import RouteConfig
 from alertd.matchers import Matcher, matches_all, parse_matcher
-from alertd.notify.config import RouteConfig
 
 GROUP_BY_ALL = "..."
 DEFAULT_GROUP_WAIT = 30.0

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import apprise
 
 from alertd.clock import Clock
-from alertd.notify.config import ReceiverConfig
+from alertd.config import ReceiverConfig
 from alertd.notify.template import Rendered
 from alertd.redact import redact_text, redact_url
 

@@ -22,12 +22,11 @@ from typing import Any, Protocol
 
 from alertd.alert import Alert, AlertState
 from alertd.clock import Clock
-from alertd.config import Config
+from alertd.config import CONSOLE_RECEIVER, Config, ReceiverConfig, default_route
 from alertd.dispatch.route import Route, build_route
 from alertd.faults import crash_point
 from alertd.inhibit import Inhibitor, effective_rules
 from alertd.nflog import Entry, NotificationLog, dedup_reason
-from alertd.notify.config import CONSOLE_RECEIVER, ReceiverConfig, default_route
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
 from alertd.notify.template import Rendered, Templates, build_context
 from alertd.store.base import HistoryEntry, Store

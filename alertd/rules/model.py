@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from alertd.config import Seconds
+from alertd.schema import Seconds, Strict
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class AbsentSpec(Strict):

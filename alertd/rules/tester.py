@@ -22,15 +22,14 @@ from pydantic import Field
 
 from alertd.alert import AlertState
 from alertd.clock import VirtualClock
-from alertd.config import Seconds
 from alertd.durations import format_duration
 from alertd.matchers import RE2_OPTIONS
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
 from alertd.rules.engine import Engine
 from alertd.rules.loader import load_rules
-from alertd.rules.model import Strict
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
+from alertd.schema import Seconds, Strict
 from alertd.sources.health import StreamHealth
 from alertd.sources.jsonl import event_time, read_capture
 from alertd.yamlfile import FileError, Problem, load_yaml, validate

@@ -29,9 +29,8 @@ import orjson
 
 from alertd.clock import Clock
 from alertd.matchers import Matcher, matches_all
-from alertd.notify.config import TimeIntervalSpec
 from alertd.store.base import HistoryEntry, Store
-from alertd.timeinterval import CompiledInterval, compile_interval
+from alertd.timeinterval import CompiledInterval, TimeIntervalSpec, compile_interval
 
 log = logging.getLogger(__name__)
 

@@ -1,27 +1,20 @@
-"""Receivers, the route tree, inhibition rules and time intervals as they appear in alertd.yaml.
+"""Receivers, the route tree and inhibition rules as they appear in alertd.yaml.
 
 Shapes follow Alertmanager's configuration so its users read them without a manual; durations
 accept the same units. Cross-references (a route naming a missing receiver, an unknown time
-interval) are checked by alertd.config, which knows the lines.
+interval) are checked by alertd.config.settings, which knows the lines. Time intervals are
+modelled beside their evaluation, in alertd.timeinterval (as in Alertmanager).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import Field, field_validator
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-
-from alertd.durations import parse_duration
 from alertd.matchers import MatcherError, parse_matcher
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+from alertd.schema import Seconds, Strict
 
 BUILTIN_TEMPLATES = ("slack", "email", "pagerduty", "generic", "json")
 CONSOLE_RECEIVER = "console"  # prints notifications; always defined, and the default route's receiver
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def _check_matchers(v: list[str]) -> list[str]:
@@ -74,34 +67,6 @@ class InhibitRuleConfig(Strict):
 
     _source = field_validator("source_matchers")(_check_matchers)
     _target = field_validator("target_matchers")(_check_matchers)
-
-
-class TimeRange(Strict):
-    start_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
-    end_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
-
-
-class TimeIntervalSpec(Strict):
-    """Alertmanager's time interval: every given field must match (AND); omitted fields match all."""
-
-    times: list[TimeRange] = []
-    weekdays: list[str] = []  # "monday", "monday:friday"
-    days_of_month: list[str] = []  # "1", "1:5", "-3:-1" (negative counts from the month's end)
-    months: list[str] = []  # "january", "1:3", "december"
-    years: list[str] = []  # "2026", "2026:2027"
-    location: str = "UTC"  # IANA zone name, e.g. Asia/Tokyo
-
-    @model_validator(mode="after")
-    def _compiles(self) -> TimeIntervalSpec:
-        from alertd.timeinterval import compile_interval
-
-        compile_interval(self)  # raises ValueError with what is wrong
-        return self
-
-
-class TimeIntervalConfig(Strict):
-    name: str = Field(min_length=1)
-    time_intervals: list[TimeIntervalSpec]
 
 
 RouteConfig.model_rebuild()

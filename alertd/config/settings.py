@@ -2,23 +2,22 @@
 
 Every section has a default, so `alertd run` with no file works: local Redis broker, SQLite state
 next to the working directory, the rule pack in ./rules, console delivery. Errors name file, line
-and field (alertd.yamlfile). Routing sections are modelled in alertd.notify.config.
+and field (alertd.yamlfile). Routing sections are modelled in alertd.config.routing, time
+intervals in alertd.timeinterval.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alertd.durations import parse_duration
-from alertd.notify.config import InhibitRuleConfig, ReceiverConfig, RouteConfig, TimeIntervalConfig
+from alertd.config.routing import InhibitRuleConfig, ReceiverConfig, RouteConfig
+from alertd.schema import Seconds
+from alertd.timeinterval import TimeIntervalConfig
 from alertd.yamlfile import Document, FileError, Problem, load_yaml, validate
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-"""A duration field: accepts `30s`, `5m`, `1h30m` or a number of seconds."""
 
 DEFAULT_PATHS = ("alertd.yaml", "/etc/alertd/alertd.yaml")
 
@@ -141,14 +140,6 @@ class Config(Section):
         """Resolve a path from the config file against the file's directory."""
         q = Path(os.path.expanduser(p))
         return q if q.is_absolute() else self.base_dir / q
-
-    def rule_paths(self) -> list[Path]:
-        out: list[Path] = []
-        for pattern in self.rule_files:
-            full = self.path(pattern)
-            matches = sorted(full.parent.glob(full.name)) if any(c in full.name for c in "*?[") else [full]
-            out.extend(m for m in matches if m.is_file() or not any(c in full.name for c in "*?["))
-        return out
 
 
 def find_config(explicit: str | None = None) -> Path | None:
