@@ -1,91 +1,47 @@
 """The notifier: alerts in, routed and grouped notifications out.
 
-Alertmanager's shape: the dispatcher puts alerts into aggregation groups by route and group
-labels; each group is flushed on its timers (group_wait, then group_interval), and a flush runs a
-pipeline of small stages:
+Alertmanager's shape. The dispatcher (alertd.dispatch) puts alerts into aggregation groups by
+route and group labels and flushes each on its timers; a flush runs the pipeline of stages, one
+module each:
 
-    inhibit -> time intervals -> silences -> dedup (notification log) -> render -> send/retry -> record
+    inhibit -> time intervals -> silences -> note suppressed -> dedup -> claim (HA) -> dedup -> send
 
 Every suppression, send, retry, failure and dead letter is written to history. Before sending,
-a replica claims the notification in the store, so two replicas sharing a Redis store page once.
+a replica claims the group in the store, so two replicas sharing a Redis store page once. This
+class wires the stages from the configuration, owns the lifecycle, and answers the API's views.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from alertd.alert import Alert, AlertState
 from alertd.clock import Clock
 from alertd.config import CONSOLE_RECEIVER, Config, ReceiverConfig, default_route
-from alertd.dispatch.route import Route, build_route
-from alertd.faults import crash_point
+from alertd.dispatch.dispatcher import Dispatcher
+from alertd.dispatch.groups import AlertGroup, current_alerts, group_key
+from alertd.dispatch.route import build_route
 from alertd.inhibit import Inhibitor, effective_rules
-from alertd.nflog import Entry, NotificationLog, dedup_reason
+from alertd.nflog import NotificationLog
+from alertd.notify import stage
+from alertd.notify.claim import Claims, ClaimStage
+from alertd.notify.dedup import DedupStage
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
-from alertd.notify.template import Rendered, Templates, build_context
-from alertd.store.base import HistoryEntry, Store
+from alertd.notify.history import History
+from alertd.notify.mute import InhibitStage, Muter, NoteSuppressed, SilenceStage, TimeMuteStage, route_muted
+from alertd.notify.render import Renderer
+from alertd.notify.send import SendCounts, SendStage
+from alertd.notify.template import Templates
+from alertd.store.base import Store
 from alertd.timeinterval import TimeIntervals
 
+__all__ = ["AlertGroup", "AlertStatus", "Muter", "Notifier"]
+
 log = logging.getLogger(__name__)
-
-CLAIM_RECHECK_SECONDS = 5.0  # a group whose send another replica holds is looked at again this soon
-CATCH_UP = "catch-up after fallback"
-SEVERITY_TO_PAGERDUTY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
-
-
-class Muter(Protocol):
-    """Silences (and maintenance windows): ids of those muting a label set; [] when none."""
-
-    def mutes(self, labels: Mapping[str, str], now: float) -> list[str]: ...
-
-
-@dataclass
-class AlertGroup:
-    """An aggregation group: alerts of one route sharing the route's group_by labels."""
-
-    route: Route
-    labels: dict[str, str]
-    key: str
-    alerts: dict[str, Alert] = field(default_factory=dict)
-    next_flush: float = 0.0
-    last_flush: float | None = None
-    # fingerprint -> silenced | inhibited | muted, as last recorded: history notes changes, not every flush
-    suppressed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def receiver(self) -> str:
-        return self.route.receiver
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "receiver": self.receiver,
-            "labels": self.labels,
-            "key": self.key,
-            "alerts": [a.to_dict() for a in self.alerts.values()],
-            "next_flush": self.next_flush,
-        }
-
-
-@dataclass
-class _Plan:
-    """What a flush owes the receiver: decided from the notification log."""
-
-    entry: Entry | None
-    to_fire: list[Alert]
-    shown_resolved: list[Alert]  # resolved alerts the message lists (none when send_resolved is off)
-    reason: str
-    episodes: dict[str, float]  # firing fingerprint -> starts_at of its episode
-    owed_resolved: list[Alert]  # resolved alerts the receiver was (or may have been) told as firing
-    # told as firing earlier and still firing, but silenced or inhibited now: left out of the
-    # message, kept in the log, so that their resolved notice is still owed when they end
-    still_told: dict[str, float] = field(default_factory=dict)
-    resolved_starts: dict[str, float] = field(default_factory=dict)  # episodes told resolved, for the log
 
 
 @dataclass
@@ -106,45 +62,6 @@ class AlertStatus:
         }
 
 
-def current_alerts(alerts: Iterable[Alert]) -> dict[str, Alert]:
-    """One alert per fingerprint: the firing episode if there is one, else the latest resolved one.
-
-    The engine keeps a resolved copy for a while after an episode ends (so its resolved notice can
-    still be sent); when the same label set fires again, the new episode must not be shadowed by
-    that copy, whatever order they come in.
-    """
-    out: dict[str, Alert] = {}
-    for a in alerts:
-        if a.state is AlertState.PENDING:
-            continue
-        seen = out.get(a.fingerprint)
-        if seen is None or _outranks(a, seen):
-            out[a.fingerprint] = a
-    return out
-
-
-def _outranks(a: Alert, b: Alert) -> bool:
-    if (a.state is AlertState.FIRING) != (b.state is AlertState.FIRING):
-        return a.state is AlertState.FIRING
-    return (a.ends_at or a.starts_at) > (b.ends_at or b.starts_at)
-
-
-def _resolved_starts(
-    entry: Entry | None, group: AlertGroup, episodes: Mapping[str, float], resolving: list[Alert]
-) -> dict[str, float]:
-    """Episodes told resolved, so that a replica that sees the end later does not page them anew.
-
-    Kept for alerts still in the group (a lagging replica's are); the rest is pruned, which keeps
-    the entry as small as the group.
-    """
-    kept = {
-        fp: s
-        for fp, s in (entry.resolved_starts.items() if entry is not None else ())
-        if fp in group.alerts and fp not in episodes
-    }
-    return kept | {a.fingerprint: a.starts_at for a in resolving}
-
-
 class Notifier:
     def __init__(self, config: Config, store: Store, clock: Clock, *, silences: Muter | None = None, replica: str = ""):
         self.store = store
@@ -152,18 +69,17 @@ class Notifier:
         self.silences = silences
         self.replica = replica or "alertd"
         self.nflog = NotificationLog(store)
-        self.groups_by_key: dict[str, AlertGroup] = {}
-        self.alerts_by_fp: dict[str, Alert] = {}
-        self._finished: dict[str, float | None] = {}  # resolved alerts already dealt with -> ends_at
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
+        self.history = History(store, clock)
+        self.counts = SendCounts()
+        self.claims = Claims(store, clock, self.replica, lambda: self.config.ha.claim_ttl)
         self._loop_task: asyncio.Task[None] | None = None
-        self._claims: set[str] = set()  # send claims this notifier holds, handed back on stop
-        self.sent_total = 0
-        self.failed_total = 0
-        self.fallback_total = 0  # delivered by a fallback receiver (also counted in sent_total)
-        self.possible_duplicates_total = 0  # re-sent after an attempt that may have reached the receiver
-        self.dispatch_from = clock.now() + config.dispatch_start_delay  # no flush before this
+        self.dispatcher = Dispatcher(
+            build_route(default_route()),
+            clock,
+            self._flush,
+            resolve_at_once=self._resolve_at_once,
+            start_delay=config.dispatch_start_delay,
+        )
         self.reload(config)
 
     # -- config ----------------------------------------------------------------------------
@@ -195,516 +111,102 @@ class Notifier:
             intervals,
         )
         self.templates = templates
-        routes = {r.id: r for r in self.root.walk()}
-        kept = {}
-        for key, g in self.groups_by_key.items():
-            if g.route.id in routes:
-                g.route = routes[g.route.id]
-                kept[key] = g
-        self.groups_by_key = kept
+        self.renderer = Renderer(templates, lambda: self.config.api.external_url)
+        dedup = DedupStage(self.nflog, self.replica, self.dispatcher.forget_resolved)
+        # Built anew on reload; a flush in flight finishes with the stages it started with.
+        self.pipeline: list[stage.Stage] = [
+            InhibitStage(inhibitor),
+            TimeMuteStage(intervals),
+            SilenceStage(self.silences),
+            NoteSuppressed(self.history),
+            dedup,  # read before claiming: most flushes have nothing to say
+            ClaimStage(self.claims),
+            dedup,  # the other replica may have sent just before this one got the claim
+            SendStage(
+                nflog=self.nflog,
+                history=self.history,
+                renderer=self.renderer,
+                clock=self.clock,
+                replica=self.replica,
+                counts=self.counts,
+                receivers=self.receivers.get,
+                forget=self.dispatcher.forget_resolved,
+            ),
+        ]
+        self.dispatcher.rebind(root)
 
     def receiver_names(self) -> list[str]:
         return sorted(self.receivers)
 
+    def _resolve_at_once(self, receiver: str) -> bool:
+        r = self.receivers.get(receiver)
+        return r is not None and r.config.send_resolved_immediately
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._run(), name="notifier")
+        self._loop_task = asyncio.create_task(self.dispatcher.run(), name="notifier")
 
     async def stop(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
-        if self._inflight:
-            # give sends in flight a moment; a page half-sent at shutdown is retried after restart
-            await asyncio.wait(list(self._inflight.values()), timeout=5.0)
-            left = list(self._inflight.values())
-            for t in left:
-                t.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-        # A graceful stop hands its claims back, so the other replica (or this one, restarted)
-        # sends what is owed at once instead of waiting for the claims to expire.
-        for key in list(self._claims):
-            await self._release(key)
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock.now()
-            due = [g.next_flush for g in self.groups_by_key.values() if g.key not in self._inflight]
-            wait = max(0.0, min(due) - now) if due else 3600.0
-            self._wake.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep(wait))
-            waker = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            waker.cancel()
-            await self.flush_due(wait=False)
+        # give sends in flight a moment; a page half-sent at shutdown is retried after restart
+        await self.dispatcher.drain(timeout=5.0)
+        await self.claims.release_all()
 
     # -- dispatch --------------------------------------------------------------------------
 
     def put(self, alerts: Iterable[Alert]) -> None:
         """All current alerts (firing and recently resolved; pending ones are ignored). Idempotent."""
-        now = self.clock.now()
         current = current_alerts(alerts)
-        self.alerts_by_fp = current
         self.inhibitor.update(current.values())
-        # forget finished alerts the engine no longer reports; skip those it still does
-        self._finished = {fp: end for fp, end in self._finished.items() if fp in current}
-        for alert in current.values():
-            if alert.state is AlertState.RESOLVED and self._finished.get(alert.fingerprint) == alert.ends_at:
-                continue  # its resolution was already handled
-            for route in self.root.match(alert.labels):
-                labels = route.group_labels(alert.labels)
-                key = route.id + "{" + ",".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}"
-                group = self.groups_by_key.get(key)
-                if group is None:
-                    # Resolved alerts get a group too: after a restart the notification log may
-                    # say a resolved notice is owed; if nothing was ever said, the flush drops them.
-                    first = max(now + route.group_wait, self.dispatch_from)
-                    group = self.groups_by_key[key] = AlertGroup(route, labels, key, next_flush=first)
-                    self._wake.set()
-                group.alerts[alert.fingerprint] = alert
-        for group in self.groups_by_key.values():
-            # An alert the engine no longer reports (retention passed) leaves its group.
-            for fp in [fp for fp in group.alerts if fp not in current]:
-                del group.alerts[fp]
-            receiver = self.receivers.get(group.receiver)
-            if (
-                receiver is not None
-                and receiver.config.send_resolved_immediately
-                and group.alerts
-                and group.last_flush is not None
-                and all(a.state is AlertState.RESOLVED for a in group.alerts.values())
-                and group.next_flush > now
-            ):
-                group.next_flush = now
-                self._wake.set()
+        self.dispatcher.put(current)
 
     async def flush_due(self, *, wait: bool = True) -> None:
         """Flush every group whose timer is due (tests call this after moving a virtual clock)."""
-        now = self.clock.now()
-        started = []
-        for group in list(self.groups_by_key.values()):
-            if group.next_flush <= now and group.key not in self._inflight:
-                task = asyncio.create_task(self._flush(group))
-                self._inflight[group.key] = task
-                task.add_done_callback(functools.partial(self._done, group.key))
-                started.append(task)
-        if wait and started:
-            await asyncio.gather(*started, return_exceptions=True)
-
-    def _done(self, key: str, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(key, None)
-        self._wake.set()  # the run loop skipped this group while it was in flight: reschedule it
-
-    # -- the pipeline ----------------------------------------------------------------------
+        await self.dispatcher.flush_due(wait=wait)
 
     async def _flush(self, group: AlertGroup) -> None:
-        now = self.clock.now()
-        group.last_flush = now
-        group.next_flush = now + group.route.group_interval
-        try:
-            await self._pipeline(group, now)
-        except Exception:  # a bug in one group's flush must not stop the others
-            log.exception("notification for group %s failed", group.key)
-        if not group.alerts:
-            self.groups_by_key.pop(group.key, None)
-
-    async def _pipeline(self, group: AlertGroup, now: float) -> None:
         receiver = self.receivers.get(group.receiver)
         if receiver is None:
             log.error("route %s names unknown receiver %r", group.route.id, group.receiver)
             return
-        alerts = list(group.alerts.values())
-        firing = [a for a in alerts if a.state is AlertState.FIRING]
-        resolved = [a for a in alerts if a.state is AlertState.RESOLVED]
+        await stage.run(self.pipeline, stage.Flush.of(group, receiver, self.clock.now()))
 
-        # 1. inhibit
-        inhibited = {a.fingerprint for a in firing if self.inhibitor.inhibited_by(a)}
-        # 2. time intervals: a muted route sends nothing and tells the log nothing
-        muted_by = self._muted_by(group.route, now)
-        if muted_by:
-            await self._note_suppressed(group, {a.fingerprint: "muted" for a in firing}, ", ".join(muted_by))
-            return
-        # 3. silences
-        silenced = {
-            a.fingerprint
-            for a in firing
-            if a.fingerprint not in inhibited and self.silences and self.silences.mutes(a.labels, now)
-        }
-        to_fire = [a for a in firing if a.fingerprint not in inhibited and a.fingerprint not in silenced]
-        await self._note_suppressed(
-            group, {fp: "inhibited" for fp in inhibited} | {fp: "silenced" for fp in silenced}, ""
-        )
+    # The dispatcher's state, as the API, the daemon and tests read it.
+    @property
+    def groups_by_key(self) -> dict[str, AlertGroup]:
+        return self.dispatcher.groups_by_key
 
-        # 4. dedup against the notification log, read before claiming: most flushes have nothing to say
-        plan = await self._plan(receiver, group, to_fire, resolved, now)
-        if plan is None:
-            return
+    @property
+    def alerts_by_fp(self) -> dict[str, Alert]:
+        return self.dispatcher.alerts_by_fp
 
-        # 5. HA: one replica at a time sends for a group. The claim is a lock on the group, not on
-        # one notification: the replica that waits reads what the other one logged, so a group
-        # that grew during group_wait is not paged twice. A replica that dies holding it is
-        # recognised when it comes back (its identity is stable); otherwise the claim expires.
-        kind = "firing" if plan.to_fire else "resolved"
-        claim_key = f"send:{receiver.name}:{group.key}"
-        crash_point("before-claim", kind)
-        if not await self.store.claim(claim_key, self.replica, self.config.ha.claim_ttl, now):
-            recheck = now + min(group.route.group_interval, CLAIM_RECHECK_SECONDS)
-            group.next_flush = min(group.next_flush, recheck)
-            log.info(
-                "group %s: another replica holds the send to %s; checking again in %.0fs",
-                group.key,
-                receiver.name,
-                recheck - now,
-            )
-            return
-        self._claims.add(claim_key)
-        crash_point("after-claim", kind)
-        renewal = asyncio.create_task(self._renew(claim_key), name=f"claim {claim_key}")
-        try:
-            # The other replica may have sent just before we got the claim: decide on what it logged.
-            plan = await self._plan(receiver, group, to_fire, resolved, now)
-            if plan is not None and await self._send(receiver, group, plan, now):
-                self._forget_resolved(group, resolved)
-        except Exception:
-            await self._release(claim_key)  # a bug in this flush must not hold the group
-            raise
-        finally:
-            renewal.cancel()
-        # A cancelled send (shutdown) skips this and keeps its claim until stop() hands it back;
-        # a crashed one keeps it until it expires or this replica, restarted, takes it again.
-        await self._release(claim_key)
+    @property
+    def _inflight(self) -> dict[str, asyncio.Task[None]]:
+        return self.dispatcher._inflight
 
-    async def _renew(self, claim_key: str) -> None:
-        """Keep the claim while the send is alive (retries can outlast claim_ttl); a dead sender's
-        claim then expires within claim_ttl, whatever backoff it was in."""
-        ttl = self.config.ha.claim_ttl
-        while True:
-            await self.clock.sleep(ttl / 3)
-            try:
-                await self.store.claim(claim_key, self.replica, ttl, self.clock.now())
-            except Exception as e:
-                log.warning("could not renew claim %s: %s", claim_key, e)
+    @property
+    def dispatch_from(self) -> float:
+        return self.dispatcher.dispatch_from
 
-    async def _plan(
-        self, receiver: Receiver, group: AlertGroup, to_fire: list[Alert], resolved: list[Alert], now: float
-    ) -> _Plan | None:
-        """What this group owes its receiver now, according to the notification log; None if nothing."""
-        entry = await self.nflog.get(receiver.name, group.key)
-        cfg = receiver.config
-        episodes = {a.fingerprint: a.starts_at for a in to_fire}
-        # resolved alerts never told (or tried) as firing need no resolved notice: drop them quietly
-        to_resolve = [a for a in resolved if entry is not None and entry.owes_resolve(a.fingerprint)]
-        reason = dedup_reason(
-            entry,
-            episodes,
-            {a.fingerprint for a in resolved},
-            now=now,
-            repeat_interval=group.route.repeat_interval,
-            send_resolved=cfg.send_resolved,
-            replica=self.replica,
-        )
-        if reason is None and entry is not None and entry.via and cfg.catch_up_after_fallback and to_fire:
-            reason = CATCH_UP  # the fallback told someone; the receiver itself still has to hear it once
-        if reason is None:
-            resolve_fps = {a.fingerprint for a in to_resolve}
-            if entry is not None and not cfg.send_resolved and resolve_fps:
-                # Nothing to say (send_resolved: false), but the log must forget the resolved
-                # alerts, or one that fires again would look already told and never page.
-                await self.nflog.put(
-                    replace(
-                        entry,
-                        firing=[fp for fp in entry.firing if fp not in resolve_fps],
-                        resolved=[],
-                        starts={fp: s for fp, s in entry.starts.items() if fp not in resolve_fps},
-                        maybe_firing={fp: s for fp, s in entry.maybe_firing.items() if fp not in resolve_fps},
-                        maybe_resolved=[fp for fp in entry.maybe_resolved if fp not in resolve_fps],
-                        resolved_starts=_resolved_starts(entry, group, episodes, to_resolve),
-                    )
-                )
-            self._forget_resolved(group, resolved)
-            return None
-        if (
-            entry is not None
-            and entry.firing
-            and entry.replica not in ("", self.replica)
-            and reason != "repeat elapsed"
-        ):
-            # Another replica sent last: group_interval runs from its send, not from this replica's
-            # own timer, so a group that grew during group_wait is not paged by both (resolved
-            # notices may go at once if the receiver asks for that). This replica's own sends are
-            # paced by its timers, as in Alertmanager, restarts included.
-            due = entry.at + group.route.group_interval
-            if now < due and not (cfg.send_resolved_immediately and not to_fire):
-                group.next_flush = due
-                return None
-        muted_firing = {a.fingerprint for a in group.alerts.values() if a.state is AlertState.FIRING} - set(episodes)
-        still_told = (
-            {fp: entry.starts.get(fp, 0.0) for fp in entry.firing if fp in muted_firing} if entry is not None else {}
-        )
-        return _Plan(
-            entry,
-            to_fire,
-            to_resolve if cfg.send_resolved else [],
-            reason,
-            episodes,
-            to_resolve,
-            still_told,
-            _resolved_starts(entry, group, episodes, to_resolve),
-        )
+    @property
+    def sent_total(self) -> int:
+        return self.counts.sent
 
-    async def _release(self, claim_key: str) -> None:
-        self._claims.discard(claim_key)
-        try:
-            await self.store.release(claim_key, self.replica)
-        except Exception as e:  # it expires by itself; a failed release only delays the other replica
-            log.warning("could not release claim %s: %s", claim_key, e)
+    @property
+    def failed_total(self) -> int:
+        return self.counts.failed
 
-    def _forget_resolved(self, group: AlertGroup, resolved: list[Alert]) -> None:
-        """Resolved alerts are done once their notice went out (or none was owed).
+    @property
+    def fallback_total(self) -> int:
+        return self.counts.fallback
 
-        Only those this flush decided on: an alert that resolved while the flush awaited the store
-        or the receiver (the tick that resolves it can land while its page is in flight) still owes
-        its resolved notice to the next flush.
-        """
-        for a in resolved:
-            current = group.alerts.get(a.fingerprint)
-            if current is not None and current.state is AlertState.RESOLVED and current.ends_at == a.ends_at:
-                del group.alerts[a.fingerprint]
-                self._finished[a.fingerprint] = a.ends_at
-
-    async def _send(self, receiver: Receiver, group: AlertGroup, plan: _Plan, now: float) -> bool:
-        """Log the attempt, deliver (retry, fall back), log the outcome.
-
-        The attempt is in the log before the request leaves, so a crash mid-request still owes the
-        resolved notice later; the outcome is in the log the moment a delivery succeeds, before
-        history, so a crash right after a page does not send it again.
-        """
-        kind = "firing" if plan.to_fire else "resolved"
-        firing, resolved, reason = plan.to_fire, plan.shown_resolved, plan.reason
-        before = plan.entry or Entry(receiver.name, group.key)
-        shown_resolved = {a.fingerprint for a in plan.shown_resolved}
-        # An earlier attempt at this same news was cut short: the receiver may have it already.
-        interrupted = before.attempted_at is not None and bool(
-            set(plan.episodes) & set(before.maybe_firing) or shown_resolved & set(before.maybe_resolved)
-        )
-        attempt = replace(
-            before,
-            maybe_firing={**before.maybe_firing, **plan.episodes},
-            maybe_resolved=sorted(set(before.maybe_resolved) | shown_resolved),
-            attempted_at=now,
-            attempted_by=self.replica,
-        )
-        await self.nflog.put(attempt)
-        resolve_fps = {a.fingerprint for a in plan.owed_resolved}
-        done = Entry(
-            receiver.name,
-            group.key,
-            sorted({*plan.episodes, *plan.still_told}),
-            sorted(resolve_fps),
-            now,
-            reason,
-            starts={**plan.still_told, **plan.episodes},
-            resolved_starts=plan.resolved_starts,
-            replica=self.replica,
-            maybe_firing={
-                fp: s for fp, s in before.maybe_firing.items() if fp not in plan.episodes and fp not in resolve_fps
-            },
-            maybe_resolved=[fp for fp in before.maybe_resolved if fp not in resolve_fps and fp not in plan.episodes],
-        )
-        rendered, params, fmt = self._render(receiver, group, firing, resolved, reason, now)
-        alertnames = sorted({a.name for a in (*firing, *resolved)})
-        fps = sorted(a.fingerprint for a in (*firing, *resolved))
-        detail: dict[str, Any] = {"firing": len(firing), "resolved": len(resolved)}
-        if interrupted:
-            # the receiver may have this already: an attempt was cut short (crash, timeout)
-            detail["possible_duplicate"] = {"attempted_at": before.attempted_at, "by": before.attempted_by}
-
-        async def retrying(attempt_no: int, error: str, backoff: float) -> None:
-            await self._record(
-                "retry",
-                receiver.name,
-                group.key,
-                reason,
-                error,
-                alertnames,
-                fps,
-                {"attempt": attempt_no, "next_in": backoff},
-            )
-
-        crash_point("before-request", kind)
-        result = await deliver(
-            receiver,
-            rendered,
-            clock=self.clock,
-            resolved=not firing,
-            params=params,
-            body_format=fmt,
-            on_retry=retrying,
-        )
-        if result.ok:
-            crash_point("after-request", kind)
-            await self.nflog.put(done)
-            self._count_sent(interrupted)
-            await self._record(
-                "sent", receiver.name, group.key, reason, "ok", alertnames, fps, {"attempts": result.attempts, **detail}
-            )
-            return True
-        if reason == CATCH_UP:
-            # already told through the fallback: no dead letter and no second fallback each interval
-            await self._record(
-                "failed", receiver.name, group.key, reason, result.error, alertnames, fps, {"attempts": result.attempts}
-            )
-            return False
-        self.failed_total += 1
-        await self._record(
-            "dead_letter",
-            receiver.name,
-            group.key,
-            reason,
-            result.error,
-            alertnames,
-            fps,
-            {"attempts": result.attempts, "title": rendered.title, "body": rendered.body[:4000]},
-        )
-        log.error("notification to %s failed after %d attempts: %s", receiver.name, result.attempts, result.error)
-        fallback = self.receivers.get(receiver.config.fallback or "")
-        if fallback is None or fallback is receiver:
-            return False
-        fb_rendered, fb_params, fb_fmt = self._render(fallback, group, firing, resolved, reason, now)
-        fb = await deliver(
-            fallback, fb_rendered, clock=self.clock, resolved=not firing, params=fb_params, body_format=fb_fmt
-        )
-        await self._record(
-            "fallback",
-            fallback.name,
-            group.key,
-            reason,
-            "ok" if fb.ok else fb.error,
-            alertnames,
-            fps,
-            {"for": receiver.name, "attempts": fb.attempts},
-        )
-        if fb.ok:
-            # told through the fallback: don't page again every interval; the receiver catches up
-            await self.nflog.put(replace(done, via=fallback.name))
-            self.fallback_total += 1
-            self._count_sent(interrupted)
-        return fb.ok
-
-    def _count_sent(self, possible_duplicate: bool) -> None:
-        self.sent_total += 1
-        if possible_duplicate:
-            self.possible_duplicates_total += 1
-
-    def _render(
-        self, receiver: Receiver, group: AlertGroup, firing: list[Alert], resolved: list[Alert], reason: str, now: float
-    ) -> tuple[Rendered, dict[str, str], str]:
-        ctx = build_context(
-            receiver=receiver.name,
-            group_key=group.key,
-            group_labels=group.labels,
-            firing=firing,
-            resolved=resolved,
-            reason=reason,
-            external_url=self.config.api.external_url,
-            now=now,
-        )
-        template = receiver.config.template
-        try:
-            rendered = self.templates.render(template, ctx)
-        except Exception as e:
-            # A template that fails on this data (checked at load, but data varies) must not
-            # swallow the page: send it with the generic template and say so.
-            log.error(
-                "receiver %s: template %r failed (%s); sending with the generic template", receiver.name, template, e
-            )
-            rendered = self.templates.render("generic", ctx)
-            template = "generic"
-        params: dict[str, str] = {}
-        fmt = "markdown" if template == "slack" else "text"
-        if template == "pagerduty":
-            # A dedup key stable per group: the incident PagerDuty opens is the one the resolve closes.
-            params["dedup"] = hashlib.sha256(f"{receiver.name}|{group.key}".encode()).hexdigest()[:32]
-            params["action"] = "map"  # trigger while firing, resolve when all resolved
-            severities = [a.labels.get("severity", "") for a in firing] or ["info"]
-            order = ["critical", "error", "warning", "info"]
-            worst = min((order.index(SEVERITY_TO_PAGERDUTY.get(s, "warning")) for s in severities), default=3)
-            params["severity"] = order[worst]
-            for k, v in list(ctx["common_labels"].items())[:10]:
-                params[f"+{k}"] = v
-        return rendered, params, fmt
-
-    def _muted_by(self, route: Route, now: float) -> list[str]:
-        muted = [n for n in route.mute_time_intervals if self.intervals.active(n, now)]
-        if route.active_time_intervals and not any(self.intervals.active(n, now) for n in route.active_time_intervals):
-            muted.append("outside " + ", ".join(route.active_time_intervals))
-        return muted
-
-    async def _note_suppressed(self, group: AlertGroup, now_suppressed: dict[str, str], muted_by: str) -> None:
-        """Record alerts that became silenced, inhibited or muted since the last flush (one entry per kind)."""
-        changed: dict[str, list[str]] = {}
-        for fp, kind in now_suppressed.items():
-            if group.suppressed.get(fp) != kind:
-                changed.setdefault(kind, []).append(fp)
-        group.suppressed = now_suppressed
-        for kind, fps in sorted(changed.items()):
-            alerts = [group.alerts[fp] for fp in fps]
-            if kind == "muted":
-                why = f"time intervals: {muted_by}"
-                detail: dict[str, Any] = {"time_intervals": muted_by}
-            elif kind == "silenced":
-                by = sorted(
-                    {
-                        sid
-                        for a in alerts
-                        for sid in (self.silences.mutes(a.labels, self.clock.now()) if self.silences else [])
-                    }
-                )
-                why, detail = f"silenced by {', '.join(by)}", {"silenced_by": by}
-            else:
-                by = sorted({src for a in alerts for src in self.inhibitor.inhibited_by(a)})
-                why, detail = f"inhibited by {len(by)} firing alert(s)", {"inhibited_by": by}
-            await self._record(
-                kind,
-                group.receiver,
-                group.key,
-                why,
-                "suppressed",
-                sorted({a.name for a in alerts}),
-                sorted(fps),
-                detail,
-            )
-
-    async def _record(
-        self,
-        kind: str,
-        receiver: str,
-        group_key: str,
-        reason: str,
-        outcome: str,
-        alertnames: list[str],
-        fps: list[str],
-        detail: dict[str, Any],
-    ) -> None:
-        try:
-            await self.store.record(
-                HistoryEntry(
-                    ts=self.clock.now(),
-                    kind=kind,
-                    receiver=receiver,
-                    group_key=group_key,
-                    reason=reason,
-                    outcome=outcome,
-                    alertnames=alertnames,
-                    fingerprints=fps,
-                    detail=detail,
-                )
-            )
-        except Exception as e:  # history must never stop a page from going out
-            log.warning("could not record %s in history: %s", kind, e)
+    @property
+    def possible_duplicates_total(self) -> int:
+        return self.counts.possible_duplicates
 
     # -- views for the API -----------------------------------------------------------------
 
@@ -715,7 +217,7 @@ class Notifier:
         routes = self.root.match(alert.labels)
         silenced = self.silences.mutes(alert.labels, now) if self.silences else []
         inhibited = self.inhibitor.inhibited_by(alert) if alert.state is AlertState.FIRING else []
-        muted = sorted({m for r in routes for m in self._muted_by(r, now)})
+        muted = sorted({m for r in routes for m in route_muted(self.intervals, r, now)})
         state = "suppressed" if (silenced or inhibited or muted) else "active"
         return AlertStatus(sorted({r.receiver for r in routes}), silenced, inhibited, muted, state)
 
@@ -730,7 +232,7 @@ class Notifier:
         }
         for r in routes:
             group_labels = r.group_labels(labels)
-            key = r.id + "{" + ",".join(f"{k}={v!r}" for k, v in sorted(group_labels.items())) + "}"
+            key = group_key(r, group_labels)
             g = self.groups_by_key.get(key)
             out["routes"].append(
                 {
@@ -742,7 +244,7 @@ class Notifier:
                     "group_wait": r.group_wait,
                     "group_interval": r.group_interval,
                     "repeat_interval": r.repeat_interval,
-                    "muted_by": self._muted_by(r, now),
+                    "muted_by": route_muted(self.intervals, r, now),
                     "next_flush": g.next_flush if g else None,
                 }
             )
@@ -772,9 +274,16 @@ class Notifier:
             starts_at=now,
         )
         group = AlertGroup(self.root, {"alertname": "AlertdTestNotification"}, f"test:{receiver}")
-        rendered, params, fmt = self._render(r, group, [sample], [], "test", now)
-        result = await deliver(r, rendered, clock=self.clock, resolved=False, params=params, body_format=fmt)
-        await self._record(
+        message = self.renderer.render(r, group, [sample], [], "test", now)
+        result = await deliver(
+            r,
+            message.rendered,
+            clock=self.clock,
+            resolved=False,
+            params=message.params,
+            body_format=message.body_format,
+        )
+        await self.history.record(
             "test",
             receiver,
             group.key,

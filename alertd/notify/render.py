@@ -1,0 +1,57 @@
+"""A group's message for one receiver: its template rendered, plus what the receiver's kind needs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alertd.alert import Alert
+from alertd.dispatch.groups import AlertGroup
+from alertd.notify.delivery import Receiver
+from alertd.notify.pagerduty import pagerduty_params
+from alertd.notify.template import Rendered, Templates, build_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Message:
+    rendered: Rendered
+    params: dict[str, str]  # Apprise URL parameters (PagerDuty's dedup key and severity)
+    body_format: str  # markdown | text
+
+
+class Renderer:
+    def __init__(self, templates: Templates, external_url: Callable[[], str]) -> None:
+        self.templates = templates
+        self.external_url = external_url
+
+    def render(
+        self, receiver: Receiver, group: AlertGroup, firing: list[Alert], resolved: list[Alert], reason: str, now: float
+    ) -> Message:
+        ctx = build_context(
+            receiver=receiver.name,
+            group_key=group.key,
+            group_labels=group.labels,
+            firing=firing,
+            resolved=resolved,
+            reason=reason,
+            external_url=self.external_url(),
+            now=now,
+        )
+        template = receiver.config.template
+        try:
+            rendered = self.templates.render(template, ctx)
+        except Exception as e:
+            # A template that fails on this data (checked at load, but data varies) must not
+            # swallow the page: send it with the generic template and say so.
+            log.error(
+                "receiver %s: template %r failed (%s); sending with the generic template", receiver.name, template, e
+            )
+            rendered = self.templates.render("generic", ctx)
+            template = "generic"
+        params: dict[str, str] = {}
+        if template == "pagerduty":
+            params = pagerduty_params(receiver.name, group.key, firing, ctx["common_labels"])
+        return Message(rendered, params, "markdown" if template == "slack" else "text")
