@@ -252,6 +252,7 @@ class Logins:
         self.pending = 0
         self.refused_busy = 0  # checks refused because max_pending were already running or waiting
         self.refused_locked = 0  # attempts refused because the client failed too often
+        self.clients_evicted = 0  # clients forgotten past max_clients (their failures no longer count)
         # client -> (failures, when the first of them was), oldest first: a bounded map, so an
         # attacker cycling source addresses evicts entries instead of growing memory
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
@@ -290,6 +291,7 @@ class Logins:
         self._failures[client] = (count + 1, since)
         while len(self._failures) > self.max_clients:
             self._failures.popitem(last=False)
+            self.clients_evicted += 1
 
     def succeeded(self, client: str) -> None:
         self._failures.pop(client, None)

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from alertd import __version__
 from alertd.alert import Alert
-from alertd.auth import Auth
+from alertd.auth import Auth, Logins
 from alertd.clock import Clock, VirtualClock, WallClock
 from alertd.config import Config, load_config
 from alertd.notify.service import AlertGroup, AlertStatus, Notifier
@@ -104,6 +104,10 @@ class Daemon:
             recent_starts=config.observe.recent_starts,
             max_clock_skew=config.observe.max_clock_skew,
             health=self.health,
+            max_task_names=config.observe.max_task_names,
+            max_orphans=config.observe.max_orphans,
+            max_senders=config.observe.max_senders,
+            max_queues=config.sampler.max_queues,
         )
         for task in config.observe.expect_tasks:
             self.observer.expect_task(task)
@@ -120,6 +124,9 @@ class Daemon:
             max_event_keys=config.observe.max_event_keys,
             details=self.observer.details,
             build_budget=BUILD_BUDGET,
+            max_resolved=config.observe.max_resolved_alerts,
+            owes_resolved=self._owes_resolved,
+            evictions=self.evictions,
         )
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
@@ -137,12 +144,14 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
         self.registry.register(_AlertingCollector(self))
+        self.registry.register(_EvictionCollector(self))
         self._metrics = _DaemonMetrics(self.registry)
         self.auth = _make_auth(config)
         self._store_open = False
         self._tasks: list[asyncio.Task[None]] = []
         self._source: EventSource | None = None
         self._sampler: Sampler | None = None
+        self.logins: Logins | None = None  # the API server's, once it serves (alertd.api.app)
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._last_persist = 0.0
@@ -203,6 +212,7 @@ class Daemon:
                 inspect=self.config.sampler.inspect,
                 inspect_timeout=self.config.sampler.inspect_timeout,
                 transport_options=self.config.broker_transport_options or None,
+                max_queues=self.config.sampler.max_queues,
             )
             await self._sampler.start()
         if serve:
@@ -418,6 +428,23 @@ class Daemon:
             why.append("broker event stream not connected")
         return why
 
+    def _owes_resolved(self, fingerprint: str, ends_at: float | None) -> bool:
+        return self.notifier.owes_resolved(fingerprint, ends_at)
+
+    def evictions(self) -> dict[str, int]:
+        """Entries evicted from each bounded map since start (alertd.evictions; the engine adds
+        its resolved alerts): /metrics exports them, AlertdKeysEvicted{map} says when they move."""
+        stats = self.observer.stats()
+        return {
+            "tasks": stats["tasks_evicted"],
+            "workers": stats["workers_evicted"],
+            "task_names": stats["task_names_evicted"],
+            "orphans": stats["orphans_evicted"],
+            "senders": stats["senders_evicted"],
+            "queues": stats["queues_evicted"] + (self._sampler.queues_skipped if self._sampler is not None else 0),
+            "login_clients": self.logins.clients_evicted if self.logins is not None else 0,
+        }
+
     def _gauges(self, now: float) -> dict[str, Mapping[tuple[str, ...], float]]:
         """The observer's gauges plus the daemon's own, for the rules engine."""
         gauges: dict[str, Mapping[tuple[str, ...], float]] = dict(self.observer.gauges(now))
@@ -584,6 +611,31 @@ class _AlertingCollector(Collector):
             "alertd_ha_claims_failed_open",
             "Send claims granted without the store (replicas may both send).",
             value=store.claims_failed_open_total,
+        )
+
+
+class _EvictionCollector(Collector):
+    """alertd_<map>_evicted_total for the bounded maps whose table has no metric of its own."""
+
+    HELP = {
+        "task_names": "Task names whose last success was forgotten at observe.max_task_names.",
+        "orphans": "Orphaned tasks (of lost or stopped workers) forgotten at observe.max_orphans.",
+        "senders": "Producer and worker clock offsets forgotten at observe.max_senders.",
+        "queues": "Queue names left unsampled or forgotten at sampler.max_queues.",
+        "login_clients": "Client addresses whose failed logins were forgotten at api.max_login_clients.",
+    }
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.daemon.evictions()
+        for name, doc in self.HELP.items():
+            yield CounterMetricFamily(f"alertd_{name}_evicted", doc, value=counts[name])
+        yield CounterMetricFamily(
+            "alertd_resolved_alerts_evicted",
+            "Resolved alerts already notified dropped before their retention at observe.max_resolved_alerts.",
+            value=self.daemon.engine.resolved_evicted,
         )
 
 

@@ -110,8 +110,7 @@ def test_a_flood_of_task_names_through_a_real_alertd_stays_bounded(
     grown = rss_kib(daemon.proc.pid) - start_rss
     keys, evicted = state["event_keys"], state["event_keys_evicted"]
     print(f"20k names in {sent:.1f} s: keys {keys}, evicted {evicted}, RSS +{grown} KiB")
-    # RSS is printed, not bounded here: what grows with the names now is the resolved alerts kept
-    # 15 minutes for their resolved notices (engine and notifier), not the event rule's keys
+    # RSS is printed, not bounded here: tests/test_flood_bounded.py bounds it with every cap lowered
     t = time.perf_counter()
     assert daemon.api.get("/healthz", token=None) == "ok\n"
     assert time.perf_counter() - t < 0.5

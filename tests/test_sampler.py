@@ -153,3 +153,17 @@ async def test_a_hanging_broker_never_blocks_the_loop_and_rounds_never_overlap()
         await s.stop()
         assert loop.time() - started < 5
         hole.close()
+
+
+async def test_queue_names_past_max_queues_are_not_sampled_and_are_counted(redis_url: str, unique: str) -> None:
+    """Workers choose the queue names the sampler polls: a round never grows past max_queues
+    LLENs, the configured queues first."""
+    names = [f"q{i}-{unique}" for i in range(30)]
+    got = Collected()
+    s = got.sampler(redis_url, names, inspect=False, max_queues=10)
+    await s.sample_once()
+    await s.sample_once()
+    assert got.broker[-1].ok
+    assert sorted(got.queues) == sorted(names[:10])
+    assert s.queues_skipped == 2 * 20
+    await s.stop()

@@ -156,7 +156,10 @@ def make_app(ctx: ApiContext) -> web.Application:
     app[CTX] = ctx
     # the server's, not the users file's: failure counts survive a reload of the file
     api = ctx.config.api
-    app[LOGINS] = Logins(max_failures=api.max_login_failures, window=api.login_failure_window)
+    app[LOGINS] = Logins(
+        max_failures=api.max_login_failures, window=api.login_failure_window, max_clients=api.max_login_clients
+    )
+    ctx.logins = app[LOGINS]
     ctx.registry.register(_LoginMetrics(app[LOGINS]))
 
     async def close_logins(app: web.Application) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from alertd.alert import Alert
-from alertd.auth import Auth
+from alertd.auth import Auth, Logins
 from alertd.clock import Clock
 from alertd.config import Config
 from alertd.notify.service import AlertGroup, AlertStatus
@@ -28,6 +28,7 @@ class ApiContext(Protocol):
     version: str
     started_at: float
     replica: str
+    logins: Logins | None  # the API server's basic-auth limiter, set by make_app (its evictions are counted)
 
     @property
     def store(self) -> Store:

@@ -43,6 +43,9 @@ class ApiConfig(Section):
     header_timeout: Seconds = Field(10.0, gt=0)
     body_timeout: Seconds = Field(30.0, gt=0)
     max_connections: int = Field(256, ge=1)
+    # client addresses whose failed logins are counted at once; past it the oldest is forgotten
+    # (counted, AlertdKeysEvicted{map="login_clients"}): an attacker cycling addresses cannot grow it
+    max_login_clients: int = Field(10_000, ge=1)
 
 
 class EventsConfig(Section):
@@ -63,6 +66,10 @@ class SamplerConfig(Section):
     queues: list[str] = ["celery"]  # plus queues discovered from workers (inspect active_queues)
     inspect: bool = True
     inspect_timeout: Seconds = 2.0
+    # queue names sampled per round, the configured ones first, then those workers consume (a
+    # worker decides those); past it the rest are not sampled and the least recently sampled
+    # queue is forgotten, both counted (AlertdKeysEvicted{map="queues"})
+    max_queues: int = Field(1_000, ge=1)
 
 
 class ObserveConfig(Section):
@@ -83,6 +90,15 @@ class ObserveConfig(Section):
     # per event rule: distinct `by` keys (task names, exceptions...) it counts at once; past it
     # the least recently matched is evicted, counted, and AlertdEventKeysEvicted fires
     max_event_keys: int = Field(10_000, ge=1)
+    # per rule: resolved alerts kept (resolved_retention, 15m) for their notices and the API; past
+    # it the oldest already notified go early, counted; one whose notice is still owed always stays
+    max_resolved_alerts: int = Field(10_000, ge=1)
+    # task names whose last success is kept (absent-task rules read it); least recent goes first
+    max_task_names: int = Field(10_000, ge=1)
+    # tasks of lost or stopped workers kept by uuid, so that a redelivery is recognised
+    max_orphans: int = Field(10_000, ge=1)
+    # hostnames of producers and workers whose clock offsets are followed (queue-wait correction)
+    max_senders: int = Field(10_000, ge=1)
     expect_tasks: list[str] = []  # periodic tasks watched from start even before the first run
 
 

@@ -41,6 +41,7 @@ class Dispatcher:
         self.groups_by_key: dict[str, AlertGroup] = {}
         self.alerts_by_fp: dict[str, Alert] = {}
         self._finished: dict[str, float | None] = {}  # resolved alerts already dealt with -> ends_at
+        self._held_resolved: set[str] = set()  # resolved alerts some group has yet to flush
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
 
@@ -78,10 +79,12 @@ class Dispatcher:
                     group = self.groups_by_key[key] = AlertGroup(route, labels, key, next_flush=first)
                     self._wake.set()
                 group.alerts[alert.fingerprint] = alert
+        held: set[str] = set()
         for group in self.groups_by_key.values():
             # An alert the engine no longer reports (retention passed) leaves its group.
             for fp in [fp for fp in group.alerts if fp not in current]:
                 del group.alerts[fp]
+            held.update(fp for fp, a in group.alerts.items() if a.state is AlertState.RESOLVED)
             if (
                 group.alerts
                 and group.last_flush is not None
@@ -91,6 +94,16 @@ class Dispatcher:
             ):
                 group.next_flush = now
                 self._wake.set()
+        self._held_resolved = held
+
+    def owes_resolved(self, fingerprint: str, ends_at: float | None) -> bool:
+        """Whether this resolved episode may still need a notice (or a decision that none is owed).
+
+        The engine keeps a resolved alert while this says so: once every group it was routed to
+        has flushed it, nothing is lost by forgetting it. Until the dispatcher has seen it at all,
+        or while a group still holds it (a failed send, another replica's claim), it is owed.
+        """
+        return self._finished.get(fingerprint, -1.0) != ends_at or fingerprint in self._held_resolved
 
     def forget_resolved(self, group: AlertGroup, resolved: list[Alert]) -> None:
         """Resolved alerts are done once their notice went out (or none was owed).

@@ -164,6 +164,10 @@ class Notifier:
         self.inhibitor.update(current.values())
         self.dispatcher.put(current)
 
+    def owes_resolved(self, fingerprint: str, ends_at: float | None) -> bool:
+        """Whether a resolved episode may still need a notice: the engine keeps it while so."""
+        return self.dispatcher.owes_resolved(fingerprint, ends_at)
+
     async def flush_due(self, *, wait: bool = True) -> None:
         """Flush every group whose timer is due (tests call this after moving a virtual clock)."""
         await self.dispatcher.flush_due(wait=wait)

@@ -13,15 +13,27 @@ from __future__ import annotations
 CLOCK_WINDOW = 60.0  # an offset estimate is the best of this long; then a new window starts
 MAX_SENDERS = 10_000  # producers and workers whose clocks are followed; past it the oldest goes
 
-Clocks = dict[str, tuple[float, float]]  # hostname -> (offset estimate, start of its window)
+
+class Clocks(dict[str, tuple[float, float]]):
+    """hostname -> (offset estimate, start of its window), at most `max_senders` of them.
+
+    Producers' hostnames come from the outside (every task-sent names one): past the cap the
+    oldest entry goes, counted in `evicted`.
+    """
+
+    def __init__(self, max_senders: int = MAX_SENDERS) -> None:
+        super().__init__()
+        self.max_senders = max_senders
+        self.evicted = 0
 
 
 def note(clocks: Clocks, host: str, offset: float, now: float) -> tuple[float, float]:
     """Fold one event's `timestamp - receive time` of `host` into its estimate; the estimate."""
     current = clocks.get(host)
     if current is None:
-        if len(clocks) >= MAX_SENDERS:
+        if len(clocks) >= clocks.max_senders:
             del clocks[next(iter(clocks))]
+            clocks.evicted += 1
         current = clocks[host] = (offset, now)
     elif now - current[1] > CLOCK_WINDOW:
         current = clocks[host] = (offset, now)

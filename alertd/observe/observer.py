@@ -89,8 +89,13 @@ class Observer:
         recent_starts: float = RECENT_STARTS,
         max_clock_skew: float = MAX_CLOCK_SKEW,
         health: StreamHealth | None = None,
+        max_task_names: int = 10_000,
+        max_orphans: int = 10_000,
+        max_senders: int = 10_000,
+        max_queues: int = 1_000,
     ) -> None:
         self.clock = clock
+        self.max_queues = max_queues
         self.health = health
         self.recent_starts = recent_starts
         self.started_at = clock.now()
@@ -103,9 +108,12 @@ class Observer:
             "tasks_redelivered": 0,
             "workers_evicted": 0,
             "workers_lost": 0,
+            "task_names_evicted": 0,
+            "orphans_evicted": 0,
+            "queues_evicted": 0,
             "unknown_types": 0,
         }
-        self._clocks: Clocks = {}  # each sender's clock offset from ours (alertd.observe.clocks)
+        self._clocks = Clocks(max_senders)  # each sender's clock offset from ours (alertd.observe.clocks)
         self._workers = WorkerTable(
             clock,
             self._stats,
@@ -125,6 +133,8 @@ class Observer:
             touch_worker=self._workers.touch_from_task,
             clocks=self._clocks,
             max_clock_skew=max_clock_skew,
+            max_task_names=max_task_names,
+            max_orphans=max_orphans,
         )
         self._tasks.on_redelivered = self._workers.redelivered
         self.queues: dict[str, QueueSample] = {}
@@ -238,12 +248,20 @@ class Observer:
 
     def on_queue_sample(self, s: QueueSample) -> None:
         """Latest length and consumers of a queue; notes since when it has not got shorter."""
-        prev = self.queues.get(s.queue)
+        queues = self.queues
+        prev = queues.pop(s.queue, None)  # re-inserted below: the least recently sampled goes first
+        if prev is None and len(queues) >= self.max_queues:
+            # Queue names are the workers' to choose; past max_queues the stalest is forgotten.
+            gone = next(iter(queues))
+            del queues[gone]
+            self._growing_since.pop(gone, None)
+            self._emptied.pop(gone, None)
+            self._stats["queues_evicted"] += 1
         if s.messages == 0 or prev is None or s.messages < prev.messages:
             self._growing_since[s.queue] = s.at
         if s.messages == 0:
             self._emptied[s.queue] = s.at
-        self.queues[s.queue] = s
+        queues[s.queue] = s
 
     def on_worker_sample(self, s: WorkerSample) -> None:
         """Pool size, memory and CPU (a ratio from the delta between two samples) of a worker."""
@@ -336,6 +354,7 @@ class Observer:
             **self._stats,
             "tasks_tracked": len(self._tasks.tasks),
             "workers_tracked": len(self._workers.workers),
+            "senders_evicted": self._clocks.evicted,
         }
 
     def workers_snapshot(self) -> list[dict[str, Any]]:

@@ -101,9 +101,13 @@ class TaskTable:
         touch_worker: Callable[[str, float], object],
         clocks: Clocks,
         max_clock_skew: float,
+        max_task_names: int = MAX_TASK_NAMES,
+        max_orphans: int = ORPHANS_REMEMBERED,
     ) -> None:
         self.series = series
         self.max_tasks = max_tasks
+        self.max_task_names = max_task_names
+        self.max_orphans = max_orphans
         self.clocks = clocks
         self.max_clock_skew = max_clock_skew
         self._stats = stats
@@ -114,7 +118,8 @@ class TaskTable:
         # uuid -> the finished task (kept whole: no allocation per task): late events still get its labels.
         self._finished: OrderedDict[str, Task] = OrderedDict()
         self.orphans: OrderedDict[str, Task] = OrderedDict()
-        self.last_success: dict[str, float] = {}
+        # task name -> when it last succeeded, least recently first (re-inserted on each success)
+        self.last_success: OrderedDict[str, float] = OrderedDict()
         # Called with the worker an orphaned task was lost with, when the task is received again.
         self.on_redelivered: Callable[[str], None] | None = None
 
@@ -303,9 +308,13 @@ class TaskTable:
     def note_success(self, name: str, now: float) -> None:
         """When `name` last succeeded (a bounded map: dead man's switches read it)."""
         last = self.last_success
-        if name not in last and len(last) >= MAX_TASK_NAMES:
+        if name in last:
+            last.move_to_end(name)
+        elif len(last) >= self.max_task_names:
             # Names come from producers; a bug that mints one per call must not grow us forever.
-            del last[min(last, key=last.__getitem__)]
+            # Least recently succeeded first, in O(1) (a scan for the oldest stalled a flood).
+            last.popitem(last=False)
+            self._stats["task_names_evicted"] += 1
         last[name] = now
 
     def orphan(self, worker: str, now: float, keep_pid: int | None = None) -> list[tuple[Task, str]]:
@@ -325,8 +334,9 @@ class TaskTable:
             out.append((t, t.state))
             t.state = "orphaned"
             orphans[uuid] = t
-            if len(orphans) > ORPHANS_REMEMBERED:
+            if len(orphans) > self.max_orphans:
                 orphans.popitem(last=False)
+                self._stats["orphans_evicted"] += 1
             self.series.count("tasks_orphaned", (t.name, t.queue, worker), now)
         self._stats["tasks_orphaned"] += len(out)
         return out

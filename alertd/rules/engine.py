@@ -24,6 +24,7 @@ from alertd.alert import Alert, AlertState, fingerprint
 from alertd.catalogue import CATALOGUE, Kind
 from alertd.clock import Clock
 from alertd.durations import format_duration
+from alertd.evictions import KEYS_EVICTED_ALERT, MAPS, EvictionCounts, EvictionWatch
 from alertd.matchers import Matcher, matches_all
 from alertd.observe.series import CounterView, DistributionView, Labels, SeriesStore
 from alertd.rules.loader import DEFAULT_RESOLVE_AFTER, Group, Rule, RuleSet
@@ -113,6 +114,7 @@ class RuleRuntime:
     event_keys_peak: int = 0  # most keys since the map was last rebuilt (to give memory back)
     event_keys_evicted: int = 0
     last_eviction: float | None = None
+    resolved_evicted: int = 0  # resolved alerts dropped before their retention, past max_resolved
     unsubscribe: Callable[[], None] | None = None
     # metric rules: the store's incremental window per metric read (a ratio reads several),
     # grouped by this rule's matchers and `by`
@@ -137,8 +139,21 @@ class Engine:
         max_event_keys: int = 10_000,
         build_budget: float | None = None,
         restore_grace: float = 60.0,
+        max_resolved: int = 10_000,
+        owes_resolved: Callable[[str, float | None], bool] | None = None,
+        evictions: EvictionCounts | None = None,
     ) -> None:
         self.max_event_keys = max_event_keys
+        # Resolved alerts are kept resolved_retention for their notices and the API; past
+        # max_resolved per rule the oldest go early, but only those the notifier says it no longer
+        # owes a notice for (owes_resolved(fingerprint, ends_at); None: nobody to owe, as in tests).
+        self.max_resolved = max_resolved
+        self.owes_resolved = owes_resolved
+        self.resolved_evicted = 0
+        external = evictions
+        self._evictions = EvictionWatch(
+            lambda: {**(external() if external is not None else {}), "resolved_alerts": self.resolved_evicted}
+        )
         # After a restart the series store is empty and gauges arrive with the first samples and
         # heartbeats: an alert restored from the store is held until its data is back, for up to
         # this long (gauges, absence) or its window (counters, distributions), not resolved at the
@@ -266,6 +281,7 @@ class Engine:
             rt.limited = 0
         rt.last_values = dict(list(values.items())[:100])
         changed = self._advance(rt, values, now)
+        self._cap_resolved(rt)
         rt.evaluation_seconds = time.perf_counter() - started
         return changed
 
@@ -464,6 +480,29 @@ class Engine:
         rt.drops[key] = drops
         return len(drops) >= flap.threshold
 
+    def _cap_resolved(self, rt: RuleRuntime) -> None:
+        """Past max_resolved, the oldest resolved alerts that owe no notice leave before their retention.
+
+        Distinct label sets from the outside (a task name each) would otherwise keep one alert
+        each for resolved_retention. One that may still owe a notice stays: alerting is
+        at-least-once, and the notifier deals with it at its group's next flush.
+        """
+        extra = len(rt.resolved) - self.max_resolved
+        if extra <= 0:
+            return
+        owes = self.owes_resolved
+        fps = [fingerprint(st.labels) for st in rt.resolved]
+        latest = dict(zip(fps, rt.resolved, strict=True))  # an older episode is never shown: owes nothing
+        kept: list[SeriesState] = []
+        for fp, st in zip(fps, rt.resolved, strict=True):  # oldest first
+            if extra > 0 and (owes is None or latest[fp] is not st or not owes(fp, st.ends_at)):
+                extra -= 1
+                rt.resolved_evicted += 1
+                self.resolved_evicted += 1
+            else:
+                kept.append(st)
+        rt.resolved = kept
+
     def _details(self, rule: Rule, labels: Mapping[str, str]) -> Mapping[str, Any]:
         # Only gauges describe a current state worth detailing (the tasks a lost worker took).
         if self.details is None or rule.metric is None or rule.metric.kind is not Kind.GAUGE:
@@ -523,6 +562,14 @@ class Engine:
                     "(observe.max_event_keys): their counts restart. Too many distinct values in `by`?",
                 }
                 active[(EVENT_KEYS_ALERT, rt.rule.name)] = (labels, ann, float(rt.event_keys_evicted))
+        for name, n in self._evictions.active(now).items():
+            setting, loss = MAPS.get(name, ("", "entries were forgotten"))
+            labels = {"alertname": KEYS_EVICTED_ALERT, "map": name, "severity": "warning"}
+            ann = {
+                "summary": f"alertd's {name} map holds its cap ({setting or 'fixed'}) and evicts",
+                "description": f"{n} evicted so far: {loss}. Too many distinct values from the outside?",
+            }
+            active[(KEYS_EVICTED_ALERT, name)] = (labels, ann, float(n))
         for metric, n in self.series.dropped().items():
             labels = {"alertname": SERIES_DROPPED_ALERT, "metric": metric, "severity": "warning"}
             ann = {
@@ -622,6 +669,8 @@ class Engine:
                     "series_over_limit": rt.limited,
                     "event_keys": len(rt.event_times),
                     "event_keys_evicted": rt.event_keys_evicted,
+                    "resolved": len(rt.resolved),
+                    "resolved_evicted": rt.resolved_evicted,
                     "labels": {k: t.source for k, t in r.labels.items()},
                     "annotations": {k: t.source for k, t in r.annotations.items()},
                 }

@@ -53,8 +53,11 @@ class Sampler:
         inspect: bool = True,
         inspect_timeout: float = 1.0,
         transport_options: dict[str, Any] | None = None,
+        max_queues: int = 1_000,
     ) -> None:
         self.broker_url = broker_url
+        self.max_queues = max_queues
+        self.queues_skipped = 0  # queue names past max_queues left out, summed over rounds
         self.clock = clock
         self.on_queue = on_queue
         self.on_worker = on_worker
@@ -136,6 +139,11 @@ class Sampler:
             if name not in stats:
                 workers.append(WorkerSample(worker=name, at=at, queues=_queue_names(qs)))
         names = list(dict.fromkeys([*self.queues, *(q for w in workers for q in w.queues)]))
+        if len(names) > self.max_queues:
+            # Workers choose their queue names: a round stays as long as max_queues LLENs, the
+            # configured queues first. (A counter bumped off the loop: only this thread writes it.)
+            self.queues_skipped += len(names) - self.max_queues
+            names = names[: self.max_queues]
         consumers: dict[str, int] | None = None
         if self.inspect and active_queues:
             consumers = {}
