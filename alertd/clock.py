@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 
@@ -70,3 +71,24 @@ class VirtualClock:
             else:
                 still.append((deadline, fut))
         self._waiters = still
+
+
+async def every(
+    clock: Clock,
+    seconds: float,
+    job: Callable[[], Awaitable[object]],
+    *,
+    on_error: Callable[[Exception], None],
+    wait_first: bool = False,
+) -> None:
+    """Run `job` every `seconds` on `clock`, for ever: a background loop that one failure of
+    `job` does not end (`on_error` logs or counts it). `wait_first`: the first run is one
+    interval after start, not at once."""
+    if wait_first:
+        await clock.sleep(seconds)
+    while True:
+        try:
+            await job()
+        except Exception as e:
+            on_error(e)
+        await clock.sleep(seconds)

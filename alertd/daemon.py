@@ -13,34 +13,28 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 
 from alertd import __version__
 from alertd.alert import Alert
 from alertd.auth import Auth, Logins
-from alertd.clock import Clock, VirtualClock, WallClock
+from alertd.clock import Clock, WallClock, every
 from alertd.config import Config, load_config
+from alertd.evaluation import Evaluation, ReplaySummary, replay
+from alertd.metrics import AlertingCollector, DaemonMetrics, EvictionCollector
 from alertd.notify.service import AlertGroup, AlertStatus, Notifier
 from alertd.observe.exposition import ObserverCollector
-from alertd.observe.observer import Observer
-from alertd.observe.series import SeriesStore
 from alertd.redact import redact_text, redact_url
-from alertd.rules.engine import Engine
 from alertd.rules.loader import expand_rule_paths, load_rules
 from alertd.rules.reload import ReloadResult, RuleReloader
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.silence.silences import Silences
 from alertd.sources import EventSource, open_event_source
-from alertd.sources.health import StreamHealth
-from alertd.sources.jsonl import event_time, read_capture
 from alertd.sources.sampler import Sampler
 from alertd.store.base import StoreUnavailable
 from alertd.store.buffered import BufferedStore
@@ -57,13 +51,6 @@ PERSIST_SECONDS = 10.0  # rule and observer state snapshot cadence (also on ever
 RELOAD_POLL_SECONDS = 5.0  # rule files are polled for changes (no inotify dependency)
 SILENCE_REFRESH_SECONDS = 1.0  # replicas see each other's silences within this
 PURGE_SECONDS = 600.0
-
-
-@dataclass
-class ReplaySummary:
-    events: int = 0
-    malformed: int = 0
-    transitions: list[Alert] = field(default_factory=list)
 
 
 def default_replica(config: Config) -> str:
@@ -87,47 +74,20 @@ class Daemon:
         self.replica = replica or config.ha.replica or default_replica(config)
         self.version = __version__
         self.started_at = self.clock.now()
-        self.health = StreamHealth(broker=redact_url(config.broker))
-        self.series = SeriesStore(
-            bucket_seconds=config.observe.bucket,
-            retention_seconds=config.observe.retention,
-            max_series=config.observe.max_series,
-        )
-        self.observer = Observer(
-            self.series,
-            self.clock,
-            max_tasks=config.observe.max_tasks,
-            max_workers=config.observe.max_workers,
-            worker_lost_after=config.observe.worker_lost_after,
-            heartbeat_misses=config.observe.heartbeat_misses,
-            restart_grace=config.observe.restart_grace,
-            recent_starts=config.observe.recent_starts,
-            max_clock_skew=config.observe.max_clock_skew,
-            health=self.health,
-            max_task_names=config.observe.max_task_names,
-            max_orphans=config.observe.max_orphans,
-            max_senders=config.observe.max_senders,
-            max_queues=config.sampler.max_queues,
-        )
-        for task in config.observe.expect_tasks:
-            self.observer.expect_task(task)
         # Rules are loaded before anything connects: a daemon with broken rules refuses to start
         # (like Prometheus) rather than running blind. Reloads later keep the old rules instead.
         rules = load_rules(expand_rule_paths(config.rule_files, config.base_dir), max_window=config.observe.retention)
-        self.engine = Engine(
+        self.evaluation = Evaluation(
+            config,
             rules,
-            self.series,
             self.clock,
-            gauges=self._gauges,
-            watch=self.observer.watch,
-            expect_task=self.observer.expect_task,
-            max_event_keys=config.observe.max_event_keys,
-            details=self.observer.details,
-            build_budget=BUILD_BUDGET,
-            max_resolved=config.observe.max_resolved_alerts,
+            store_up=lambda: self.store.up,
             owes_resolved=self._owes_resolved,
             evictions=self.evictions,
+            build_budget=BUILD_BUDGET,
         )
+        ev = self.evaluation
+        self.health, self.series, self.observer, self.engine = ev.health, ev.series, ev.observer, ev.engine
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
         )
@@ -143,9 +103,9 @@ class Daemon:
         self.notifier = self._make_notifier(config)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
-        self.registry.register(_AlertingCollector(self))
-        self.registry.register(_EvictionCollector(self))
-        self._metrics = _DaemonMetrics(self.registry)
+        self.registry.register(AlertingCollector(self))
+        self.registry.register(EvictionCollector(self))
+        self._metrics = DaemonMetrics(self.registry)
         self.auth = _make_auth(config)
         self._store_open = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -217,7 +177,7 @@ class Daemon:
             await self._sampler.start()
         if serve:
             await self._serve()
-        self._spawn(self._tick_loop(), self._silence_loop(), self._reload_loop(), self._purge_loop())
+        self._spawn(*self._loops())
         log.info(
             "alertd %s started: broker %s, store %s, %d rules, replica %s",
             self.version,
@@ -272,45 +232,46 @@ class Daemon:
             await self._persist()
         return changed
 
-    async def _tick_loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # an evaluation bug must not kill the daemon; it is logged and counted
-                log.exception("rule evaluation failed")
-                self._metrics.tick_errors.inc()
-            await self.clock.sleep(TICK_SECONDS)
+    # Each loop survives its job's failures; what a failure means differs, so each says so.
 
-    async def _silence_loop(self) -> None:
-        while True:
-            try:
-                await self.silences.refresh()
-            except StoreUnavailable:
-                pass  # the store logged its outage once; silences known before it keep applying
-            except Exception as e:
-                log.warning("silences refresh failed: %s", e)
-            await self.clock.sleep(SILENCE_REFRESH_SECONDS)
+    def _tick_failed(self, e: Exception) -> None:
+        # an evaluation bug must not kill the daemon; it is logged and counted
+        log.error("rule evaluation failed", exc_info=e)
+        self._metrics.tick_errors.inc()
 
-    async def _reload_loop(self) -> None:
-        while True:
-            await self.clock.sleep(RELOAD_POLL_SECONDS)
-            try:
-                if self.reloader.changed_on_disk():
-                    await self.reload()
-            except Exception:
-                log.exception("rule file poll failed")
+    @staticmethod
+    def _silences_failed(e: Exception) -> None:
+        if not isinstance(e, StoreUnavailable):  # the store logged its outage once; known silences apply
+            log.warning("silences refresh failed: %s", e)
 
-    async def _purge_loop(self) -> None:
-        while True:
-            await self.clock.sleep(PURGE_SECONDS)
-            try:
-                n = await self.store.purge(self.clock.now())
-                if n:
-                    log.info("purged %d expired store entries", n)
-            except StoreUnavailable:
-                pass  # purged at the next round once the store is back
-            except Exception as e:
-                log.warning("store purge failed: %s", e)
+    async def _reload_if_changed(self) -> None:
+        if self.reloader.changed_on_disk():
+            await self.reload()
+
+    async def _purge(self) -> None:
+        n = await self.store.purge(self.clock.now())
+        if n:
+            log.info("purged %d expired store entries", n)
+
+    @staticmethod
+    def _purge_failed(e: Exception) -> None:
+        if not isinstance(e, StoreUnavailable):  # purged at the next round once the store is back
+            log.warning("store purge failed: %s", e)
+
+    def _loops(self) -> list[Coroutine[Any, Any, None]]:
+        c = self.clock
+        return [
+            every(c, TICK_SECONDS, self.tick, on_error=self._tick_failed),
+            every(c, SILENCE_REFRESH_SECONDS, self.silences.refresh, on_error=self._silences_failed),
+            every(
+                c,
+                RELOAD_POLL_SECONDS,
+                self._reload_if_changed,
+                on_error=lambda e: log.error("rule file poll failed", exc_info=e),
+                wait_first=True,
+            ),
+            every(c, PURGE_SECONDS, self._purge, on_error=self._purge_failed, wait_first=True),
+        ]
 
     async def _persist(self) -> None:
         if not self._store_open:
@@ -445,12 +406,6 @@ class Daemon:
             "login_clients": self.logins.clients_evicted if self.logins is not None else 0,
         }
 
-    def _gauges(self, now: float) -> dict[str, Mapping[tuple[str, ...], float]]:
-        """The observer's gauges plus the daemon's own, for the rules engine."""
-        gauges: dict[str, Mapping[tuple[str, ...], float]] = dict(self.observer.gauges(now))
-        gauges["store_up"] = {(): 1.0 if self.store.up else 0.0}
-        return gauges
-
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
@@ -479,164 +434,14 @@ class Daemon:
         )
         await site.start()
         self.registry.register(ConnectionMetrics(site))
-        server = site._server
-        sockets = [sock.getsockname() for sock in getattr(server, "sockets", None) or []]
-        bound = sockets[0] if sockets else (host, port)
-        self.listen_address = f"{bound[0]}:{bound[1]}"
+        self.listen_address = site.bound()
         log.info("API and web page on http://%s/", self.listen_address)
 
     # -- replay ----------------------------------------------------------------------------
 
     async def replay(self, path: Path, *, tail: float = 0.0) -> ReplaySummary:
-        """Feed a capture through the pipeline on virtual time, ticking as a live daemon would.
-
-        The clock must be a VirtualClock: rule windows, `for` and group timers then behave as
-        they did when the events were recorded, in a fraction of the time.
-        """
-        if not isinstance(self.clock, VirtualClock):
-            raise TypeError("replay needs a VirtualClock")
-        clock = self.clock
-        summary = ReplaySummary()
-        self.health.transport = "replay"
-        next_tick: float | None = None
-        for lineno, event in read_capture(path):
-            at = event_time(event) if event is not None else None
-            if event is None or at is None:
-                summary.malformed += 1
-                self.health.malformed += 1
-                log.warning("%s:%d: not a captured event, skipped", path, lineno)
-                continue
-            if next_tick is None:
-                next_tick = max(at, clock.now())
-                clock.set(next_tick)
-                self.health.mark_connected(next_tick)
-            while next_tick <= at:
-                clock.set(next_tick)
-                summary.transitions.extend(await self.tick())
-                await asyncio.sleep(0)  # let group timers woken by the clock run
-                next_tick += TICK_SECONDS
-            if at > clock.now():
-                clock.set(at)
-            self.observer.on_events([event])
-            self.health.events += 1
-            self.health.last_event_at = at
-            summary.events += 1
-        end = (next_tick or clock.now()) + tail
-        while next_tick is not None and next_tick <= end:
-            clock.set(next_tick)
-            summary.transitions.extend(await self.tick())
-            await asyncio.sleep(0)
-            next_tick += TICK_SECONDS
-        return summary
-
-
-class _DaemonMetrics:
-    """alertd's own process metrics that no single package owns."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.tick_seconds = Gauge(
-            "alertd_rule_tick_seconds", "Wall time of the last rule evaluation tick.", registry=registry
-        )
-        self.tick_errors = Counter("alertd_rule_tick_errors", "Rule evaluation ticks that raised.", registry=registry)
-        self.reloads = Counter("alertd_rule_reloads", "Rule reloads by outcome.", ["outcome"], registry=registry)
-        self.reload_ok = Gauge(
-            "alertd_rule_config_last_reload_successful", "1 if the last rule reload succeeded.", registry=registry
-        )
-        self.reload_ok.set(1)
-
-
-class _AlertingCollector(Collector):
-    """Alerts, notifications and silences, read at scrape time."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def collect(self) -> Iterator[Metric]:
-        d = self.daemon
-        now = d.clock.now()
-        alerts = GaugeMetricFamily("alertd_alerts", "Alerts by state.", labels=["state"])
-        counts = {"pending": 0, "firing": 0, "resolved": 0}
-        for a in d.engine.alerts():
-            counts[a.state.value] += 1
-        for state, n in counts.items():
-            alerts.add_metric([state], n)
-        yield alerts
-        yield CounterMetricFamily(
-            "alertd_notifications_sent", "Notifications delivered (fallbacks included).", value=d.notifier.sent_total
-        )
-        yield CounterMetricFamily(
-            "alertd_notifications_failed", "Notifications that failed every retry.", value=d.notifier.failed_total
-        )
-        yield CounterMetricFamily(
-            "alertd_notifications_fallback",
-            "Notifications delivered by a receiver's fallback after the receiver failed every retry.",
-            value=d.notifier.fallback_total,
-        )
-        yield CounterMetricFamily(
-            "alertd_notifications_possible_duplicates",
-            "Notifications re-sent after an attempt that may have reached the receiver (a crash or timeout mid-send).",
-            value=d.notifier.possible_duplicates_total,
-        )
-        active = sum(1 for s in d.silences.query(include_expired=False) if s.state(now).value == "active")
-        yield GaugeMetricFamily("alertd_silences_active", "Active silences.", value=active)
-        yield GaugeMetricFamily("alertd_rules", "Rules loaded.", value=len(d.engine.runtimes))
-        evicted = CounterMetricFamily(
-            "alertd_rule_event_keys_evicted",
-            "Event-rule `by` keys evicted at observe.max_event_keys, least recently matched first.",
-            labels=["rule"],
-        )
-        for rt in d.engine.runtimes.values():
-            if rt.rule.kind == "event":
-                evicted.add_metric([rt.rule.name], rt.event_keys_evicted)
-        yield evicted
-        store = d.store
-        yield GaugeMetricFamily("alertd_store_up", "1 while the state store answers.", value=1 if store.up else 0)
-        yield CounterMetricFamily(
-            "alertd_store_outages", "Times the state store became unreachable.", value=store.outages_total
-        )
-        yield GaugeMetricFamily(
-            "alertd_store_buffered_writes", "Writes kept locally until the store is back.", value=store.buffered
-        )
-        yield CounterMetricFamily(
-            "alertd_store_replayed_writes",
-            "Buffered writes written back after an outage.",
-            value=store.writes_replayed_total,
-        )
-        yield CounterMetricFamily(
-            "alertd_store_dropped_writes",
-            "Buffered writes given up because the buffer was full.",
-            value=store.writes_dropped_total,
-        )
-        yield CounterMetricFamily(
-            "alertd_ha_claims_failed_open",
-            "Send claims granted without the store (replicas may both send).",
-            value=store.claims_failed_open_total,
-        )
-
-
-class _EvictionCollector(Collector):
-    """alertd_<map>_evicted_total for the bounded maps whose table has no metric of its own."""
-
-    HELP = {
-        "task_names": "Task names whose last success was forgotten at observe.max_task_names.",
-        "orphans": "Orphaned tasks (of lost or stopped workers) forgotten at observe.max_orphans.",
-        "senders": "Producer and worker clock offsets forgotten at observe.max_senders.",
-        "queues": "Queue names left unsampled or forgotten at sampler.max_queues.",
-        "login_clients": "Client addresses whose failed logins were forgotten at api.max_login_clients.",
-    }
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def collect(self) -> Iterator[Metric]:
-        counts = self.daemon.evictions()
-        for name, doc in self.HELP.items():
-            yield CounterMetricFamily(f"alertd_{name}_evicted", doc, value=counts[name])
-        yield CounterMetricFamily(
-            "alertd_resolved_alerts_evicted",
-            "Resolved alerts already notified dropped before their retention at observe.max_resolved_alerts.",
-            value=self.daemon.engine.resolved_evicted,
-        )
+        """Feed a capture through the pipeline on virtual time, ticking as a live daemon would."""
+        return await replay(self.evaluation, path, self.tick, step=TICK_SECONDS, tail=tail)
 
 
 def _make_auth(config: Config) -> Auth:

@@ -182,7 +182,7 @@ def test_the_rule_snippets_pass_alertd_check(tmp_path: Path) -> None:
 
 def test_the_rule_test_snippets_pass_alertd_test(tmp_path: Path) -> None:
     """The docs' rule test, run against the rule pack it names, as `alertd test` runs it."""
-    from alertd.rules.tester import run_test_files
+    from alertd.ruletest import run_test_files
 
     (tmp_path / "rules").mkdir()
     shutil.copy(ROOT / "rules" / "celery.yaml", tmp_path / "rules")

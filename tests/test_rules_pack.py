@@ -12,7 +12,7 @@ import yaml
 
 from alertd.cli import main
 from alertd.rules.loader import load_rules
-from alertd.rules.tester import run_test_files
+from alertd.ruletest import run_test_files
 from tests.conftest import ROOT
 
 PACK = [ROOT / "rules" / "celery.yaml", ROOT / "rules" / "examples" / "periodic.yaml"]

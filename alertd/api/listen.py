@@ -53,6 +53,14 @@ class ApiSite(web.BaseSite):
             lambda: _Connection(self, server), self._host, self._port, backlog=self._backlog
         )
 
+    def bound(self) -> str:
+        """host:port actually listened on (port 0 in the config picks a free one)."""
+        sockets = getattr(self._server, "sockets", None) or []
+        if not sockets:
+            return f"{self._host}:{self._port}"
+        host, port = sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
 
 class _Connection(asyncio.Protocol):
     """Stands in front of aiohttp's protocol for one connection, passing every call through."""

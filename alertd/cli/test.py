@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def test(args: argparse.Namespace) -> int:
     # The rule engine and its tester load only for this command (start-up of the others).
     from alertd.rules.loader import expand_rule_paths
-    from alertd.rules.tester import junit_xml, run_test_files
+    from alertd.ruletest import junit_xml, run_test_files
 
     try:
         results = run_test_files(expand_rule_paths(args.paths, Path.cwd()), args.run)
