@@ -25,6 +25,7 @@ from alertd.alert import Alert
 from alertd.auth import Auth, Logins
 from alertd.clock import Clock, WallClock, every
 from alertd.config import Config, load_config
+from alertd.config.reload import merge_reload
 from alertd.evaluation import Evaluation, ReplaySummary, replay
 from alertd.metrics import AlertingCollector, DaemonMetrics, EvictionCollector
 from alertd.notify.service import AlertGroup, AlertStatus, Notifier
@@ -322,22 +323,17 @@ class Daemon:
         if self.config.source == "<defaults>":
             return []
         try:
-            fresh = load_config(self.config.source)
-            notifier_config = fresh.model_copy(update={"store": self.config.store, "broker": self.config.broker})
-            self.notifier.reload(notifier_config)
-            self.auth = _make_auth(fresh)
+            effective, later = merge_reload(self.config, load_config(self.config.source))
+            self.notifier.reload(effective)
+            self.auth = _make_auth(effective)
         except FileError as e:
             return list(e.problems)
         except (ValueError, OSError) as e:  # a receiver URL Apprise refuses, an unreadable tokens file
             return [Problem(self.config.source, None, "", redact_text(str(e)))]
-        self.config = fresh.model_copy(
-            update={
-                "api": self.config.api.model_copy(
-                    update={"tokens_file": fresh.api.tokens_file, "basic_auth_file": fresh.api.basic_auth_file}
-                )
-            }
-        )
+        self.config = effective
         log.info("configuration reloaded from %s", self.config.source)
+        if later:
+            log.warning("%s: changed %s: these take effect after a restart", self.config.source, ", ".join(later))
         return []
 
     # -- the API's view of the daemon --------------------------------------------------------
