@@ -246,3 +246,19 @@ def celery_app():  # type: ignore[no-untyped-def]
     yield app
     with contextlib.suppress(Exception):
         app.pool.force_close_all()
+
+
+# Fixtures that need a broker service or a worker process: a test using one is marked `broker`
+# (or `worker`) whether or not its module says so, so that `pytest -m "not broker"` is the
+# offline part of the suite - engine, dispatcher, pipeline, API on SQLite - and runs in seconds.
+BROKER_FIXTURES = {"redis_url", "amqp_url", "redis_server", "celery_worker_factory", "celery_app", "alertd_process"}
+WORKER_FIXTURES = {"celery_worker_factory", "celery_app"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & BROKER_FIXTURES:
+            item.add_marker(pytest.mark.broker)
+        if names & WORKER_FIXTURES:
+            item.add_marker(pytest.mark.worker)
