@@ -122,7 +122,7 @@ async def test_resolved_alerts_past_the_cap_leave_once_notified_and_no_notice_ow
     for _ in range(5):
         await h.step(2)
     tried = len(sink.requests)
-    assert tried > 1 and "RESOLVED: flood.t49" in sink.requests[-1]["json"]["message"]  # and refused
+    assert tried > 1 and "task=flood.t49 is resolved" in sink.requests[-1]["json"]["message"]  # and refused
     # over the cap of 10, but every one still owes its resolved notice: none goes
     assert len(rt.resolved) == 50 and rt.resolved_evicted == 0
 
