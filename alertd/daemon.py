@@ -400,6 +400,7 @@ class Daemon:
             "senders": stats["senders_evicted"],
             "queues": stats["queues_evicted"] + (self._sampler.queues_skipped if self._sampler is not None else 0),
             "login_clients": self.logins.clients_evicted if self.logins is not None else 0,
+            "history": int(getattr(self.store.backend, "history_evicted", 0)),
         }
 
     # -- HTTP ------------------------------------------------------------------------------

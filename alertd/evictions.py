@@ -28,6 +28,7 @@ MAPS: dict[str, tuple[str, str]] = {
         "resolved alerts already notified left the API early (no notice owed was dropped)",
     ),
     "login_clients": ("api.max_login_clients", "failed-login counts of some client addresses were forgotten"),
+    "history": ("100000 entries", "the oldest notification history went before its 30 days: a paging storm?"),
 }
 
 

@@ -122,6 +122,7 @@ class EvictionCollector(Collector):
         "senders": "Producer and worker clock offsets forgotten at observe.max_senders.",
         "queues": "Queue names left unsampled or forgotten at sampler.max_queues.",
         "login_clients": "Client addresses whose failed logins were forgotten at api.max_login_clients.",
+        "history": "Notification history entries dropped past 100000, oldest first (besides the 30-day retention).",
     }
 
     def __init__(self, daemon: Measured) -> None:

@@ -122,7 +122,7 @@ async def test_resolved_alerts_past_the_cap_leave_once_notified_and_no_notice_ow
     for _ in range(5):
         await h.step(2)
     tried = len(sink.requests)
-    assert tried > 1 and "RESOLVED: flood.t49" in sink.requests[-1]["json"]["message"]  # and refused
+    assert tried > 1 and "task=flood.t49 is resolved" in sink.requests[-1]["json"]["message"]  # and refused
     # over the cap of 10, but every one still owes its resolved notice: none goes
     assert len(rt.resolved) == 50 and rt.resolved_evicted == 0
 
@@ -183,3 +183,27 @@ def test_a_flood_of_worker_hostnames_is_evicted_in_constant_time() -> None:
     hosts = [w["hostname"] for w in observer.workers_snapshot()]
     assert "celery@real" in hosts and "celery@made-up-29999" in hosts and "celery@made-up-25000" not in hosts
     assert took < 5, f"{took:.1f} s for 30k hostnames"
+
+
+@pytest.mark.broker
+async def test_history_keeps_at_most_its_cap_in_either_store_the_oldest_go_counted(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """One group per task name means one history entry per name per notification: the SQLite
+    store kept them all for 30 days (Redis trimmed at 100k without counting)."""
+    from alertd.store.base import HistoryEntry, HistoryQuery
+    from alertd.store.redis import RedisStore
+    from alertd.store.sqlite import SqliteStore
+
+    now = time.time()
+    for store in (SqliteStore(tmp_path / "h.db", max_history=10), RedisStore(redis_url, max_history=10)):
+        await store.open()
+        try:
+            for i in range(25):
+                await store.record(HistoryEntry(ts=now + i, kind="sent", receiver="hook", group_key=f"{{task=t{i}}}"))
+            await store.purge(now)
+            kept = await store.history(HistoryQuery(limit=100))
+            assert [e.group_key for e in kept] == [f"{{task=t{i}}}" for i in range(24, 14, -1)], type(store)
+            assert store.history_evicted == 15
+        finally:
+            await store.close()

@@ -18,6 +18,12 @@ class StoreUnavailable(Exception):
     """
 
 
+# History is kept 30 days, and at most this many entries: a paging storm (one group per task
+# name, say) must not grow the store without bound. Past it the oldest go, counted in each
+# store's `history_evicted` (AlertdKeysEvicted{map="history"}).
+HISTORY_CAP = 100_000
+
+
 @dataclass
 class HistoryEntry:
     """One thing that happened to a notification or was done through the API."""

@@ -18,10 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import redis.asyncio as aioredis
 
-from alertd.store.base import HistoryEntry, HistoryQuery
+from alertd.store.base import HISTORY_CAP, HistoryEntry, HistoryQuery
 
 SCHEMA_VERSION = 1
-HISTORY_CAP = 100_000
 
 # Take the claim if free, or keep it if it is already ours; else refuse. Atomic on the server.
 # Delete the claim only if it is still ours: a claim that expired and was taken over is not touched.
@@ -51,10 +50,14 @@ return redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "alertd:", history_retention: float = 30 * 86400.0) -> None:
+    def __init__(
+        self, url: str, prefix: str = "alertd:", history_retention: float = 30 * 86400.0, max_history: int = HISTORY_CAP
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.history_retention = history_retention
+        self.max_history = max_history
+        self.history_evicted = 0  # oldest entries trimmed past max_history (by this process)
         self._r: aioredis.Redis | None = None
 
     @classmethod
@@ -154,8 +157,9 @@ class RedisStore:
         entry.id = int(await self.r.incr(self._k("history", "seq")))
         async with self.r.pipeline(transaction=True) as p:
             p.lpush(self._k("history"), orjson.dumps(entry.to_dict()))
-            p.ltrim(self._k("history"), 0, HISTORY_CAP - 1)
-            await p.execute()
+            p.ltrim(self._k("history"), 0, self.max_history - 1)
+            length, _ = await p.execute()
+        self.history_evicted += max(0, int(length) - self.max_history)
 
     async def history(self, query: HistoryQuery) -> list[HistoryEntry]:
         limit = max(1, min(query.limit, 10_000))

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from alertd.store.base import HistoryEntry, HistoryQuery
+from alertd.store.base import HISTORY_CAP, HistoryEntry, HistoryQuery
 
 SCHEMA_VERSION = 1
 
@@ -31,9 +31,11 @@ _MIGRATIONS: dict[int, list[str]] = {
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, history_retention: float = 30 * 86400.0):
+    def __init__(self, path: str | Path, history_retention: float = 30 * 86400.0, max_history: int = HISTORY_CAP):
         self.path = str(path)
         self.history_retention = history_retention
+        self.max_history = max_history
+        self.history_evicted = 0  # oldest entries deleted past max_history (at each purge)
         self._db: sqlite3.Connection | None = None
 
     @classmethod
@@ -123,6 +125,11 @@ class SqliteStore:
             ]
             n = self.db.execute("DELETE FROM docs WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)).rowcount
             n += self.db.execute("DELETE FROM history WHERE ts < ?", (now - self.history_retention,)).rowcount
+            # ids only grow (AUTOINCREMENT): the newest max_history have the top ids
+            (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()
+            over = self.db.execute("DELETE FROM history WHERE id <= ?", (top - self.max_history,)).rowcount
+            self.history_evicted += over
+            n += over
             self.db.execute("DELETE FROM claims WHERE until < ?", (now,))
             for kind in kinds:
                 self._bump(kind)
