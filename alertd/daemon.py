@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,20 @@ from prometheus_client import CollectorRegistry
 
 from alertd import __version__
 from alertd.alert import Alert
+from alertd.apiview import ApiView, serve
 from alertd.auth import Auth, Logins
 from alertd.clock import Clock, WallClock, every
 from alertd.config import Config, load_config
 from alertd.config.reload import merge_reload
 from alertd.evaluation import Evaluation, ReplaySummary, replay
-from alertd.metrics import AlertingCollector, DaemonMetrics, EvictionCollector
-from alertd.notify.service import AlertGroup, AlertStatus, Notifier
+from alertd.metrics import AlertingCollector, DaemonMetrics, EvictionCollector, evictions
+from alertd.notify.service import Notifier
 from alertd.observe.exposition import ObserverCollector
 from alertd.redact import redact_text, redact_url
 from alertd.rules.loader import expand_rule_paths, load_rules
 from alertd.rules.reload import ReloadResult, RuleReloader
-from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.silence.silences import Silences
-from alertd.sources import EventSource, open_event_source
+from alertd.sources import EventSource
 from alertd.sources.sampler import Sampler
 from alertd.store.base import StoreUnavailable
 from alertd.store.buffered import BufferedStore
@@ -66,7 +66,7 @@ def default_replica(config: Config) -> str:
     return os.environ.get("ALERTD_REPLICA") or f"{socket.gethostname()}:{port}"
 
 
-class Daemon:
+class Daemon(ApiView):
     """One alertd process. `start()` opens everything, `stop()` closes it in reverse order."""
 
     def __init__(self, config: Config, clock: Clock | None = None, *, replica: str | None = None) -> None:
@@ -147,34 +147,8 @@ class Daemon:
         """Open state, connect to the broker, start the API and the evaluation loops."""
         await self.open_state()
         if ingest:
-            self._source = open_event_source(
-                self.config.broker,
-                self.observer.on_events,
-                self.clock,
-                self.health,
-                transport_options=self.config.broker_transport_options or None,
-                durable_queue=self.config.events.durable_queue,
-                durable_queue_ttl=self.config.events.durable_queue_ttl,
-                reconnect_max=self.config.events.reconnect_max,
-                transport=self.config.events.transport,
-                exchange=self.config.events.exchange,
-                queue_ttl=self.config.events.queue_ttl,
-                queue_expires=self.config.events.queue_expires,
-            )
+            self._source, self._sampler = self.evaluation.ingest(self.config)
             await self._source.start()
-            self._sampler = Sampler(
-                self.config.broker,
-                self.clock,
-                on_queue=self._on_queue,
-                on_worker=self._on_worker,
-                on_broker=self._on_broker,
-                queues=list(self.config.sampler.queues),
-                interval=self.config.sampler.interval,
-                inspect=self.config.sampler.inspect,
-                inspect_timeout=self.config.sampler.inspect_timeout,
-                transport_options=self.config.broker_transport_options or None,
-                max_queues=self.config.sampler.max_queues,
-            )
             await self._sampler.start()
         if serve:
             await self._serve()
@@ -284,17 +258,6 @@ class Daemon:
         except Exception as e:
             log.warning("saving state failed (will retry): %s", e)
 
-    # -- samples ---------------------------------------------------------------------------
-
-    def _on_queue(self, s: QueueSample) -> None:
-        self.observer.on_queue_sample(s)
-
-    def _on_worker(self, s: WorkerSample) -> None:
-        self.observer.on_worker_sample(s)
-
-    def _on_broker(self, s: BrokerSample) -> None:
-        self.observer.on_broker_sample(s)
-
     # -- reload ----------------------------------------------------------------------------
 
     async def reload(self) -> ReloadResult:
@@ -336,102 +299,15 @@ class Daemon:
             log.warning("%s: changed %s: these take effect after a restart", self.config.source, ", ".join(later))
         return []
 
-    # -- the API's view of the daemon --------------------------------------------------------
-
-    def alerts(self) -> list[Alert]:
-        return self.engine.alerts()
-
-    def alert_status(self, alert: Alert, now: float) -> AlertStatus:
-        return self.notifier.alert_status(alert, now)
-
-    def groups(self) -> list[AlertGroup]:
-        return self.notifier.groups()
-
-    def receiver_names(self) -> list[str]:
-        return list(self.notifier.receiver_names())
-
-    def rule_states(self) -> list[dict[str, Any]]:
-        return self.engine.rule_states()
-
-    def rule_problems(self) -> list[Problem]:
-        last = getattr(self.reloader, "last", None)
-        return list(last.problems) if last is not None else []
-
-    def explain(self, labels: Mapping[str, str], now: float) -> dict[str, Any]:
-        return self.notifier.explain(labels, now)
-
-    async def last_notification(self, receiver: str, group_key: str) -> dict[str, Any] | None:
-        return await self.notifier.last_notification(receiver, group_key)
-
-    async def test_send(self, receiver: str) -> list[Any]:
-        return list(await self.notifier.test_send(receiver))
-
-    def observer_stats(self) -> dict[str, int]:
-        return self.observer.stats()
-
-    def workers(self) -> list[dict[str, Any]]:
-        return self.observer.workers_snapshot()
-
-    def ready(self) -> bool:
-        return not self.not_ready()
-
-    def not_ready(self) -> list[str]:
-        why = []
-        if not self._store_open:
-            why.append("store not open")
-        elif not self.store.up:
-            why.append(self.store.describe())
-        if not self.health.connected:
-            why.append("broker event stream not connected")
-        return why
-
     def _owes_resolved(self, fingerprint: str, ends_at: float | None) -> bool:
         return self.notifier.owes_resolved(fingerprint, ends_at)
 
     def evictions(self) -> dict[str, int]:
-        """Entries evicted from each bounded map since start (alertd.evictions; the engine adds
-        its resolved alerts): /metrics exports them, AlertdKeysEvicted{map} says when they move."""
-        stats = self.observer.stats()
-        return {
-            "tasks": stats["tasks_evicted"],
-            "workers": stats["workers_evicted"],
-            "task_names": stats["task_names_evicted"],
-            "orphans": stats["orphans_evicted"],
-            "senders": stats["senders_evicted"],
-            "queues": stats["queues_evicted"] + (self._sampler.queues_skipped if self._sampler is not None else 0),
-            "login_clients": self.logins.clients_evicted if self.logins is not None else 0,
-            "history": int(getattr(self.store.backend, "history_evicted", 0)),
-        }
-
-    # -- HTTP ------------------------------------------------------------------------------
+        """Entries evicted from each bounded map since start (alertd.metrics.evictions)."""
+        return evictions(self.observer, self._sampler, self.logins, self.store)
 
     async def _serve(self) -> None:
-        from alertd.api.app import make_app
-        from alertd.api.listen import ApiSite, ConnectionMetrics
-
-        app = make_app(self)
-        try:
-            from alertd.ui import add_routes
-        except ImportError:  # the web page is optional; the API works without it
-            pass
-        else:
-            add_routes(app)
-        host, _, port = self.config.api.listen.rpartition(":")
-        api = self.config.api
-        # keepalive_timeout: aiohttp closes a kept-alive connection idle this long (its next head
-        # late); ApiSite holds the first head of each connection to the same deadline
-        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=api.header_timeout)
-        await self._runner.setup()
-        site = ApiSite(
-            self._runner,
-            host.strip("[]") or "127.0.0.1",
-            int(port),
-            max_connections=api.max_connections,
-            header_timeout=api.header_timeout,
-        )
-        await site.start()
-        self.registry.register(ConnectionMetrics(site))
-        self.listen_address = site.bound()
+        self._runner, self.listen_address = await serve(self, self.config.api, self.registry)
         log.info("API and web page on http://%s/", self.listen_address)
 
     # -- replay ----------------------------------------------------------------------------

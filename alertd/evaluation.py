@@ -23,8 +23,10 @@ from alertd.observe.series import SeriesStore
 from alertd.redact import redact_url
 from alertd.rules.engine import Engine
 from alertd.rules.loader import RuleSet
+from alertd.sources import EventSource, open_event_source
 from alertd.sources.health import StreamHealth
 from alertd.sources.jsonl import event_time, read_capture
+from alertd.sources.sampler import Sampler
 
 log = logging.getLogger("alertd")
 
@@ -83,6 +85,39 @@ class Evaluation:
             max_resolved=observe.max_resolved_alerts,
             owes_resolved=owes_resolved,
             evictions=evictions,
+        )
+
+    def ingest(self, config: Config) -> tuple[EventSource, Sampler]:
+        """The event source and the sampler that feed this evaluation, as alertd.yaml sets them
+        (not started: the daemon starts and stops them)."""
+        events, sampler = config.events, config.sampler
+        options = config.broker_transport_options or None
+        source = open_event_source(
+            config.broker,
+            self.observer.on_events,
+            self.clock,
+            self.health,
+            transport_options=options,
+            durable_queue=events.durable_queue,
+            durable_queue_ttl=events.durable_queue_ttl,
+            reconnect_max=events.reconnect_max,
+            transport=events.transport,
+            exchange=events.exchange,
+            queue_ttl=events.queue_ttl,
+            queue_expires=events.queue_expires,
+        )
+        return source, Sampler(
+            config.broker,
+            self.clock,
+            on_queue=self.observer.on_queue_sample,
+            on_worker=self.observer.on_worker_sample,
+            on_broker=self.observer.on_broker_sample,
+            queues=list(sampler.queues),
+            interval=sampler.interval,
+            inspect=sampler.inspect,
+            inspect_timeout=sampler.inspect_timeout,
+            transport_options=options,
+            max_queues=sampler.max_queues,
         )
 
     def gauges(self, now: float) -> Gauges:

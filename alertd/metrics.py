@@ -10,11 +10,32 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alertd.auth import Logins
 from alertd.clock import Clock
 from alertd.notify.service import Notifier
+from alertd.observe.observer import Observer
 from alertd.rules.engine import Engine
 from alertd.silence.silences import Silences
+from alertd.sources.sampler import Sampler
 from alertd.store.buffered import BufferedStore
+
+
+def evictions(
+    observer: Observer, sampler: Sampler | None, logins: Logins | None, store: BufferedStore
+) -> dict[str, int]:
+    """Entries evicted from each bounded map since start (alertd.evictions; the engine adds
+    its resolved alerts): /metrics exports them, AlertdKeysEvicted{map} says when they move."""
+    stats = observer.stats()
+    return {
+        "tasks": stats["tasks_evicted"],
+        "workers": stats["workers_evicted"],
+        "task_names": stats["task_names_evicted"],
+        "orphans": stats["orphans_evicted"],
+        "senders": stats["senders_evicted"],
+        "queues": stats["queues_evicted"] + (sampler.queues_skipped if sampler is not None else 0),
+        "login_clients": logins.clients_evicted if logins is not None else 0,
+        "history": int(getattr(store.backend, "history_evicted", 0)),
+    }
 
 
 class Measured(Protocol):
