@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.waiting import wait_until
 
 # Fixtures of one area, shared by its test modules (an aiohttp sink for receivers, ...).
 pytest_plugins = ["tests.notify_fixtures", "tests.daemon_fixtures"]
@@ -34,18 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll `predicate` until truthy; fail the test with `what` if it never is."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -258,7 +247,7 @@ WORKER_FIXTURES = {"celery_worker_factory", "celery_app"}
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if names & BROKER_FIXTURES:
+        if names & BROKER_FIXTURES or item.get_closest_marker("wheel"):  # the wheel's install needs PyPI
             item.add_marker(pytest.mark.broker)
         if names & WORKER_FIXTURES:
             item.add_marker(pytest.mark.worker)

@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +213,59 @@ def alertd_process(tmp_path: Path) -> Iterator[Any]:
         d.kill(signal.SIGTERM)
 
 
+@dataclass
+class Deployment:
+    """A private Celery deployment on the shared Redis - its own key prefix and queue - with
+    alertd processes watching it and paging the http sink's /hook. The setup most end-to-end
+    tests repeat: `alertd(...)`, `worker(...)`, `producer()`."""
+
+    tmp: Path
+    broker: str
+    unique: str
+    sink: Any
+    start_alertd: Callable[..., DaemonProcess]
+    start_worker: Callable[..., Any]
+
+    @property
+    def keyprefix(self) -> str:
+        return f"{self.unique}:"
+
+    @property
+    def queue(self) -> str:
+        return f"q-{self.unique}"
+
+    def alertd(self, *, name: str = "alertd", store: str = "sqlite:///state.db", **setup: Any) -> DaemonProcess:
+        """write_setup() in a directory of its own (rules=, route=, extra=, hook=), then `alertd run`."""
+        port = free_port()
+        home = self.tmp / name
+        home.mkdir(exist_ok=True)
+        cfg = write_setup(
+            home,
+            broker=self.broker,
+            store=store,
+            sink_url=self.sink.url(),
+            port=port,
+            keyprefix=self.keyprefix,
+            **setup,
+        )
+        return self.start_alertd(cfg, port, name)
+
+    def worker(self, **kw: Any) -> Any:
+        """A real Celery worker on this deployment's queue (kw: concurrency, extra_env, ...)."""
+        env = {"ALERTD_TEST_KEYPREFIX": self.keyprefix, **kw.pop("extra_env", {})}
+        return self.start_worker(self.broker, extra_env=env, queues=kw.pop("queues", [self.queue]), **kw)
+
+    def producer(self) -> Any:
+        return producer(self.broker, self.keyprefix)
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, redis_url: str, unique: str, http_sink: Any, celery_worker_factory: Any, alertd_process: Any
+) -> Deployment:
+    return Deployment(tmp_path, redis_url, unique, http_sink, alertd_process, celery_worker_factory)
+
+
 def producer(broker: str, keyprefix: str = "") -> Any:
     """A Celery producer that sends task-sent events, as alertd's docs ask of a deployment."""
     from celery import Celery
@@ -228,14 +280,6 @@ def producer(broker: str, keyprefix: str = "") -> Any:
 def hook_posts(sink: Any) -> list[dict[str, Any]]:
     """What the `hook` receiver got (JSON documents, with arrival time under "at")."""
     return [{**r["json"], "at": r.get("at")} for r in sink.requests if r["path"] == "/hook"]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 __all__ = ["ADMIN_TOKEN", "READ_TOKEN", "SILENCE_TOKEN", "Api", "free_port", "write_setup"]

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import free_port
+from tests.waiting import T0
 
 
 @dataclass
@@ -173,9 +174,6 @@ def http_sink() -> Any:
     s = ThreadedSink()
     yield s
     s.close()
-
-
-T0 = 1_700_000_000.0
 
 
 def make_alert(name: str, state: Any = None, *, starts_at: float = T0, **labels: str) -> Any:

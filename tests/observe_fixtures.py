@@ -7,7 +7,6 @@ helpers so the observer is fed what it will really see, not a convenient subset.
 
 from __future__ import annotations
 
-import asyncio
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,8 +18,11 @@ from celery import Celery
 from alertd.clock import VirtualClock
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
+from tests.waiting import (
+    T0,
+    wait_for,  # noqa: F401 (tests import it from here too)
+)
 
-T0 = 1_700_000_000.0
 PRODUCER = "gen28271@web"
 
 TIMEOUT_TRACEBACK = (
@@ -197,13 +199,3 @@ def producer_fixture() -> Iterator[Callable[..., Celery]]:
     yield make
     for app in apps:
         app.close()
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll without blocking the event loop (the event source runs on it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import threading
 import uuid
@@ -11,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from tests.waiting import wait_for  # noqa: F401 (tests import it from here too)
 
 
 def envelope(body: object, routing_key: str = "worker.heartbeat", **overrides: Any) -> bytes:
@@ -56,13 +57,3 @@ class Batches:
 
     def types(self) -> set[str]:
         return {str(e.get("type")) for e in self.events}
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll without blocking the loop (the sources under test run on it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -20,7 +20,7 @@ import yaml
 
 from tests.api_fixtures import SPEC
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import ADMIN_TOKEN, READ_TOKEN, SILENCE_TOKEN, Api, DaemonProcess, wait_for, write_setup
+from tests.daemon_fixtures import ADMIN_TOKEN, READ_TOKEN, SILENCE_TOKEN, Api, DaemonProcess, wait_until, write_setup
 from tests.test_redos import fail_task
 
 OPENAPI = yaml.safe_load(resources.files("alertd.api").joinpath("openapi-alertd.yaml").read_text())
@@ -56,7 +56,7 @@ def history(api: Api) -> list[dict[str, Any]]:
 
 def test_every_history_entry_conforms_to_alertd_openapi_retries_included(daemon: DaemonProcess) -> None:
     api = daemon.api
-    wait_for(
+    wait_until(
         lambda: {"retry", "dead_letter"} <= {e["kind"] for e in history(api)},
         timeout=30,
         what="a retry, then a dead letter",
@@ -68,7 +68,7 @@ def test_every_history_entry_conforms_to_alertd_openapi_retries_included(daemon:
 
 def test_generator_url_links_to_the_alert_on_alertd_s_page(daemon: DaemonProcess) -> None:
     api = daemon.api
-    wait_for(lambda: api.get("/api/v2/alerts"), timeout=20, what="the alert")
+    wait_until(lambda: api.get("/api/v2/alerts"), timeout=20, what="the alert")
     (alert,) = api.get("/api/v2/alerts")
     url = urlsplit(alert["generatorURL"])
     assert (url.scheme, url.netloc, url.path, url.fragment) == (

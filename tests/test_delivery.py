@@ -24,8 +24,8 @@ from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
 from tests.conftest import free_port
 from tests.notify_fixtures import Sink
+from tests.waiting import T0
 
-T0 = 1_700_000_000.0
 SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
 PD_INTEGRATION = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 PD_API = "u+Kbq7aZnsxY1ZXvs8a9"

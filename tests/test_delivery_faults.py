@@ -33,7 +33,7 @@ import redis
 
 from alertd.faults import POINTS
 from tests.conftest import REDIS_URL, RedisServer, free_port
-from tests.daemon_fixtures import FAIL_RULES, READ_TOKEN, DaemonProcess, hook_route, producer, wait_for, write_setup
+from tests.daemon_fixtures import FAIL_RULES, READ_TOKEN, DaemonProcess, hook_route, producer, wait_until, write_setup
 from tests.notify_fixtures import ThreadedSink
 
 pytestmark = pytest.mark.broker
@@ -111,9 +111,9 @@ def delivered(sink: ThreadedSink, kind: str | None = None) -> list[Notice]:
 def wait_or_explain(
     predicate: Callable[[], object], what: str, timeout: float, sink: ThreadedSink, *daemons: DaemonProcess
 ) -> None:
-    """wait_for, failing with what the sink got and what the daemons logged."""
+    """wait_until, failing with what the sink got and what the daemons logged."""
     try:
-        wait_for(predicate, timeout=timeout, what=what)
+        wait_until(predicate, timeout=timeout, what=what)
     except AssertionError as e:
         logs = "\n".join(f"--- {d.log.name}\n{d.output()[-4000:]}" for d in daemons)
         raise AssertionError(f"{e}\nsink: {notices(sink)}\n{logs}") from None
@@ -285,14 +285,14 @@ def test_a_send_killed_at_any_instant_is_completed_after_restart(rig: Rig, fault
         assert first.wait_exit() == -signal.SIGKILL, first.output()[-3000:]
     elif fault.at == "mid-request":
         if fault.kind == "resolved":
-            wait_for(lambda: delivered(sink, "firing"), what="the page")
+            wait_until(lambda: delivered(sink, "firing"), what="the page")
             sink.hold(1)
-        wait_for(sink.held, what=f"the {fault.kind} POST in flight")
+        wait_until(sink.held, what=f"the {fault.kind} POST in flight")
         first.kill(signal.SIGKILL)
         sink.release()  # ...answered to nobody: the receiver has it, alertd never heard back
-        wait_for(lambda: not sink.held(), what="the held request answered")
+        wait_until(lambda: not sink.held(), what="the held request answered")
     else:
-        wait_for(lambda: rig.history(first, "retry"), what="the first attempt's 500 and its retry backoff")
+        wait_until(lambda: rig.history(first, "retry"), what="the first attempt's 500 and its retry backoff")
         if fault.at == "backoff":
             first.kill(signal.SIGKILL)
         else:

@@ -17,8 +17,7 @@ from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
 from alertd.yamlfile import FileError
 from tests.notify_fixtures import Sink
-
-T0 = 1_700_000_000.0
+from tests.waiting import T0
 
 
 def alert(name: str, state: AlertState = AlertState.FIRING, **labels: str) -> Alert:

@@ -23,7 +23,7 @@ from tests.daemon_fixtures import (
     hook_posts,
     hook_route,
     producer,
-    wait_for,
+    wait_until,
     write_setup,
 )
 
@@ -71,7 +71,7 @@ def test_page_silence_expire_against_a_real_worker(
     app.send_task("t.fail", ("boom",), queue=queue)
 
     # 1. the page
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first notification")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first notification")
     first = hook_posts(http_sink)[0]
     assert first["title"] == "[FIRING:1] TaskFailed" and "t.fail failed" in first["message"]
     alerts = api.get("/api/v2/alerts")
@@ -111,7 +111,7 @@ def test_page_silence_expire_against_a_real_worker(
 
     # 3. expire: the next repeat goes through
     assert api.call("DELETE", f"/api/v2/silence/{sid}", token=SILENCE_TOKEN)[0] == 200
-    wait_for(lambda: len(hook_posts(http_sink)) > sent_before, timeout=10, what="the page after expiry")
+    wait_until(lambda: len(hook_posts(http_sink)) > sent_before, timeout=10, what="the page after expiry")
     assert "(repeat elapsed)" in hook_posts(http_sink)[-1]["message"]
     writes = [(e["author"], e["reason"]) for e in api.get("/api/alertd/v1/history", query="kind=api")]
     assert ("ops", "silence created") in writes and ("ops", "silence expired") in writes
@@ -198,7 +198,7 @@ def test_kill_9_and_restart_keeps_silences_and_firing_state_and_does_not_page_tw
     queue = f"q-{unique}"
     worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
     producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first page")
     before = daemon.api.get("/api/v2/alerts")
     body = {
         "matchers": ['queue="other"'],
@@ -210,7 +210,7 @@ def test_kill_9_and_restart_keeps_silences_and_firing_state_and_does_not_page_tw
     sid = daemon.api.call("POST", "/api/v2/silences", body, token=SILENCE_TOKEN)[1]["silenceID"]
     # the page is in the notification log once history says "sent" (written after the log);
     # under load the send can take a while to return after the receiver got it
-    wait_for(
+    wait_until(
         lambda: daemon.api.get("/api/alertd/v1/history", query="kind=sent"), timeout=10, what="the send to be logged"
     )
     time.sleep(1.0)  # and a state snapshot after the transition (written on every change)
@@ -248,7 +248,7 @@ def test_two_replicas_on_one_redis_page_once_and_share_silences(
     for i in range(20):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
         app.send_task("t.flaky", (i, 1), queue=queue)  # every one fails: a second task name in the group
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the page")
     time.sleep(6)  # both replicas flushed their groups several times meanwhile
     titles = [p["title"] for p in hook_posts(http_sink)]
     # one group (by alertname) holding both tasks: paged once for the first, maybe once more when
@@ -267,7 +267,7 @@ def test_two_replicas_on_one_redis_page_once_and_share_silences(
         "comment": "ha",
     }
     sid = a.call("POST", "/api/v2/silences", body, token=SILENCE_TOKEN)[1]["silenceID"]
-    wait_for(
+    wait_until(
         lambda: any(sid in x["status"]["silencedBy"] for x in b.get("/api/v2/alerts")),
         timeout=5,
         what="the silence on the other replica",

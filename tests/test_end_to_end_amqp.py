@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import free_port
-from tests.daemon_fixtures import hook_posts, producer, wait_for, write_setup
+from tests.daemon_fixtures import hook_posts, producer, wait_until, write_setup
 from tests.test_sources_amqp import close_connection_from_the_broker
 
 
@@ -49,7 +49,7 @@ def test_a_failed_task_pages_through_the_amqp_fast_path_across_a_dropped_connect
         extra="events: {reconnect_max: 1s}",
     )
     daemon = alertd_process(cfg, port)
-    wait_for(lambda: daemon.api.get("/api/alertd/v1/health")["stream"]["connected"], what="alertd consuming")
+    wait_until(lambda: daemon.api.get("/api/alertd/v1/health")["stream"]["connected"], what="alertd consuming")
     stream = daemon.api.get("/api/alertd/v1/health")["stream"]
     assert stream["transport"] == "amqp-fast" and stream["broker"].startswith("amqp://***@127.0.0.1:5672/")
 
@@ -57,13 +57,13 @@ def test_a_failed_task_pages_through_the_amqp_fast_path_across_a_dropped_connect
     worker = celery_worker_factory(vhost_url, queues=[queue])
     app = producer(vhost_url)
     app.send_task("t.fail", ("boom",), queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first page")
     assert hook_posts(http_sink)[0]["title"] == "[FIRING:1] TaskFailed"
 
     # RabbitMQ drops alertd's connection (a node restart, a policy, an operator): alertd comes back
     # by itself, the gap shows in its health, and events after it still count.
     close_connection_from_the_broker(f"alertd events ({socket.gethostname()}, pid {daemon.proc.pid})")
-    wait_for(
+    wait_until(
         lambda: daemon.api.get("/api/alertd/v1/health")["stream"]["reconnects"] == 1,
         what="alertd to reconnect by itself",
     )
@@ -71,7 +71,7 @@ def test_a_failed_task_pages_through_the_amqp_fast_path_across_a_dropped_connect
     assert stream["connected"] and len(stream["gaps"]) == 1 and "CONNECTION_FORCED" in stream["last_error"]
     before = stream["events"]
     app.send_task("t.add", (1, 2), queue=queue)
-    wait_for(
+    wait_until(
         lambda: daemon.api.get("/api/alertd/v1/health")["stream"]["events"] >= before + 4,
         what="the next task's events after the reconnect",
     )

@@ -15,7 +15,7 @@ import pytest
 
 from tests.api_fixtures import Harness, start_harness, write_config
 from tests.conftest import free_port
-from tests.daemon_fixtures import READ_TOKEN, DaemonProcess, hook_posts, producer, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, DaemonProcess, hook_posts, producer, wait_until, write_setup
 from tests.notify_fixtures import Sink
 from tests.test_redos import fail_task
 
@@ -86,7 +86,7 @@ def test_a_flood_of_task_names_through_a_real_alertd_stays_bounded(
     app = producer(redis_url, f"{unique}:")
     fail_task(redis_url, f"{unique}:", "warm.up", "ValueError('x')")
     # the first page loads Apprise and the templates (tens of MiB, once): measure from after it
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first page")
     start_rss = rss_kib(daemon.proc.pid)
     t0 = time.monotonic()
     with app.connection_for_write() as conn:
@@ -103,10 +103,10 @@ def test_a_flood_of_task_names_through_a_real_alertd_stays_bounded(
         rules = daemon.api.get("/api/alertd/v1/rules", token=READ_TOKEN)["rules"]
         return next(r for r in rules if r["name"] == "TaskFailed")  # type: ignore[no-any-return]
 
-    wait_for(lambda: rule()["event_keys_evicted"] >= 19_000, timeout=60, what="the flood to be counted")
+    wait_until(lambda: rule()["event_keys_evicted"] >= 19_000, timeout=60, what="the flood to be counted")
     state = rule()
     assert state["event_keys"] <= 500
-    wait_for(lambda: meta(daemon.api.get("/api/v2/alerts")), timeout=10, what="AlertdEventKeysEvicted")
+    wait_until(lambda: meta(daemon.api.get("/api/v2/alerts")), timeout=10, what="AlertdEventKeysEvicted")
     grown = rss_kib(daemon.proc.pid) - start_rss
     keys, evicted = state["event_keys"], state["event_keys_evicted"]
     print(f"20k names in {sent:.1f} s: keys {keys}, evicted {evicted}, RSS +{grown} KiB")

@@ -25,7 +25,7 @@ import redis
 
 from alertd.auth import hash_password
 from tests.conftest import free_port
-from tests.daemon_fixtures import READ_TOKEN, DaemonProcess, hook_posts, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, DaemonProcess, hook_posts, wait_until, write_setup
 
 pytestmark = [pytest.mark.broker, pytest.mark.worker]
 
@@ -176,8 +176,10 @@ def test_a_flood_of_names_and_garbage_stays_bounded_and_memory_comes_back(
         r.publish(channel, message(names(NAMES + 1, now)[:3]))  # sent, received, failed
         return bool(hook_posts(http_sink))
 
-    wait_for(paged, timeout=30, what="the first page")
-    wait_for(lambda: metrics(daemon).get(EVICTED["queues"], 0) > 0, timeout=30, what="a sample of the worker's queues")
+    wait_until(paged, timeout=30, what="the first page")
+    wait_until(
+        lambda: metrics(daemon).get(EVICTED["queues"], 0) > 0, timeout=30, what="a sample of the worker's queues"
+    )
     time.sleep(2)
     start = rss_mib(pid)
     peak = [start]
@@ -219,7 +221,7 @@ def test_a_flood_of_names_and_garbage_stays_bounded_and_memory_comes_back(
         assert failed_login(port, f"127.0.0.{i + 2}") == 401
 
     wanted = NAMES * 2 + NAMES - NAMES // 20
-    wait_for(lambda: metrics(daemon)["alertd_events_total"] >= wanted, timeout=60, what="every event ingested")
+    wait_until(lambda: metrics(daemon)["alertd_events_total"] >= wanted, timeout=60, what="every event ingested")
     t = time.perf_counter()
     assert daemon.api.get("/healthz", token=None) == "ok\n"
     healthz = time.perf_counter() - t
@@ -233,7 +235,7 @@ def test_a_flood_of_names_and_garbage_stays_bounded_and_memory_comes_back(
 
     want = {("AlertdKeysEvicted", m) for m in MAPS} | {("AlertdEventKeysEvicted", "TaskFailed")}
     want |= {("AlertdSeriesDropped", "tasks_failed")}
-    wait_for(lambda: want <= set(meta()), timeout=30, what=f"meta-alerts {sorted(want)}")
+    wait_until(lambda: want <= set(meta()), timeout=30, what=f"meta-alerts {sorted(want)}")
 
     # The names have stopped: past resolve_after (5 s) every key goes and every alert resolves;
     # the resolved ones past the cap leave once their notices are out.
@@ -241,8 +243,8 @@ def test_a_flood_of_names_and_garbage_stays_bounded_and_memory_comes_back(
         rules = daemon.api.get("/api/alertd/v1/rules")["rules"]
         return next(x for x in rules if x["name"] == "TaskFailed")  # type: ignore[no-any-return]
 
-    wait_for(lambda: rule()["event_keys"] == 0 and rule()["firing"] == 0, timeout=30, what="the keys to age out")
-    wait_for(lambda: rule()["resolved"] <= 100, timeout=30, what="resolved alerts back under the cap")
+    wait_until(lambda: rule()["event_keys"] == 0 and rule()["firing"] == 0, timeout=30, what="the keys to age out")
+    wait_until(lambda: rule()["resolved"] <= 100, timeout=30, what="resolved alerts back under the cap")
     time.sleep(3)
     sampling = False
     sampler.join()

@@ -7,7 +7,6 @@ heartbeat window; a dead Redis is reconnected to by itself, and the gap shows in
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,14 +21,7 @@ from alertd.observe.series import SeriesStore
 from alertd.sources import open_event_source
 from alertd.sources.health import StreamHealth
 from tests.conftest import CeleryWorker
-
-
-async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.waiting import wait_for
 
 
 @pytest.fixture

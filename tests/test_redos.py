@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
-from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, DaemonProcess, producer, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, DaemonProcess, producer, wait_until, write_setup
 
 N = 32  # Python's re needs ~2^N steps for these: 26 characters took 4.5 s, 32 would take minutes
 TASK = "a" * N
@@ -147,7 +147,7 @@ def test_catastrophic_patterns_in_rule_route_silence_and_filter_never_stall_the_
         def firing() -> list[Any]:
             return [a for a in api.get("/api/v2/alerts") if a["labels"].get("task") == TASK]
 
-        wait_for(firing, timeout=20, what="the alert from the rule")
+        wait_until(firing, timeout=20, what="the alert from the rule")
         # the route: `task=~"(a+)+c"` does not match, so the alert stays with the root receiver
         (alert,) = firing()
         assert [r["name"] for r in alert["receivers"]] == ["hook"]

@@ -9,8 +9,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import ROOT
-
-T0 = 1_700_000_000.0
+from tests.waiting import T0
 
 
 def test_replay_fires_and_resolves_on_virtual_time_and_skips_bad_lines(tmp_path: Path) -> None:

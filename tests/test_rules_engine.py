@@ -15,8 +15,7 @@ from alertd.rules.loader import load_rules
 from alertd.rules.reload import RuleReloader
 from alertd.rules.templating import Template
 from alertd.samples import QueueSample
-
-T0 = 1_700_000_000.0
+from tests.waiting import T0
 
 QUEUE_RULE = """
 groups:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import SILENCE_TOKEN, hook_posts, hook_route, producer, wait_for, write_setup
+from tests.daemon_fixtures import SILENCE_TOKEN, Deployment, hook_posts, hook_route, producer, wait_until, write_setup
 
 RATE_RULES = """
 groups:
@@ -43,25 +43,12 @@ def alerts_by_name(api: Any, name: str) -> list[dict[str, Any]]:
 
 
 def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_killed_worker_is_lost(
-    tmp_path: Path, redis_url: str, unique: str, http_sink: Any, celery_worker_factory: Any, alertd_process: Any
+    deployment: Deployment,
 ) -> None:
-    port = free_port()
-    cfg = write_setup(
-        tmp_path,
-        broker=redis_url,
-        store="sqlite:///state.db",
-        sink_url=http_sink.url(),
-        port=port,
-        rules=RATE_RULES,
-        extra=OBSERVE,
-        keyprefix=f"{unique}:",
-    )
-    api = alertd_process(cfg, port).api
-    queue = f"q-{unique}"
-    worker = celery_worker_factory(
-        redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4
-    )
-    app = producer(redis_url, f"{unique}:")
+    api = deployment.alertd(rules=RATE_RULES, extra=OBSERVE).api
+    queue = deployment.queue
+    worker = deployment.worker(concurrency=4)
+    app = deployment.producer()
     for n in range(1, 41):
         app.send_task("t.flaky", (n, 5), queue=queue)  # every 5th fails: 20 %
 
@@ -72,7 +59,7 @@ def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_kill
             seen.setdefault(a["state"], time.monotonic())
         return "firing" in seen
 
-    wait_for(watch, timeout=30, what="FailureRateHigh firing")
+    wait_until(watch, timeout=30, what="FailureRateHigh firing")
     if "pending" in seen:  # pending was observed: firing followed within `for` + one interval
         assert seen["firing"] - seen["pending"] <= 3 + 1 + 0.6, seen
 
@@ -83,9 +70,9 @@ def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_kill
         values = [v["value"] for v in rule["values"] if v["labels"].get("task") == "t.flaky"]
         return values[0] if values else None
 
-    wait_for(lambda: (rule_value() or 0) <= 0.1, timeout=30, what="the condition to clear")
+    wait_until(lambda: (rule_value() or 0) <= 0.1, timeout=30, what="the condition to clear")
     cleared = time.monotonic()
-    wait_for(
+    wait_until(
         lambda: [a["state"] for a in alerts_by_name(api, "FailureRateHigh")] == ["resolved"],
         timeout=15,
         what="FailureRateHigh resolved",
@@ -95,7 +82,7 @@ def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_kill
 
     worker.kill()  # SIGKILL: no goodbye
     killed = time.monotonic()
-    wait_for(
+    wait_until(
         lambda: any(
             a["state"] == "firing" and a["labels"]["worker"] == worker.hostname
             for a in alerts_by_name(api, "WorkerLost")
@@ -106,10 +93,8 @@ def test_failure_rate_fires_within_for_recovers_after_keep_firing_for_and_a_kill
     assert time.monotonic() - killed <= 3 + 2 + 2  # lost window (3 s after the last beat) + heartbeat + interval
 
 
-def test_a_burst_of_50_failures_pages_once_then_resolves_once(
-    tmp_path: Path, redis_url: str, unique: str, http_sink: Any, celery_worker_factory: Any, alertd_process: Any
-) -> None:
-    port = free_port()
+def test_a_burst_of_50_failures_pages_once_then_resolves_once(deployment: Deployment) -> None:
+    http_sink = deployment.sink
     rules = """
 groups:
   - name: burst
@@ -121,23 +106,13 @@ groups:
         resolve_after: 4s
 """
     route = hook_route("2s", "2s", "1h", group_by="[alertname, task]")
-    cfg = write_setup(
-        tmp_path,
-        broker=redis_url,
-        store="sqlite:///state.db",
-        sink_url=http_sink.url(),
-        port=port,
-        rules=rules,
-        route=route,
-        keyprefix=f"{unique}:",
-    )
-    api = alertd_process(cfg, port).api
-    queue = f"q-{unique}"
-    celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue], concurrency=4)
-    app = producer(redis_url, f"{unique}:")
+    api = deployment.alertd(rules=rules, route=route).api
+    queue = deployment.queue
+    deployment.worker(concurrency=4)
+    app = deployment.producer()
     for i in range(50):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the page")
     (page,) = hook_posts(http_sink)
     (alert,) = api.get("/api/v2/alerts")
     from datetime import datetime
@@ -145,7 +120,7 @@ groups:
     started = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).timestamp()
     assert page["at"] - started <= 2 + 1, page["at"] - started  # within group_wait + 1 s of firing
     assert page["title"] == "[FIRING:1] TaskFailed t.fail"
-    wait_for(lambda: len(hook_posts(http_sink)) == 2, timeout=20, what="the resolved notice")
+    wait_until(lambda: len(hook_posts(http_sink)) == 2, timeout=20, what="the resolved notice")
     time.sleep(3)
     titles = [p["title"] for p in hook_posts(http_sink)]
     assert titles == ["[FIRING:1] TaskFailed t.fail", "[RESOLVED] TaskFailed t.fail"]
@@ -187,17 +162,17 @@ groups:
     app = producer(redis_url, f"{unique}:")
     for i in range(20):
         app.send_task("t.fail", (f"burst {i}",), queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the page")
     # Kill once the page is in the shared notification log. (Killed between the receiver's 200
     # and that write, a replica leaves a page the other cannot know was sent: it is sent again
     # once the claim expires - at least once, never lost.)
-    wait_for(
+    wait_until(
         lambda: replicas[1].api.get("/api/alertd/v1/history", query="kind=sent"),
         timeout=10,
         what="the page in the shared history",
     )
     replicas[0].kill(signal.SIGKILL)  # mid-incident
-    wait_for(lambda: len(hook_posts(http_sink)) >= 2, timeout=20, what="the resolved notice from the survivor")
+    wait_until(lambda: len(hook_posts(http_sink)) >= 2, timeout=20, what="the resolved notice from the survivor")
     time.sleep(3)
     titles = [p["title"] for p in hook_posts(http_sink)]
     assert titles == ["[FIRING:1] TaskFailed", "[RESOLVED] TaskFailed"], [
@@ -233,7 +208,7 @@ def test_the_maintenance_flow_from_the_cli(
     queue = f"q-{unique}"
     celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
     producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first page")
 
     # 1. preview what the silence would match
     out = cli("silence", "preview", 'task="t.fail"', port=port)
@@ -264,7 +239,7 @@ def test_the_maintenance_flow_from_the_cli(
     # 4. expire it: notifications resume
     out = cli("silence", "expire", sid, port=port)
     assert out.returncode == 0 and f"expired {sid}" in out.stdout
-    wait_for(lambda: len(hook_posts(http_sink)) > sent, timeout=10, what="notifications to resume")
+    wait_until(lambda: len(hook_posts(http_sink)) > sent, timeout=10, what="notifications to resume")
     assert "TaskFailed" in cli("alert", "query", port=port).stdout
     # a bad matcher is a clear error, not a trace
     out = cli("silence", "add", 'task=~"("', "--comment", "x", port=port)

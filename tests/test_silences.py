@@ -14,8 +14,8 @@ from alertd.silence.silences import NotFound, SilenceError, Silences, State
 from alertd.store.base import HistoryQuery, Store
 from alertd.store.open import open_store
 from tests.api_fixtures import store_url_fixture  # noqa: F401 (registers the fixture)
+from tests.waiting import T0
 
-T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday
 H = 3600.0
 PAY = [parse_matcher('queue="payments"')]
 

@@ -22,8 +22,8 @@ from alertd.store.buffered import BufferedStore
 from alertd.store.open import open_store
 from alertd.store.sqlite import SqliteStore
 from tests.conftest import RedisServer
+from tests.waiting import T0
 
-T0 = 1_700_000_000.0
 LOGGER = "alertd.store.buffered"
 
 

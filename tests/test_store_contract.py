@@ -17,8 +17,7 @@ from alertd.silence.silences import SilenceError, Silences, State
 from alertd.store.base import HistoryEntry, HistoryQuery, Store
 from alertd.store.open import open_store
 from tests.conftest import ROOT
-
-T0 = 1_700_000_000.0
+from tests.waiting import T0
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from tests.conftest import RedisServer, free_port
-from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, hook_posts, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, hook_posts, wait_until, write_setup
 from tests.sources_fixtures import envelope
 
 RULES = """
@@ -79,12 +79,12 @@ def test_store_killed_during_an_incident_the_page_and_the_resolved_notice_still_
 
     redis_server.kill()
     # the silence refresh (every second) is the first to find the store gone
-    wait_for(lambda: readyz(port)[0] == 503, timeout=10, what="/readyz to say the store is down")
+    wait_until(lambda: readyz(port)[0] == 503, timeout=10, what="/readyz to say the store is down")
     status, text = readyz(port)
     assert f"store {redis_server.url} unreachable" in text, text
 
     fail_task(broker, channel, "t.outage")
-    wait_for(lambda: hook_posts(http_sink), timeout=10, what="the page, with the store down")
+    wait_until(lambda: hook_posts(http_sink), timeout=10, what="the page, with the store down")
     assert hook_posts(http_sink)[0]["title"] == "[FIRING:1] TaskFailed"
 
     status, body = api.call("GET", "/api/v2/silences", token=READ_TOKEN)
@@ -108,7 +108,7 @@ def test_store_killed_during_an_incident_the_page_and_the_resolved_notice_still_
     assert float(claims.split()[1]) >= 1
     assert "AlertdStoreDown" not in str(api.get("/api/v2/alerts"))  # its `for` is 30 s; not yet
 
-    wait_for(
+    wait_until(
         lambda: [p["title"] for p in hook_posts(http_sink)] == ["[FIRING:1] TaskFailed", "[RESOLVED] TaskFailed"],
         timeout=15,
         what="the resolved notice, with the store down",
@@ -116,7 +116,7 @@ def test_store_killed_during_an_incident_the_page_and_the_resolved_notice_still_
     assert readyz(port)[0] == 503
 
     redis_server.start()
-    wait_for(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store is back")
+    wait_until(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store is back")
     sent = [(e["kind"], e["reason"]) for e in api.get("/api/alertd/v1/history", query="kind=sent")]
     assert sent == [("sent", "all resolved"), ("sent", "first notification")], sent
     store = redis.Redis(port=redis_server.port)
@@ -167,13 +167,15 @@ def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_
         assert f"store {redis_server.url} unreachable" in readyz(port)[1]
         broker = redis.Redis.from_url(redis_url)
         fail_task(broker, f"{unique}:/13.celeryev/", "t.blind-start")
-        wait_for(lambda: hook_posts(http_sink), timeout=15, what="the page from an alertd started without its store")
+        wait_until(lambda: hook_posts(http_sink), timeout=15, what="the page from an alertd started without its store")
         assert hook_posts(http_sink)[0]["title"] == "[FIRING:1] TaskFailed"
 
         redis_server.start()
-        wait_for(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store answers")
+        wait_until(lambda: readyz(port)[0] == 200, timeout=10, what="/readyz once the store answers")
         api = Api(f"http://127.0.0.1:{port}")
-        wait_for(lambda: api.get("/api/alertd/v1/history", query="kind=sent"), timeout=10, what="the send in the store")
+        wait_until(
+            lambda: api.get("/api/alertd/v1/history", query="kind=sent"), timeout=10, what="the send in the store"
+        )
         # the store opened late is a working store: a silence can be created now
         silence = {
             "matchers": [{"name": "task", "value": "x", "isRegex": False, "isEqual": True}],

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, hook_posts, producer, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, hook_posts, producer, wait_until, write_setup
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -63,31 +63,31 @@ def test_silence_from_the_page_then_expire(
     queue = f"q-{unique}"
     worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
     producer(redis_url, f"{unique}:").send_task("t.fail", queue=queue)
-    wait_for(lambda: hook_posts(http_sink), timeout=20, what="the first page")
+    wait_until(lambda: hook_posts(http_sink), timeout=20, what="the first page")
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"http://127.0.0.1:{port}/")
     page.fill("#token", SILENCE_TOKEN)
     page.click("#token-form button")
     alert = page.locator(".alert", has_text="TaskFailed").first
-    alert.wait_for(timeout=10_000)
+    alert.wait_until(timeout=10_000)
     assert "t.fail failed" in alert.inner_text()
     page.screenshot(path=str(ARTIFACTS / "ui-1-firing.png"), full_page=True)
 
     # why is it here: the route, the receiver and the last notification with its reason
     alert.locator("button.explain-this").click()
     explain = alert.locator(".explain")
-    explain.wait_for(timeout=5_000)
+    explain.wait_until(timeout=5_000)
     assert "→ hook" in explain.inner_text() and "(first notification)" in explain.inner_text()
 
     alert.locator("button.silence-this").click()
     assert 'task="t.fail"' in page.input_value("#silence-matchers")
     page.fill("#silence-comment", "deploying a fix")
     page.click("#silence-preview")
-    page.locator("#preview", has_text="Would silence 1 firing alert").wait_for(timeout=5_000)
+    page.locator("#preview", has_text="Would silence 1 firing alert").wait_until(timeout=5_000)
     page.screenshot(path=str(ARTIFACTS / "ui-2-silence-form.png"), full_page=True)
     page.click("#silence-save")
-    page.locator("#silences tbody tr.active").wait_for(timeout=10_000)
+    page.locator("#silences tbody tr.active").wait_until(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "ui-3-silenced.png"), full_page=True)
 
     silences = daemon.api.get("/api/v2/silences")
@@ -99,12 +99,12 @@ def test_silence_from_the_page_then_expire(
     assert len(hook_posts(http_sink)) == sent
 
     page.locator(f'#silences tr[data-id="{s["id"]}"] button.expire').click()
-    wait_for(
+    wait_until(
         lambda: daemon.api.get(f"/api/v2/silence/{s['id']}")["status"]["state"] == "expired",
         timeout=10,
         what="the silence to expire",
     )
-    wait_for(lambda: len(hook_posts(http_sink)) > sent, timeout=10, what="the page after expiry")
+    wait_until(lambda: len(hook_posts(http_sink)) > sent, timeout=10, what="the page after expiry")
 
     # a maintenance window made through the API is listed, with when it applies, and expires from the page
     code, made = daemon.api.call(
@@ -125,11 +125,11 @@ def test_silence_from_the_page_then_expire(
     )
     assert code == 201, made
     row = page.locator(f'#maintenance tr[data-id="{made["id"]}"]')
-    row.wait_for(timeout=10_000)
+    row.wait_until(timeout=10_000)
     assert "sunday 02:00\u201304:00 (Europe/Berlin)" in row.inner_text() and "weekly ETL reload" in row.inner_text()
     page.screenshot(path=str(ARTIFACTS / "ui-3b-maintenance.png"), full_page=True)
     row.locator("button.expire").click()
-    wait_for(
+    wait_until(
         lambda: [m["state"] for m in daemon.api.get("/api/alertd/v1/maintenance")] == ["expired"],
         timeout=10,
         what="the maintenance window to expire",
@@ -138,9 +138,9 @@ def test_silence_from_the_page_then_expire(
     # a read-only token sees the alert and no write controls
     page.fill("#token", READ_TOKEN)
     page.click("#token-form button")
-    page.locator("#whoami", has_text="viewer (read)").wait_for(timeout=10_000)
+    page.locator("#whoami", has_text="viewer (read)").wait_until(timeout=10_000)
     page.click('button[data-tab="alerts"]')
-    page.locator(".alert", has_text="TaskFailed").first.wait_for(timeout=10_000)
+    page.locator(".alert", has_text="TaskFailed").first.wait_until(timeout=10_000)
     assert page.locator("button.silence-this").count() == 0
     assert not page.is_visible("#silence-new")
     page.click('button[data-tab="silences"]')
@@ -150,6 +150,6 @@ def test_silence_from_the_page_then_expire(
     # the Health tab lists the worker, with its last loss and clock columns (empty: none, in sync)
     page.click('button[data-tab="health"]')
     row = page.locator("#workers tbody tr", has_text=worker.hostname)
-    row.wait_for(timeout=10_000)
+    row.wait_until(timeout=10_000)
     assert row.locator("td").count() == 9 and "online" in row.inner_text()
     worker.kill()
