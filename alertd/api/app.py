@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alertd.api import v1, v2
+from alertd.api import console, v1, v2
 from alertd.api.context import ApiContext
 from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
@@ -172,4 +172,5 @@ def make_app(ctx: ApiContext) -> web.Application:
     app.router.add_post("/-/reload", reload)
     v2.add_routes(app)
     v1.add_routes(app)
+    console.add_routes(app)
     return app

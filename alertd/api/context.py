@@ -12,6 +12,9 @@ from alertd.auth import Auth, Logins
 from alertd.clock import Clock
 from alertd.config import Config
 from alertd.notify.service import AlertGroup, AlertStatus
+from alertd.observe.observer import Observer
+from alertd.observe.series import SeriesStore
+from alertd.rules.engine import Engine
 from alertd.silence.silences import Silences
 from alertd.sources.health import StreamHealth
 from alertd.store.base import Store
@@ -29,6 +32,10 @@ class ApiContext(Protocol):
     started_at: float
     replica: str
     logins: Logins | None  # the API server's basic-auth limiter, set by make_app (its evictions are counted)
+    # read by the console's charts (alertd.api.console)
+    observer: Observer
+    series: SeriesStore
+    engine: Engine
 
     @property
     def store(self) -> Store:

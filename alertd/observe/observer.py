@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -365,6 +366,10 @@ class Observer:
     def tasks_snapshot(self, limit: int = 100) -> list[dict[str, Any]]:
         """Up to `limit` tasks in flight, most recently active first."""
         return self._tasks.snapshot(self.clock.now(), limit)
+
+    def in_flight(self) -> Counter[tuple[str, str]]:
+        """Tasks in the table (sent, received or started, not finished) per (task name, queue)."""
+        return Counter((t.name, t.queue) for t in self._tasks.tasks.values())
 
     def export_state(self) -> dict[str, Any]:
         """What a restart must not forget: last successes (dead man's switches) and known workers."""

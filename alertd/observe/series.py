@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from itertools import accumulate
 from operator import add
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Labels = tuple[str, ...]
 K = TypeVar("K", bound=Hashable)
@@ -538,6 +538,24 @@ class SeriesStore:
         """Names of the metrics that hold at least one series."""
         return sorted(name for t in (self._counters, self._dists) for name, m in t.items() if m.series)
 
+    # -- history, for the console's charts ---------------------------------------------------
+
+    def counter_steps(
+        self, metric: str, now: float, step: float, count: int, key: Callable[[Labels], K | None]
+    ) -> list[dict[K, float]]:
+        """Per key, the counter's sum in each of `count` steps of `step` seconds (whole buckets),
+        oldest first, the last ending with now's bucket; steps older than the retention are empty."""
+        view: CounterView[K] = CounterView(self, metric, 1, key)
+        parts = cast(list[dict[K, list[float]]], _steps(self, view, now, step, count))
+        return [{k: acc[0] for k, acc in part.items() if acc[0]} for part in parts]
+
+    def distribution_steps(
+        self, metric: str, now: float, step: float, count: int, key: Callable[[Labels], K | None]
+    ) -> list[dict[K, Distribution]]:
+        """As counter_steps, each step's merged distribution per key (fresh objects, the caller's)."""
+        view: DistributionView[K] = DistributionView(self, metric, 1, key)
+        return cast(list[dict[K, Distribution]], _steps(self, view, now, step, count))
+
 
 def _labels(labels: Labels) -> Labels:
     return labels
@@ -902,3 +920,38 @@ def _add_codes(d: Distribution, seg: Iterable[int], pairs: bool, sign: int) -> N
     else:
         for c in seg:
             add_code(c, sign)
+
+
+def _steps(store: SeriesStore, view: _View[K], now: float, step: float, count: int) -> list[dict[object, object]]:
+    """Merge each step's buckets with a view not registered with the metric (nothing calls it
+    back later); the open bucket is added from its series' slots as the views' reads do."""
+    m = view._table().get(view.metric)
+    if m is None or count <= 0:
+        return [{} for _ in range(max(count, 0))]
+    per = max(1, round(step / store.bucket_seconds))
+    idx = int(now // store.bucket_seconds)
+    store._close_before(m, idx)
+    view._m = m
+    floor = m.open_idx - store._size + 1
+    out: list[dict[object, object]] = []
+    for i in range(count):
+        hi = idx - (count - 1 - i) * per
+        view._clear()
+        for b in range(max(hi - per + 1, floor), hi + 1):
+            if b == m.open_idx:
+                for s in m.touched:
+                    k = view._key_of(s.sid)
+                    if k is None:
+                        continue
+                    if s.acc is None:
+                        view._add_late(k, s.sum, 0)
+                    else:  # the sum once, each value's bin
+                        for j, code in enumerate(s.acc):
+                            view._add_late(k, s.sum if j == 0 else 0.0, code)
+            else:
+                view._apply(m, b, 1)
+        part: dict[object, object] = dict(
+            view._sums if isinstance(view, CounterView) else cast(DistributionView[K], view)._dists
+        )
+        out.append(part)
+    return out

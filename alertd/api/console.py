@@ -1,0 +1,434 @@
+"""The console's read-only endpoints: overview, tasks, workers, queues and alert values over time.
+
+Counters and distributions come from the series store (alertd.observe.series), whose retention
+(observe.retention, an hour by default) bounds every chart. Gauges are not kept there, so a
+background task samples them into a Recorder (alertd.observe.recorder) every `3 x observe.bucket`
+(15 s by default) for as long as the retention. Every endpoint needs only the read role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from alertd.alert import AlertState
+from alertd.api.context import ApiContext
+from alertd.api.http import CTX, needs
+from alertd.api.wire import BadRequest
+from alertd.auth import Role
+from alertd.catalogue import CATALOGUE
+from alertd.observe.recorder import Key, Recorder
+from alertd.observe.series import CounterView, DistributionView, Labels
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/alertd/v1/console"
+QUEUE_GAUGES = (
+    "queue_length",
+    "queue_consumers",
+    "queue_waiting_p95_seconds",
+    "queue_waiting_oldest_seconds",
+    "queue_latency_p95_seconds",
+)
+WORKER_GAUGES = ("worker_memory_bytes", "worker_cpu_ratio", "worker_loadavg", "worker_active_tasks")
+OVERVIEW = (
+    "workers_online",
+    "workers_lost",
+    "events_per_second",
+    "tasks_per_second",
+    "failure_ratio",
+    "queues_over_threshold",
+    "firing",
+)
+UNITS = {"failure_ratio": "ratio", "events_per_second": "rate", "tasks_per_second": "rate"}
+TASK_WINDOWS = (300.0, 900.0, 3600.0)  # the task table's choices; views are kept for each used
+DETAIL_POINTS = 60  # points of a task's charts, whatever their range
+FAILURES_PER_TASK = 5
+MAX_FAILED_NAMES = 10_000
+
+
+def _pair(labels: Labels) -> tuple[str, str]:
+    return (labels[0], labels[1])
+
+
+def _all(labels: Labels) -> tuple[()]:
+    return ()
+
+
+def _num(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+class Console:
+    """What the console keeps between requests: the gauge recorder, task views, recent failures."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        obs = ctx.config.observe
+        self.step = 3.0 * obs.bucket
+        self.retention = obs.retention
+        self.recorder = Recorder(self.step, max(2, math.ceil(self.retention / self.step)))
+        self._events: tuple[float, int] | None = None
+        self._overview_views: dict[str, CounterView[tuple[()]]] = {}
+        self._counters: dict[tuple[str, float], CounterView[tuple[str, str]]] = {}
+        self._dists: dict[tuple[str, float], DistributionView[tuple[str, str]]] = {}
+        self.failures: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+        self.sample_seconds = 0.0  # the last sample's cost, for the bench
+        self._unwatch: Callable[[], None] | None = None
+
+    def open(self) -> None:
+        """Follow failures (for the tasks' last failure and its traceback)."""
+        self._unwatch = self.ctx.observer.watch(self._on_failure, frozenset({"task-failed"}))
+
+    def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    # -- sampling --------------------------------------------------------------------------
+
+    def _on_failure(self, e: dict[str, Any]) -> None:
+        name = str(e.get("task") or "")
+        if not name:
+            return
+        q = self.failures.get(name)
+        if q is None:
+            if len(self.failures) >= MAX_FAILED_NAMES:
+                self.failures.popitem(last=False)
+            q = self.failures[name] = deque(maxlen=FAILURES_PER_TASK)
+        else:
+            self.failures.move_to_end(name)
+        at = e.get("local_received")
+        q.append(
+            {
+                "at": at if isinstance(at, float) else self.ctx.clock.now(),
+                "queue": str(e.get("queue") or ""),
+                "worker": str(e.get("worker") or ""),
+                "exception": str(e.get("exception") or ""),
+                "exception_repr": str(e.get("exception_repr") or "")[:500],
+                "traceback": str(e.get("traceback") or "")[-2000:],
+            }
+        )
+
+    def _step_sum(self, metric: str, now: float) -> float:
+        view = self._overview_views.get(metric)
+        if view is None:
+            view = self._overview_views[metric] = self.ctx.series.counter_view(metric, self.step, _all)
+        return view.read(now).get((), 0.0)
+
+    def sample(self) -> None:
+        """One sample of every gauge the console charts (cheap: O(workers + queues + alerts))."""
+        started = time.perf_counter()
+        ctx = self.ctx
+        now = ctx.clock.now()
+        g = ctx.observer.gauges(now)
+        values: dict[Key, float] = {}
+        values[("workers_online", ())] = g.get("workers_online", {}).get((), 0.0)
+        values[("workers_lost", ())] = float(sum(g.get("worker_lost", {}).values()))
+        events = ctx.health.events
+        if self._events is not None and now > self._events[0]:
+            values[("events_per_second", ())] = (events - self._events[1]) / (now - self._events[0])
+        self._events = (now, events)
+        ok, failed = self._step_sum("tasks_succeeded", now), self._step_sum("tasks_failed", now)
+        values[("tasks_per_second", ())] = (ok + failed) / self.step
+        if ok + failed:
+            values[("failure_ratio", ())] = failed / (ok + failed)
+        firing = 0
+        over: set[str] = set()
+        metrics = self._rule_metrics()
+        for a in ctx.alerts():
+            if a.state is AlertState.RESOLVED:
+                continue
+            firing += a.state is AlertState.FIRING
+            metric = metrics.get(a.generator, "")
+            if metric.startswith("queue_") and "queue" in a.labels:
+                over.add(a.labels["queue"])
+            if a.value is not None:
+                values[("alert_value", (a.fingerprint,))] = a.value
+        values[("firing", ())] = float(firing)
+        values[("queues_over_threshold", ())] = float(len(over))
+        for name in (*QUEUE_GAUGES, *WORKER_GAUGES):
+            for labels, v in g.get(name, {}).items():
+                values[(name, labels)] = v
+        self.recorder.sample(now, values)
+        self.sample_seconds = time.perf_counter() - started
+
+    def _rule_metrics(self) -> dict[str, str]:
+        """Each metric rule's metric by the generator string its alerts carry."""
+        out = {}
+        for rt in self.ctx.engine.runtimes.values():
+            r = rt.rule
+            if r.spec.metric:
+                out[f"{r.file}:{r.line} {r.group}/{r.name}"] = r.spec.metric
+        return out
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if self.recorder.due(self.ctx.clock.now()):
+                    self.sample()
+            except Exception:  # a chart is not worth stopping the daemon for; logged
+                log.exception("console sample failed")
+            await asyncio.sleep(min(1.0, self.step / 3))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def counter(self, metric: str, window: float) -> dict[tuple[str, str], float]:
+        view = self._counters.get((metric, window))
+        if view is None:
+            view = self._counters[(metric, window)] = self.ctx.series.counter_view(metric, window, _pair)
+        return view.read(self.ctx.clock.now())
+
+    def dist_stat(self, metric: str, window: float, q: float) -> dict[tuple[str, str], float]:
+        view = self._dists.get((metric, window))
+        if view is None:
+            view = self._dists[(metric, window)] = self.ctx.series.distribution_view(metric, window, _pair)
+        return {k: d.quantile(q) for k, d in view.read(self.ctx.clock.now()).items() if d.count}
+
+    def dist_stats(self, metric: str, window: float, qs: tuple[float, ...]) -> dict[tuple[str, str], list[float]]:
+        view = self._dists.get((metric, window))
+        if view is None:
+            view = self._dists[(metric, window)] = self.ctx.series.distribution_view(metric, window, _pair)
+        return {k: [d.quantile(q) for q in qs] for k, d in view.read(self.ctx.clock.now()).items() if d.count}
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/overview", overview)
+    r.add_get(f"{PREFIX}/tasks", tasks)
+    r.add_get(f"{PREFIX}/task", task_detail)
+    r.add_get(f"{PREFIX}/workers", workers)
+    r.add_get(f"{PREFIX}/queues", queues)
+    r.add_get(f"{PREFIX}/alert-values", alert_values)
+    app[CONSOLE] = Console(app[CTX])
+    app.cleanup_ctx.append(_lifecycle)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    console = app[CONSOLE]
+    console.open()
+    task = asyncio.create_task(console.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    console.close()
+
+
+def _series(rec: Recorder, name: str, labels: tuple[str, ...] = ()) -> list[float | None]:
+    return rec.series(name, labels)
+
+
+@needs(Role.READ)
+async def overview(request: web.Request) -> web.Response:
+    """The deployment at a glance: each figure now and sampled over the retention."""
+    console = request.app[CONSOLE]
+    rec = console.recorder
+    if rec.samples == 0:
+        console.sample()  # a page opened right after start shows figures, not blanks
+    tiles = {
+        name: {"value": rec.latest(name), "unit": UNITS.get(name, ""), "series": _series(rec, name)}
+        for name in OVERVIEW
+    }
+    return web.json_response(
+        {
+            "step": console.step,
+            "retention": console.retention,
+            "times": rec.times(),
+            "tiles": tiles,
+            "units": {name: m.unit for name, m in CATALOGUE.items()},
+        }
+    )
+
+
+def _window(request: web.Request, name: str, default: float, console: Console) -> float:
+    raw = request.query.get(name)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        raise BadRequest(f"{name}: expected seconds, e.g. 900") from None
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest(f"{name}: expected seconds above 0")
+    return min(value, console.retention)
+
+
+@needs(Role.READ)
+async def tasks(request: web.Request) -> web.Response:
+    """One row per task name and queue over a window: rate, failure and retry ratios, runtimes, waits."""
+    console = request.app[CONSOLE]
+    asked = _window(request, "window", 900.0, console)
+    # one of a few windows, so that the views kept for them stay few
+    window = min(min(TASK_WINDOWS, key=lambda w: abs(w - asked)), console.retention)
+    ok = console.counter("tasks_succeeded", window)
+    failed = console.counter("tasks_failed", window)
+    retried = console.counter("tasks_retried", window)
+    sent = console.counter("tasks_sent", window)
+    runtime = console.dist_stats("task_runtime_seconds", window, (0.5, 0.95))
+    wait = console.dist_stat("task_queue_wait_seconds", window, 0.95)
+    flying = request.app[CTX].observer.in_flight()
+    rows = []
+    for key in sorted(ok.keys() | failed.keys() | retried.keys() | sent.keys() | flying.keys() | runtime.keys()):
+        task, queue = key
+        s, f, r = ok.get(key, 0.0), failed.get(key, 0.0), retried.get(key, 0.0)
+        recent = console.failures.get(task)
+        last = next((x for x in reversed(recent) if x["queue"] in (queue, "")), None) if recent else None
+        rt = runtime.get(key)
+        rows.append(
+            {
+                "task": task,
+                "queue": queue,
+                "rate": (s + f) / window,
+                "succeeded": s,
+                "failed": f,
+                "retried": r,
+                "sent": sent.get(key, 0.0),
+                "failure_ratio": f / (s + f) if s + f else None,
+                "retry_ratio": r / (s + f + r) if s + f + r else None,
+                "runtime_p50": _num(rt[0]) if rt else None,
+                "runtime_p95": _num(rt[1]) if rt else None,
+                "wait_p95": _num(wait.get(key)),
+                "in_flight": flying.get(key, 0),
+                "last_failure": {k: last[k] for k in ("at", "exception", "worker")} if last else None,
+            }
+        )
+    return web.json_response({"window": window, "retention": console.retention, "tasks": rows})
+
+
+@needs(Role.READ)
+async def task_detail(request: web.Request) -> web.Response:
+    """One task's charts over `range` seconds (at most the retention), recent failures, its alerts."""
+    console = request.app[CONSOLE]
+    ctx = request.app[CTX]
+    name = request.query.get("task")
+    if not name:
+        raise BadRequest("task: give the task name, e.g. ?task=proj.tasks.charge")
+    span = _window(request, "range", 3600.0, console)
+    bucket = ctx.config.observe.bucket
+    step = max(bucket, math.ceil(span / DETAIL_POINTS / bucket) * bucket)
+    count = max(1, math.ceil(span / step))
+    now = ctx.clock.now()
+    series = ctx.series
+
+    def mine(labels: Labels) -> tuple[()] | None:
+        return () if labels[0] == name else None
+
+    ok = series.counter_steps("tasks_succeeded", now, step, count, mine)
+    failed = series.counter_steps("tasks_failed", now, step, count, mine)
+    retried = series.counter_steps("tasks_retried", now, step, count, mine)
+    runtime = series.distribution_steps("task_runtime_seconds", now, step, count, mine)
+    wait = series.distribution_steps("task_queue_wait_seconds", now, step, count, mine)
+
+    def q(parts: list[Any], quantile: float) -> list[float | None]:
+        return [_num(p[()].quantile(quantile)) if () in p and p[()].count else None for p in parts]
+
+    end = (int(now // bucket) + 1) * bucket
+    alerts = [
+        {"labels": a.labels, "state": a.state.value, "value": _num(a.value), "fingerprint": a.fingerprint}
+        for a in ctx.alerts()
+        if a.labels.get("task") == name and a.state is not AlertState.RESOLVED
+    ]
+    return web.json_response(
+        {
+            "task": name,
+            "range": span,
+            "step": step,
+            "retention": console.retention,
+            "times": [end - (count - i) * step for i in range(count)],
+            "rate": [(o.get((), 0.0) + f.get((), 0.0)) / step for o, f in zip(ok, failed, strict=True)],
+            "failure_ratio": [
+                f.get((), 0.0) / (o.get((), 0.0) + f.get((), 0.0)) if o.get((), 0.0) + f.get((), 0.0) else None
+                for o, f in zip(ok, failed, strict=True)
+            ],
+            "retried": [r.get((), 0.0) for r in retried],
+            "runtime_p50": q(runtime, 0.5),
+            "runtime_p95": q(runtime, 0.95),
+            "wait_p95": q(wait, 0.95),
+            "failures": list(reversed(console.failures.get(name, ()))),
+            "alerts": alerts,
+        }
+    )
+
+
+@needs(Role.READ)
+async def workers(request: web.Request) -> web.Response:
+    """Every worker with its state and gauges, their samples over the retention, orphaned tasks."""
+    console = request.app[CONSOLE]
+    ctx = request.app[CTX]
+    rec = console.recorder
+    orphaned: dict[str, float] = {}
+    for labels, n in ctx.series.sums("tasks_orphaned", console.retention, ctx.clock.now()).items():
+        orphaned[labels[2]] = orphaned.get(labels[2], 0.0) + n
+    rows = []
+    for w in ctx.workers():
+        host = w["hostname"]
+        rows.append(
+            {
+                **{k: _num(v) if isinstance(v, float) else v for k, v in w.items()},
+                "orphaned": orphaned.get(host, 0.0),
+                "series": {name: _series(rec, name, (host,)) for name in WORKER_GAUGES},
+            }
+        )
+    return web.json_response({"times": rec.times(), "step": console.step, "workers": rows})
+
+
+@needs(Role.READ)
+async def queues(request: web.Request) -> web.Response:
+    """Every sampled queue: length, consumers, waits now and over the retention, tasks routed there."""
+    console = request.app[CONSOLE]
+    ctx = request.app[CTX]
+    rec = console.recorder
+    routed: dict[str, set[str]] = {}
+    now = ctx.clock.now()
+    for metric in ("tasks_sent", "tasks_received"):
+        for labels in ctx.series.sums(metric, console.retention, now):
+            if labels[1]:
+                routed.setdefault(labels[1], set()).add(labels[0])
+    names = {labels[0] for labels in rec.labels_of("queue_length")} | set(ctx.observer.queues) | set(routed)
+    rows = []
+    for q in sorted(names):
+        rows.append(
+            {
+                "queue": q,
+                **{name: _num(rec.latest(name, (q,))) for name in QUEUE_GAUGES},
+                "tasks": sorted(routed.get(q, ())),
+                "series": {name: _series(rec, name, (q,)) for name in QUEUE_GAUGES},
+            }
+        )
+    return web.json_response({"times": rec.times(), "step": console.step, "queues": rows})
+
+
+@needs(Role.READ)
+async def alert_values(request: web.Request) -> web.Response:
+    """Each current metric alert's rule value over the retention, with the rule's threshold."""
+    console = request.app[CONSOLE]
+    ctx = request.app[CTX]
+    rules = {
+        f"{rt.rule.file}:{rt.rule.line} {rt.rule.group}/{rt.rule.name}": rt.rule for rt in ctx.engine.runtimes.values()
+    }
+    out = {}
+    for a in ctx.alerts():
+        rule = rules.get(a.generator)
+        if a.state is AlertState.RESOLVED or rule is None or not rule.spec.metric:
+            continue
+        spec = rule.spec
+        metric = CATALOGUE.get(spec.metric or "")
+        out[a.fingerprint] = {
+            "metric": spec.metric,
+            "stat": spec.stat,
+            "unit": metric.unit if metric else "",
+            "above": spec.above,
+            "below": spec.below,
+            "values": _series(console.recorder, "alert_value", (a.fingerprint,)),
+        }
+    return web.json_response({"times": console.recorder.times(), "alerts": out})
