@@ -248,8 +248,20 @@ async def overview(request: web.Request) -> web.Response:
             "times": rec.times(),
             "tiles": tiles,
             "units": {name: m.unit for name, m in CATALOGUE.items()},
+            "rule_units": _rule_units(request.app[CTX]),
         }
     )
+
+
+def _rule_units(ctx: ApiContext) -> dict[str, str]:
+    """Each metric rule's value unit by group/name: its metric's, but a count is a count."""
+    out = {}
+    for rt in ctx.engine.runtimes.values():
+        r = rt.rule
+        metric = CATALOGUE.get(r.spec.metric or "")
+        if metric is not None:
+            out[f"{r.group}/{r.name}"] = "" if r.spec.stat == "count" else metric.unit
+    return out
 
 
 def _window(request: web.Request, name: str, default: float, console: Console) -> float:
@@ -429,6 +441,7 @@ async def alert_values(request: web.Request) -> web.Response:
             "unit": metric.unit if metric else "",
             "above": spec.above,
             "below": spec.below,
+            "value": _num(a.value),
             "values": _series(console.recorder, "alert_value", (a.fingerprint,)),
         }
     return web.json_response({"times": console.recorder.times(), "alerts": out})

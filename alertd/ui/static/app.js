@@ -1,59 +1,117 @@
 // alertd's web page: polls the same API the CLI uses. No framework, no build step.
+import { $, api, state, showError, canWrite, CONSOLE } from "./core.js";
+import { h, fmt, num, time, timeAt, ago, spark, duration } from "./fmt.js";
+import { loadOverview, loadTasks, loadWorkers, loadQueues, bindTasks, openTaskFromUrl } from "./console.js";
+
 const POLL_MS = 5000;
-const $ = (sel) => document.querySelector(sel);
-const state = { token: localStorage.getItem("alertd-token") || "", me: null, tab: "alerts", lastEvents: null };
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") el.className = v;
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null) el.setAttribute(k, v);
-  }
-  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
-  return el;
-}
-
-async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  // Alertmanager's v2 errors are a JSON string; alertd's own are {"error": "..."}
-  if (!res.ok) throw new Error((typeof data === "string" ? data : data && data.error) || `${res.status} ${res.statusText}`);
-  return data;
-}
-
-function showError(err) {
-  const box = $("#error");
-  if (!err) { box.hidden = true; return; }
-  box.textContent = String(err.message || err);
-  box.hidden = false;
-}
-
-const ZERO = "0001-01-01T00:00:00.000Z";
-function ago(iso) {
-  if (!iso || iso === ZERO) return "";
-  const s = (Date.now() - new Date(iso).getTime()) / 1000;
-  const abs = Math.abs(s);
-  const text = abs < 60 ? `${Math.round(abs)}s` : abs < 3600 ? `${Math.round(abs / 60)}m`
-    : abs < 86400 ? `${Math.round(abs / 3600)}h` : `${Math.round(abs / 86400)}d`;
-  return s >= 0 ? `${text} ago` : `in ${text}`;
-}
-const time = (iso) => h("time", { datetime: iso, title: new Date(iso).toLocaleString() }, ago(iso));
-const fromEpoch = (t) => (t ? new Date(t * 1000).toISOString() : "");
-const chip = (k, v) => h("span", { class: "chip" }, `${k}="${v}"`);
-const canWrite = () => Boolean(state.me && state.me.can_silence);
+const chip = (k, v) => h("span", { class: "chip", "data-label": k }, `${k}="${v}"`);
 
 function matcherText(m) {
   const op = m.isRegex ? (m.isEqual === false ? "!~" : "=~") : (m.isEqual === false ? "!=" : "=");
   return `${m.name}${op}"${m.value}"`;
 }
 
-// -- alerts ---------------------------------------------------------------------------------
-function alertRow(a) {
+// -- the URL: tab, filter, grouping and a linked alert live in the hash (or the query) ---------
+function urlParams() {
+  const out = new URLSearchParams(location.search);
+  for (const [k, v] of new URLSearchParams(location.hash.slice(1))) out.set(k, v);
+  return out;
+}
+function saveUrl() {
+  const p = new URLSearchParams();
+  p.set("tab", state.tab);
+  const filter = $("#filter").value.trim();
+  if (filter) p.set("filter", filter);
+  if ($("#group-by").value) p.set("group", $("#group-by").value);
+  if (!$("#show-silenced").checked) p.set("silenced", "false");
+  if (!$("#show-inhibited").checked) p.set("inhibited", "false");
+  history.replaceState(null, "", `${location.pathname}#${p.toString()}`);
+}
+
+// -- the filter bar: alertd's matcher syntax, split on blanks and commas outside quotes ----------
+const MATCHER = /^([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^"\s]*))$/;
+function splitFilter(text) {
+  const out = [];
+  let cur = "";
+  let quoted = false;
+  for (const ch of text.trim().replace(/^\{|\}$/g, "")) {
+    if (ch === '"' && !cur.endsWith("\\")) quoted = !quoted;
+    if (!quoted && (ch === " " || ch === ",")) { if (cur) out.push(cur); cur = ""; continue; }
+    cur += ch;
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+function parseMatcher(text) {
+  const m = MATCHER.exec(text);
+  if (!m) return null;
+  const value = m[3] !== undefined ? m[3].replace(/\\(.)/g, "$1") : m[4];
+  const op = m[2];
+  let test;
+  if (op === "=~" || op === "!~") {
+    let re;
+    try { re = new RegExp(`^(?:${value})$`); } catch { return null; }
+    test = (v) => re.test(v ?? "") === (op === "=~");
+  } else test = (v) => ((v ?? "") === value) === (op === "=");
+  return { name: m[1], op, value, test };
+}
+const labelsMatch = (matchers, labels) => matchers.every((m) => m.test(labels[m.name]));
+
+// Autocompletion: label names, then the values seen for the name typed.
+const known = { names: new Map() };
+function learnLabels(alerts) {
+  known.names = new Map();
+  for (const a of alerts) for (const [k, v] of Object.entries(a.labels)) {
+    if (!known.names.has(k)) known.names.set(k, new Set());
+    known.names.get(k).add(v);
+  }
+}
+function suggestions(text) {
+  const last = /(\S*)$/.exec(text)[1];
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)"?([^"]*)$/.exec(last);
+  if (m) {
+    const values = [...(known.names.get(m[1]) || [])].filter((v) => v.startsWith(m[3])).sort();
+    return values.slice(0, 12).map((v) => `${m[1]}${m[2]}${/^[\w.:@/-]*$/.test(v) ? v : JSON.stringify(v)}`);
+  }
+  return [...known.names.keys()].filter((k) => k.startsWith(last)).sort().slice(0, 12).map((k) => `${k}=`);
+}
+function showSuggestions() {
+  const input = $("#filter");
+  const list = $("#suggest");
+  const items = suggestions(input.value);
+  list.replaceChildren(...items.map((s) => h("li", { role: "option", onmousedown: (ev) => { ev.preventDefault(); complete(s); } }, s)));
+  list.hidden = !items.length || document.activeElement !== input;
+}
+function complete(s) {
+  const input = $("#filter");
+  input.value = input.value.replace(/(\S*)$/, s) + (s.endsWith("=") ? "" : " ");
+  input.focus();
+  showSuggestions();
+  if (!s.endsWith("=")) applyFilter();
+}
+function applyFilter() { saveUrl(); loadAlerts().then(() => showError(null)).catch(showError); }
+
+// -- alerts: one card per alert, all its receivers on it ----------------------------------------
+const collapsed = new Set();
+const openExplains = new Set();
+const linked = { fp: urlParams().get("alert"), shown: false };
+if (linked.fp) openExplains.add(linked.fp);
+
+function valueChart(fp) {
+  const v = state.alertValues && state.alertValues.alerts[fp];
+  if (!v) return "";
+  const threshold = v.above ?? v.below;
+  const last = v.value;
+  const values = [...v.values];
+  if (values.length && values[values.length - 1] === null) values[values.length - 1] = last;  // not sampled yet
+  const unit = v.stat === "count" ? "" : v.unit;
+  const what = `${v.metric}${v.stat ? ` ${v.stat}` : ""}`;
+  return h("div", { class: "why" }, spark(values, { threshold, w: 160, hgt: 28, title: `${what} over the last hour` }),
+    h("span", {}, `${what} ${fmt(last, unit)}`, threshold !== null && threshold !== undefined
+      ? ` (${v.above !== null && v.above !== undefined ? "above" : "below"} ${fmt(threshold, unit)})` : ""));
+}
+
+function alertCard(a) {
   const st = a.status || {};
   const why = (st.silencedBy || []).length ? h("span", { class: "tag silenced" }, `silenced by ${st.silencedBy.join(", ")}`)
     : (st.inhibitedBy || []).length ? h("span", { class: "tag inhibited" }, `inhibited by ${st.inhibitedBy.length}`)
@@ -66,18 +124,15 @@ function alertRow(a) {
     ? h("button", { class: "silence-this", onclick: () => openSilenceForm({ labels: a.labels }) }, "Silence this") : "";
   return h("div", { class: "alert", "data-fingerprint": a.fingerprint },
     h("div", { class: "alert-head" }, h("strong", {}, a.labels.alertname || "(no name)"), why, " since ", time(a.startsAt),
+      h("span", { class: "receivers" }, (a.receivers || []).map((r) => h("span", { class: "receiver" }, `→ ${r.name}`))),
       h("span", { class: "actions" }, explainButton, actions)),
     h("div", { class: "summary" }, (a.annotations && a.annotations.summary) || ""),
     // held as one alert by the rule's `flapping` option: say so, or the quiet page looks wrong
     a.annotations && a.annotations.flapping ? h("div", { class: "flapping" }, a.annotations.flapping) : "",
+    valueChart(a.fingerprint),
     h("div", { class: "labels" }, labels), details);
 }
 
-// Route, receivers, timers, silences and the last notification of one alert (the explain API).
-const openExplains = new Set();
-// An alert's generatorURL (/#alert=FINGERPRINT) opens the page on that alert, explained.
-const linked = /^#alert=([0-9A-Za-z]+)$/.exec(location.hash);
-if (linked) openExplains.add(linked[1]);
 async function toggleExplain(fingerprint, box) {
   if (!box.hidden) { box.hidden = true; openExplains.delete(fingerprint); return; }
   openExplains.add(fingerprint);
@@ -88,62 +143,113 @@ async function renderExplain(fingerprint, box) {
   box.replaceChildren(
     ...ex.routes.map((r) => h("div", { class: "route" },
       h("div", {}, h("b", {}, `→ ${r.receiver}`), " via ", h("code", {}, r.path.join(" → "))),
-      h("div", { class: "muted" }, `group ${JSON.stringify(r.group_labels)} · wait ${r.group_wait}s, interval ${r.group_interval}s, repeat ${r.repeat_interval}s`),
+      h("div", { class: "muted" }, `group ${JSON.stringify(r.group_labels)} · wait ${duration(r.group_wait)}, interval ${duration(r.group_interval)}, repeat ${duration(r.repeat_interval)}`),
       r.muted_by.length ? h("div", {}, `muted: ${r.muted_by.join(", ")}`) : "",
       h("div", {}, r.last_notification
-        ? ["last notified ", time(fromEpoch(r.last_notification.at)), ` (${r.last_notification.reason})`]
+        ? ["last notified ", timeAt(r.last_notification.at), ` (${r.last_notification.reason})`]
         : "not notified yet"),
-      r.next_flush ? h("div", { class: "muted" }, "next check ", time(fromEpoch(r.next_flush))) : "")),
+      r.next_flush ? h("div", { class: "muted" }, "next check ", timeAt(r.next_flush)) : "")),
     ex.silences.length ? h("div", {}, "silenced by ", ex.silences.map((s) => h("code", {}, `${s.id} (${s.comment}) `))) : "",
     ex.inhibited_by.length ? h("div", {}, `inhibited by ${ex.inhibited_by.length} alert(s)`) : "");
   box.hidden = false;
 }
 
+function groupOf(a, byRoute, by) {
+  if (by === "-") return { key: "", head: [] };
+  if (by) return { key: `${by}=${a.labels[by] ?? ""}`, head: [a.labels[by] === undefined ? h("span", { class: "muted" }, `no ${by}`) : chip(by, a.labels[by])] };
+  const g = byRoute.get(a.fingerprint);
+  if (!g) return { key: "(no route group)", head: [h("span", { class: "muted" }, "not routed yet")] };
+  return { key: g.key, head: Object.entries(g.labels).map(([k, v]) => chip(k, v)) };
+}
+
 async function loadAlerts() {
-  const [groups, all] = await Promise.all([api("GET", "/api/v2/alerts/groups"), api("GET", "/api/alertd/v1/alerts")]);
+  const params = new URLSearchParams();
+  const words = splitFilter($("#filter").value);
+  const matchers = words.map(parseMatcher);
+  const bad = words.filter((_, i) => !matchers[i]);
+  $("#filter").classList.toggle("invalid", bad.length > 0);
+  // the server parses the filter with alertd's own matcher syntax; it says what is wrong
+  for (const w of words) params.append("filter", w);
+  if (!$("#show-silenced").checked) params.set("silenced", "false");
+  if (!$("#show-inhibited").checked) params.set("inhibited", "false");
+  const [alerts, groups, all, values] = await Promise.all([
+    api("GET", `/api/v2/alerts?${params}`), api("GET", "/api/v2/alerts/groups"),
+    api("GET", "/api/alertd/v1/alerts"), api("GET", `${CONSOLE}/alert-values`)]);
+  state.alertValues = values;
+  learnLabels(all);
+  const by = $("#group-by").value;
+  const select = $("#group-by");
+  const names = [...known.names.keys()].sort();
+  const have = [...select.options].map((o) => o.value).slice(2);
+  if (have.join() !== names.join()) {
+    select.replaceChildren(h("option", { value: "" }, "route group"), h("option", { value: "-" }, "nothing"),
+      ...names.map((n) => h("option", { value: n }, n)));
+    select.value = by;
+  }
+  // an alert routed to several receivers is in one group per receiver: its first route group
+  const byRoute = new Map();
+  for (const g of groups) {
+    const key = JSON.stringify(Object.entries(g.labels).sort());
+    for (const a of g.alerts) if (!byRoute.has(a.fingerprint)) byRoute.set(a.fingerprint, { key, labels: g.labels });
+  }
+  const cards = new Map();
+  for (const a of alerts.filter((x) => x.status.state !== "unprocessed")) {
+    const g = groupOf(a, byRoute, by);
+    if (!cards.has(g.key)) cards.set(g.key, { head: g.head, alerts: [] });
+    cards.get(g.key).alerts.push(a);
+  }
   const box = $("#alert-groups");
   box.replaceChildren();
-  let firing = 0;
-  for (const g of groups) {
-    firing += g.alerts.length;
-    box.append(h("div", { class: "group card" },
-      h("div", { class: "group-head" }, h("span", { class: "receiver" }, `→ ${g.receiver.name}`),
-        Object.entries(g.labels).map(([k, v]) => chip(k, v))),
-      g.alerts.map(alertRow)));
+  for (const [key, g] of [...cards.entries()].sort()) {
+    const closed = collapsed.has(key);
+    const suppressed = g.alerts.filter((a) => a.status.state === "suppressed").length;
+    box.append(h("div", { class: `group card${closed ? " collapsed" : ""}`, "data-group": key },
+      h("div", { class: "group-head", onclick: () => { if (collapsed.has(key)) collapsed.delete(key); else collapsed.add(key); loadAlerts().catch(showError); } },
+        h("span", { class: "fold" }, closed ? "▸" : "▾"), g.head,
+        h("span", { class: "muted" }, `${g.alerts.length} alert${g.alerts.length === 1 ? "" : "s"}${suppressed ? `, ${suppressed} suppressed` : ""}`)),
+      closed ? "" : g.alerts.map(alertCard)));
   }
-  if (!groups.length) box.append(h("p", { class: "ok" }, "Nothing is firing."));
+  if (!cards.size) box.append(h("p", { class: "ok" }, words.length ? "No alert matches the filter." : "Nothing is firing."));
   for (const fp of openExplains) {
     const el = box.querySelector(`.alert[data-fingerprint="${fp}"] .explain`);
     if (el) await renderExplain(fp, el).catch(showError);
   }
-  if (linked && !linked.shown) {
-    const el = box.querySelector(`.alert[data-fingerprint="${linked[1]}"]`);
+  if (linked.fp && !linked.shown) {
+    const el = box.querySelector(`.alert[data-fingerprint="${linked.fp}"]`);
     if (el) { el.scrollIntoView(); el.classList.add("linked"); linked.shown = true; }
   }
+  const firing = all.filter((a) => a.state === "firing").length;
   $("#count-alerts").textContent = firing ? String(firing) : "";
-  const pending = all.filter((a) => a.state === "pending");
-  $("#pending").replaceChildren(...(pending.length ? pending.map((a) => h("div", { class: "alert pending" },
+  const ok = matchers.filter(Boolean);
+  const pending = all.filter((a) => a.state === "pending" && labelsMatch(ok, a.labels));
+  $("#pending").replaceChildren(...(pending.length ? pending.map((a) => h("div", { class: "alert pending", "data-fingerprint": a.fingerprint },
     h("strong", {}, a.labels.alertname), " pending since ", time(a.startsAt),
-    a.value !== null ? ` (value ${Number(a.value).toPrecision(4)})` : "",
+    a.value !== null ? ` (value ${fmt(a.value, (state.alertValues.alerts[a.fingerprint] || {}).unit)})` : "",
+    valueChart(a.fingerprint),
     h("div", { class: "labels" }, Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => chip(k, v))))) : ["none"]));
 }
 
-// -- silences -------------------------------------------------------------------------------
-function openSilenceForm({ labels, silence } = {}) {
+// -- silences and maintenance windows (silences that start later) -------------------------------
+function openSilenceForm({ labels, silence, maintenance } = {}) {
   switchTab("silences");
   const form = $("#silence-form");
   form.hidden = false;
   $("#silence-id").value = silence ? silence.id : "";
-  $("#silence-form-title").textContent = silence ? "Edit silence (saving replaces it)" : "New silence";
-  $("#silence-save").textContent = silence ? "Save" : "Create silence";
+  $("#silence-form-title").textContent = silence ? "Edit silence (saving replaces it)" : maintenance ? "New maintenance window" : "New silence";
+  $("#silence-save").textContent = silence ? "Save" : maintenance ? "Schedule window" : "Create silence";
   const matchers = silence ? silence.matchers.map(matcherText)
     : Object.entries(labels || {}).map(([k, v]) => `${k}="${v}"`);
   $("#silence-matchers").value = matchers.join("\n");
+  $("#silence-starts").value = silence && new Date(silence.startsAt) > new Date() ? localInput(new Date(silence.startsAt))
+    : maintenance ? localInput(nextHour()) : "";
   $("#silence-author").value = (silence && silence.createdBy) || (state.me && state.me.name) || "";
   $("#silence-comment").value = silence ? silence.comment : "";
   $("#preview").replaceChildren();
-  $("#silence-comment").focus();
+  (maintenance ? $("#silence-matchers") : $("#silence-comment")).focus();
 }
+const pad = (n) => String(n).padStart(2, "0");
+const localInput = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+function nextHour() { const d = new Date(); d.setMinutes(60, 0, 0); return d; }
 
 function formMatchers() {
   return $("#silence-matchers").value.split("\n").map((s) => s.trim()).filter(Boolean);
@@ -155,23 +261,36 @@ function durationSeconds(text) {
   return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] || "s"];
 }
 
+// Starts: empty or "now", "+30m" (from now), or a date and time in the browser's zone.
+function startTime(text, now) {
+  const t = String(text).trim();
+  if (!t || t === "now") return now;
+  if (t.startsWith("+")) return now + durationSeconds(t.slice(1)) * 1000;
+  const m = t.match(/^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))?$/);
+  if (!m) throw new Error(`starts: ${t} is not like now, +30m or 2026-12-24 22:00`);
+  return new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)).getTime();
+}
+
 async function preview() {
   const out = await api("POST", "/api/alertd/v1/silences/preview", { matchers: formMatchers() });
   const box = $("#preview");
+  const later = startTime($("#silence-starts").value, Date.now()) > Date.now() + 1000;
   box.replaceChildren(
     h("p", { class: out.matches_everything ? "error" : "" },
-      out.matches_everything ? "These matchers match every alert." : `Would silence ${out.count} firing alert(s) now:`),
-    ...out.alerts.map((a) => h("div", { class: "alert" }, h("strong", {}, a.labels.alertname), " ",
+      out.matches_everything ? "These matchers match every alert."
+        : `Would silence ${out.count} firing alert(s) now${out.pending_count ? ` and ${out.pending_count} pending` : ""}${later ? " (it starts later: these are the alerts it would cover today)" : ""}:`),
+    ...[...out.alerts, ...(out.pending || [])].map((a) => h("div", { class: "alert" }, h("strong", {}, a.labels.alertname), " ",
       Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => chip(k, v)))));
 }
 
 async function saveSilence(ev) {
   ev.preventDefault();
   const now = Date.now();
+  const starts = startTime($("#silence-starts").value, now);
   const body = {
     matchers: formMatchers(),
-    startsAt: new Date(now).toISOString(),
-    endsAt: new Date(now + durationSeconds($("#silence-duration").value) * 1000).toISOString(),
+    startsAt: new Date(starts).toISOString(),
+    endsAt: new Date(starts + durationSeconds($("#silence-duration").value) * 1000).toISOString(),
     createdBy: $("#silence-author").value,
     comment: $("#silence-comment").value,
   };
@@ -191,8 +310,9 @@ async function loadSilences() {
   const rows = silences.filter((s) => showExpired || s.status.state !== "expired");
   $("#count-silences").textContent = String(silences.filter((s) => s.status.state === "active").length || "");
   $("#silences tbody").replaceChildren(...rows.map((s) => h("tr", { "data-id": s.id, class: s.status.state },
-    h("td", {}, h("span", { class: `tag ${s.status.state}` }, s.status.state)),
+    h("td", {}, h("span", { class: `tag ${s.status.state}` }, s.status.state === "pending" ? "scheduled" : s.status.state)),
     h("td", {}, s.matchers.map((m) => h("code", {}, matcherText(m), " "))),
+    h("td", {}, time(s.startsAt)),
     h("td", {}, time(s.endsAt)),
     h("td", {}, s.createdBy),
     h("td", {}, s.comment),
@@ -227,15 +347,19 @@ async function loadMaintenance() {
 async function loadRules() {
   const out = await api("GET", "/api/alertd/v1/rules");
   $("#count-problems").textContent = out.problems.length ? String(out.problems.length) : "";
+  if (state.tab !== "rules") return;
   $("#problems").replaceChildren(...out.problems.map((p) => h("div", { class: "error" },
     `${p.file}:${p.line ?? ""}: ${p.field ? p.field + ": " : ""}${p.message}`)));
-  $("#rules tbody").replaceChildren(...out.rules.map((r) => h("tr", { class: r.firing ? "firing" : "" },
-    h("td", {}, r.group), h("td", {}, h("strong", {}, r.name)), h("td", {}, r.kind + (r.metric ? ` (${r.metric})` : "")),
-    h("td", {}, h("span", { class: `tag ${r.health}` }, r.health), r.last_error || ""),
-    h("td", {}, (r.values || []).slice(0, 3).map((v) => h("div", {}, Object.values(v.labels).join(" "), " ",
-      h("b", {}, v.value === null ? "n/a" : Number(v.value).toPrecision(3))))),
-    h("td", {}, String(r.pending)), h("td", {}, String(r.firing)),
-    h("td", {}, r.last_evaluation ? time(fromEpoch(r.last_evaluation)) : "never"))));
+  $("#rules tbody").replaceChildren(...out.rules.map((r) => {
+    const unit = state.ruleUnits[`${r.group}/${r.name}`] ?? state.units[r.metric] ?? "";
+    return h("tr", { class: r.firing ? "firing" : "" },
+      h("td", {}, r.group), h("td", {}, h("strong", {}, r.name)), h("td", {}, r.kind + (r.metric ? ` (${r.metric})` : "")),
+      h("td", {}, h("span", { class: `tag ${r.health}` }, r.health), r.last_error || ""),
+      h("td", {}, (r.values || []).slice(0, 3).map((v) => h("div", { class: "value" }, Object.values(v.labels).join(" "), " ",
+        h("b", { title: v.value === null ? "" : String(v.value) }, v.value === null ? "n/a" : fmt(v.value, unit))))),
+      h("td", {}, String(r.pending)), h("td", {}, String(r.firing)),
+      h("td", {}, r.last_evaluation ? timeAt(r.last_evaluation) : "never"));
+  }));
 }
 
 async function loadHistory() {
@@ -246,28 +370,27 @@ async function loadHistory() {
 }
 
 async function loadHealth() {
-  const hl = await api("GET", "/api/alertd/v1/health");
+  const [hl, ov] = await Promise.all([api("GET", "/api/alertd/v1/health"), api("GET", `${CONSOLE}/overview`)]);
   const s = hl.stream;
-  let rate = "";
-  if (state.lastEvents) {
-    const dt = (Date.now() - state.lastEvents.at) / 1000;
-    rate = `${((s.events - state.lastEvents.events) / dt).toFixed(1)}/s`;
-  }
-  state.lastEvents = { events: s.events, at: Date.now() };
+  // the daemon samples the event count itself: the rate is there on the first poll
+  const rate = ov.tiles.events_per_second.value;
   const online = hl.workers.filter((w) => w.state === "online").length;
   const ind = $("#stream");
   ind.className = `stream ${s.connected ? "up" : "down"}`;
   ind.textContent = s.connected ? `stream up · ${online} workers` : "stream DOWN";
   const facts = { "Broker": s.broker, "Transport": s.transport, "Connected": s.connected ? "yes" : `no (${s.last_error})`,
-    "Last event": s.last_event_at ? ago(fromEpoch(s.last_event_at)) : "none yet", "Ingest rate": rate || "…",
-    "Events": s.events, "Malformed skipped": s.malformed, "Reconnects": s.reconnects, "Workers online": online,
-    "Tasks in flight": hl.observer.tasks_tracked, "Version": hl.version, "Replica": hl.replica };
+    "Last event": s.last_event_at ? ago(s.last_event_at * 1000) : "none yet",
+    "Ingest rate": rate === null ? `no sample yet (every ${duration(ov.step)})` : `${num(rate)} events/s`,
+    "Events": num(s.events), "Malformed skipped": num(s.malformed), "Reconnects": num(s.reconnects), "Workers online": online,
+    "Tasks in flight": num(hl.observer.tasks_tracked), "Version": hl.version, "Replica": hl.replica,
+    "Up": duration(hl.uptime_seconds) };
   $("#health").replaceChildren(...Object.entries(facts).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+  if (state.tab !== "health") return;
   $("#workers tbody").replaceChildren(...hl.workers.map((w) => h("tr", { class: w.state },
     h("td", {}, w.hostname), h("td", {}, h("span", { class: `tag ${w.state}` }, w.state)),
-    h("td", {}, w.last_heartbeat ? time(fromEpoch(w.last_heartbeat)) : ""), h("td", {}, String(w.active)),
-    h("td", {}, String(w.pool_size ?? "")), h("td", {}, String(w.processed)),
-    h("td", {}, w.memory_bytes ? `${(w.memory_bytes / 1048576).toFixed(0)} MiB` : ""),
+    h("td", {}, w.last_heartbeat ? timeAt(w.last_heartbeat) : ""), h("td", {}, String(w.active)),
+    h("td", {}, String(w.pool_size ?? "")), h("td", {}, num(w.processed)),
+    h("td", {}, w.memory_bytes ? fmt(w.memory_bytes, "bytes") : ""),
     h("td", {}, lossText(w.last_loss)), h("td", { class: w.clock_skewed ? "skewed" : "" }, clockText(w)))));
 }
 
@@ -275,7 +398,7 @@ async function loadHealth() {
 function lossText(loss) {
   if (!loss) return "";
   const tasks = loss.orphaned ? ` · ${loss.orphaned} task(s), ${loss.redelivered} redelivered` : "";
-  return `${loss.cause} ${time(fromEpoch(loss.at))}${tasks}`;
+  return `${loss.cause} ${ago(loss.at * 1000)}${tasks}`;
 }
 
 // Its clock against alertd's: shown when further off than observe.max_clock_skew, never a reason to drop it.
@@ -286,6 +409,9 @@ function clockText(w) {
 }
 
 // -- shell ----------------------------------------------------------------------------------
+const LOADERS = { overview: loadOverview, tasks: loadTasks, workers: loadWorkers, queues: loadQueues,
+  rules: loadRules, history: loadHistory, health: loadHealth };
+
 function switchTab(tab) {
   state.tab = tab;
   for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.tab === tab);
@@ -300,17 +426,33 @@ async function loadMe() {
   }
 }
 
+let refreshing = null;
 async function refresh() {
-  try {
-    await loadMe();
-    await Promise.all([loadAlerts(), loadSilences(), loadMaintenance(), loadRules(), loadHistory(), loadHealth()]);
-    showError(null);
-  } catch (err) {
-    showError(err);
-  }
+  if (refreshing) return refreshing;  // a slow poll is not stacked on by the next one
+  refreshing = (async () => {
+    try {
+      await loadMe();
+      if (!state.units || !Object.keys(state.units).length) await loadOverview();
+      const extra = LOADERS[state.tab];
+      await Promise.all([loadAlerts(), loadSilences(), loadMaintenance(), loadRules(), loadHealth(),
+        extra && extra !== loadRules && extra !== loadHealth ? extra() : null]);
+      showError(null);
+    } catch (err) {
+      showError(err);
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
 }
 
-for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => switchTab(b.dataset.tab));
+function openTab(tab) {
+  switchTab(tab);
+  saveUrl();
+  refresh();
+}
+
+for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => openTab(b.dataset.tab));
 $("#token").value = state.token;
 $("#token-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -319,9 +461,32 @@ $("#token-form").addEventListener("submit", (ev) => {
   refresh();
 });
 $("#silence-new").addEventListener("click", () => openSilenceForm({}));
+$("#maintenance-new").addEventListener("click", () => openSilenceForm({ maintenance: true }));
 $("#silence-cancel").addEventListener("click", () => { $("#silence-form").hidden = true; });
 $("#silence-preview").addEventListener("click", () => preview().catch(showError));
 $("#silence-form").addEventListener("submit", (ev) => saveSilence(ev).catch(showError));
 $("#show-expired").addEventListener("change", () => Promise.all([loadSilences(), loadMaintenance()]).catch(showError));
+const filter = $("#filter");
+filter.addEventListener("input", showSuggestions);
+filter.addEventListener("focus", showSuggestions);
+filter.addEventListener("blur", () => { $("#suggest").hidden = true; });
+filter.addEventListener("keydown", (ev) => {
+  const first = $("#suggest li");
+  if (ev.key === "Tab" && first && !$("#suggest").hidden) { ev.preventDefault(); complete(first.textContent); }
+  if (ev.key === "Enter") { ev.preventDefault(); $("#suggest").hidden = true; applyFilter(); }
+});
+filter.addEventListener("change", applyFilter);
+for (const id of ["#group-by", "#show-silenced", "#show-inhibited"]) $(id).addEventListener("change", applyFilter);
+bindTasks();
+
+// The URL opens the page where it was shared: #tab=alerts&filter=queue%3Dpayments&group=queue
+const params = urlParams();
+if (params.get("filter")) filter.value = params.get("filter");
+if (params.get("group")) $("#group-by").append(h("option", { value: params.get("group") }, params.get("group")));
+$("#group-by").value = params.get("group") || "";
+$("#show-silenced").checked = params.get("silenced") !== "false";
+$("#show-inhibited").checked = params.get("inhibited") !== "false";
+openTaskFromUrl(params.get("task"));
+switchTab(LOADERS[params.get("tab")] || ["alerts", "silences"].includes(params.get("tab")) ? params.get("tab") : "alerts");
 refresh();
 setInterval(refresh, POLL_MS);
