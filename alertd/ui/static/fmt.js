@@ -21,6 +21,7 @@ export function num(v) {
   if (a >= 1e4) return `${+(v / 1e3).toPrecision(3)}k`;
   if (Number.isInteger(v)) return String(v);
   if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return String(+v.toFixed(1));
   if (a >= 1) return String(+v.toFixed(2));
   return a === 0 ? "0" : String(+v.toPrecision(2));
 }
