@@ -128,6 +128,8 @@ def test_the_installed_wheel_serves_its_page(installed: Path, tmp_path: Path) ->
         status, page = get("/")
         assert status == 200 and "/ui/app.js" in page, page[:500]
         assert get("/ui/app.js")[0] == 200 and get("/ui/style.css")[0] == 200
+        # the modules app.js imports are in the wheel too (charts are drawn by fmt.js: nothing vendored)
+        assert [get(f"/ui/{m}.js")[0] for m in ("core", "fmt", "console")] == [200, 200, 200]
     finally:
         proc.terminate()
         proc.wait(15)
