@@ -20,8 +20,7 @@ function urlParams() {
 function saveUrl() {
   const p = new URLSearchParams();
   p.set("tab", state.tab);
-  const filter = $("#filter").value.trim();
-  if (filter) p.set("filter", filter);
+  if (state.filter) p.set("filter", state.filter);
   if ($("#group-by").value) p.set("group", $("#group-by").value);
   if (!$("#show-silenced").checked) p.set("silenced", "false");
   if (!$("#show-inhibited").checked) p.set("inhibited", "false");
@@ -89,7 +88,12 @@ function complete(s) {
   showSuggestions();
   if (!s.endsWith("=")) applyFilter();
 }
-function applyFilter() { saveUrl(); loadAlerts().then(() => showError(null)).catch(showError); }
+// The filter applies on Enter, a completed value or leaving the field: a poll meanwhile keeps the last one.
+function applyFilter() {
+  state.filter = $("#filter").value.trim();
+  saveUrl();
+  loadAlerts().then(() => showError(null)).catch(showError);
+}
 
 // -- alerts: one card per alert, all its receivers on it ----------------------------------------
 const collapsed = new Set();
@@ -164,7 +168,7 @@ function groupOf(a, byRoute, by) {
 
 async function loadAlerts() {
   const params = new URLSearchParams();
-  const words = splitFilter($("#filter").value);
+  const words = splitFilter(state.filter || "");
   const matchers = words.map(parseMatcher);
   const bad = words.filter((_, i) => !matchers[i]);
   $("#filter").classList.toggle("invalid", bad.length > 0);
@@ -481,7 +485,7 @@ bindTasks();
 
 // The URL opens the page where it was shared: #tab=alerts&filter=queue%3Dpayments&group=queue
 const params = urlParams();
-if (params.get("filter")) filter.value = params.get("filter");
+if (params.get("filter")) { filter.value = params.get("filter"); state.filter = filter.value.trim(); }
 if (params.get("group")) $("#group-by").append(h("option", { value: params.get("group") }, params.get("group")));
 $("#group-by").value = params.get("group") || "";
 $("#show-silenced").checked = params.get("silenced") !== "false";

@@ -1,6 +1,6 @@
 // What every part of the page shares: the API client, the token, the caller's role.
 export const $ = (sel) => document.querySelector(sel);
-export const state = { token: localStorage.getItem("alertd-token") || "", me: null, tab: "alerts", units: {}, ruleUnits: {} };
+export const state = { token: localStorage.getItem("alertd-token") || "", me: null, tab: "alerts", filter: "", units: {}, ruleUnits: {} };
 
 export async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
