@@ -195,9 +195,21 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     value = page.locator("#rules tr", has_text="HighFailureRatio").locator(".value b").first
     value.wait_for(timeout=10_000)
     assert value.inner_text().endswith("%"), value.inner_text()  # a ratio, humanised
+    page.screenshot(path=str(ARTIFACTS / "console-rules.png"), full_page=True)
+    # what the Rules tab showed as 5.36e+7 for a memory rule, and the other units
+    shown = page.evaluate(
+        "import('/ui/fmt.js').then(f => [f.fmt(5.36e7, 'bytes'), f.fmt(0.0042, 'seconds'), f.fmt(5400, 'seconds'),"
+        " f.fmt(0.123, 'ratio'), f.fmt(12.345, 'rate'), f.fmt(53600000, '')])"
+    )
+    assert shown == ["51.1 MiB", "4.2 ms", "1h 30m", "12%", "12.3/s", "53.6M"], shown
+    page.click('button[data-tab="history"]')
+    page.locator("#history tbody tr.sent").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "console-history.png"), full_page=True)
     page.click('button[data-tab="health"]')
+    # the rate is the daemon's own sample, there at the first render (it was "…" until a second poll)
     rate = page.locator("#health dt", has_text="Ingest rate").locator("xpath=following-sibling::dd[1]")
     assert "events/s" in rate.inner_text(), rate.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "console-health.png"), full_page=True)
     page.close()
 
     # -- a phone: one column, nothing wider than the screen
