@@ -389,7 +389,8 @@ async def workers(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rec = console.recorder
     orphaned: dict[str, float] = {}
-    for labels, n in ctx.series.sums("tasks_orphaned", console.retention, ctx.clock.now()).items():
+    now = ctx.clock.now()
+    for labels, n in ctx.series.sums("tasks_orphaned", console.retention, now).items():
         orphaned[labels[2]] = orphaned.get(labels[2], 0.0) + n
     rows = []
     for w in ctx.workers():
@@ -397,6 +398,8 @@ async def workers(request: web.Request) -> web.Response:
         rows.append(
             {
                 **{k: _num(v) if isinstance(v, float) else v for k, v in w.items()},
+                # on alertd's clock: the browser's may be off
+                "heartbeat_age": now - w["last_heartbeat"] if isinstance(w.get("last_heartbeat"), float) else None,
                 "orphaned": orphaned.get(host, 0.0),
                 "series": {name: _series(rec, name, (host,)) for name in WORKER_GAUGES},
             }

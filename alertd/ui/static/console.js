@@ -1,6 +1,6 @@
 // The Celery console: overview, tasks, workers, queues (the /api/alertd/v1/console endpoints).
 import { $, api, state, CONSOLE } from "./core.js";
-import { h, fmt, num, pct, duration, bytes, spark, chart, timeAt, ago } from "./fmt.js";
+import { h, fmt, num, pct, duration, bytes, spark, chart, timeAt } from "./fmt.js";
 
 const TILES = [
   ["workers_online", "Workers online"],
@@ -32,6 +32,7 @@ export async function loadOverview() {
 }
 
 // -- tasks ---------------------------------------------------------------------------------------
+const MAX_ROWS = 300;
 const tasksView = { sort: "rate", desc: true, rows: [], open: null, range: 3600 };
 
 function sortValue(r, key) {
@@ -62,6 +63,10 @@ export function renderTasks() {
     th.classList.toggle("sorted", th.dataset.key === sort);
     th.classList.toggle("desc", th.dataset.key === sort && desc);
   }
+  // a page of rows: a 1,000-name table re-rendered every poll would be most of the page's work
+  const total = rows.length;
+  rows.length = Math.min(rows.length, MAX_ROWS);
+  $("#tasks-more").textContent = total > MAX_ROWS ? `showing ${MAX_ROWS} of ${total}: filter or sort to see others` : "";
   $("#tasks tbody").replaceChildren(...(rows.length ? rows.map((r) => h("tr", {
     "data-task": r.task, class: r.failure_ratio ? "failing" : "", onclick: () => openTask(r.task) },
   h("td", {}, h("a", { href: `#tab=tasks&task=${encodeURIComponent(r.task)}` }, r.task)), h("td", {}, r.queue || "–"),
@@ -131,7 +136,7 @@ export async function loadWorkers() {
   const out = await api("GET", `${CONSOLE}/workers`);
   $("#console-workers tbody").replaceChildren(...(out.workers.length ? out.workers.map((w) => {
     const sr = w.series;
-    const hb = w.last_heartbeat ? ago(w.last_heartbeat * 1000) : "never";
+    const hb = w.heartbeat_age === null || w.heartbeat_age === undefined ? "never" : `${duration(w.heartbeat_age)} ago`;
     return h("tr", { class: w.state, "data-worker": w.hostname },
       h("td", {}, w.hostname), h("td", {}, h("span", { class: `tag ${w.state}` }, w.state)),
       h("td", { title: w.last_heartbeat ? new Date(w.last_heartbeat * 1000).toISOString() : "" }, hb),
