@@ -431,8 +431,13 @@ async function loadMe() {
 }
 
 let refreshing = null;
-async function refresh() {
-  if (refreshing) return refreshing;  // a slow poll is not stacked on by the next one
+let queued = null;
+function refresh() {
+  if (refreshing) {
+    // not stacked on a slow poll, but one more pass after it: a write must see what follows it
+    queued = queued || refreshing.then(() => { queued = null; return refresh(); });
+    return queued;
+  }
   refreshing = (async () => {
     try {
       await loadMe();
