@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, producer, wait_for, write_setup
+from tests.daemon_fixtures import READ_TOKEN, SILENCE_TOKEN, producer, wait_until, write_setup
 from tests.test_ui import ARTIFACTS, browser  # noqa: F401 (the fixture)
 
 RULES = """
@@ -100,10 +100,10 @@ def test_console_tabs_filters_cards_and_maintenance_window(
         app.send_task("t.add", args=(i, 1), queue=queue)
     for _ in range(2):
         app.send_task("t.fail", queue=queue)
-    wait_for(
+    wait_until(
         lambda: posts(http_sink, "/hook") and posts(http_sink, "/oncall"), timeout=30, what="pages to both receivers"
     )
-    wait_for(
+    wait_until(
         lambda: (
             {a["labels"]["alertname"] for a in daemon.api.get("/api/v2/alerts")} == {"TaskFailed", "HighFailureRatio"}
         ),
@@ -237,7 +237,7 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     (s,) = [x for x in daemon.api.get("/api/v2/silences") if x["comment"] == "database maintenance"]
     assert s["status"]["state"] == "pending"
     page.screenshot(path=str(ARTIFACTS / "console-maintenance.png"), full_page=True)
-    wait_for(
+    wait_until(
         lambda: any(
             a["status"]["silencedBy"] == [s["id"]]
             for a in daemon.api.get("/api/v2/alerts")

@@ -70,24 +70,24 @@ def test_silence_from_the_page_then_expire(
     page.fill("#token", SILENCE_TOKEN)
     page.click("#token-form button")
     alert = page.locator(".alert", has_text="TaskFailed").first
-    alert.wait_until(timeout=10_000)
+    alert.wait_for(timeout=10_000)
     assert "t.fail failed" in alert.inner_text()
     page.screenshot(path=str(ARTIFACTS / "ui-1-firing.png"), full_page=True)
 
     # why is it here: the route, the receiver and the last notification with its reason
     alert.locator("button.explain-this").click()
     explain = alert.locator(".explain")
-    explain.wait_until(timeout=5_000)
+    explain.wait_for(timeout=5_000)
     assert "→ hook" in explain.inner_text() and "(first notification)" in explain.inner_text()
 
     alert.locator("button.silence-this").click()
     assert 'task="t.fail"' in page.input_value("#silence-matchers")
     page.fill("#silence-comment", "deploying a fix")
     page.click("#silence-preview")
-    page.locator("#preview", has_text="Would silence 1 firing alert").wait_until(timeout=5_000)
+    page.locator("#preview", has_text="Would silence 1 firing alert").wait_for(timeout=5_000)
     page.screenshot(path=str(ARTIFACTS / "ui-2-silence-form.png"), full_page=True)
     page.click("#silence-save")
-    page.locator("#silences tbody tr.active").wait_until(timeout=10_000)
+    page.locator("#silences tbody tr.active").wait_for(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "ui-3-silenced.png"), full_page=True)
 
     silences = daemon.api.get("/api/v2/silences")
@@ -125,7 +125,7 @@ def test_silence_from_the_page_then_expire(
     )
     assert code == 201, made
     row = page.locator(f'#maintenance tr[data-id="{made["id"]}"]')
-    row.wait_until(timeout=10_000)
+    row.wait_for(timeout=10_000)
     assert "sunday 02:00\u201304:00 (Europe/Berlin)" in row.inner_text() and "weekly ETL reload" in row.inner_text()
     page.screenshot(path=str(ARTIFACTS / "ui-3b-maintenance.png"), full_page=True)
     row.locator("button.expire").click()
@@ -138,9 +138,9 @@ def test_silence_from_the_page_then_expire(
     # a read-only token sees the alert and no write controls
     page.fill("#token", READ_TOKEN)
     page.click("#token-form button")
-    page.locator("#whoami", has_text="viewer (read)").wait_until(timeout=10_000)
+    page.locator("#whoami", has_text="viewer (read)").wait_for(timeout=10_000)
     page.click('button[data-tab="alerts"]')
-    page.locator(".alert", has_text="TaskFailed").first.wait_until(timeout=10_000)
+    page.locator(".alert", has_text="TaskFailed").first.wait_for(timeout=10_000)
     assert page.locator("button.silence-this").count() == 0
     assert not page.is_visible("#silence-new")
     page.click('button[data-tab="silences"]')
@@ -150,6 +150,6 @@ def test_silence_from_the_page_then_expire(
     # the Health tab lists the worker, with its last loss and clock columns (empty: none, in sync)
     page.click('button[data-tab="health"]')
     row = page.locator("#workers tbody tr", has_text=worker.hostname)
-    row.wait_until(timeout=10_000)
+    row.wait_for(timeout=10_000)
     assert row.locator("td").count() == 9 and "online" in row.inner_text()
     worker.kill()
