@@ -152,7 +152,7 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     page.locator("#whoami", has_text="viewer (read)").wait_for(timeout=10_000)
     assert page.locator("button.silence-this").count() == 0
     page.click('button[data-tab="silences"]')
-    assert not page.is_visible("#silence-new") and not page.is_visible("#maintenance-new")
+    assert not any(page.is_visible(b) for b in ("#silence-new", "#maintenance-new", "#mw-new"))
     assert page.locator("#silences button.expire, #silences button.edit").count() == 0
 
     # -- overview, tasks, workers, queues, rules, health: real numbers
@@ -255,6 +255,27 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     page.uncheck("#show-silenced")
     page.locator("#alert-groups .alert", has_text="TaskFailed").wait_for(state="detached", timeout=10_000)
     assert "silenced=false" in page.url
+
+    # a recurring window made on the page, listed with when it applies, then expired
+    page.click('button[data-tab="silences"]')
+    page.click("#mw-new")
+    page.fill("#mw-matchers", 'queue="etl"')
+    page.fill("#mw-weekdays", "sunday")
+    page.fill("#mw-times", "02:00-04:00")
+    page.fill("#mw-location", "Europe/Berlin")
+    page.fill("#mw-comment", "weekly ETL reload")
+    page.click("#mw-preview")
+    page.locator("#mw-preview-out", has_text="Matches 0 firing alert").wait_for(timeout=5_000)
+    page.click("#mw-save")
+    row = page.locator("#maintenance tbody tr", has_text="weekly ETL reload")
+    row.wait_for(timeout=10_000)
+    assert "sunday 02:00\u201304:00 (Europe/Berlin)" in row.inner_text()
+    row.locator("button.expire").click()
+    wait_until(
+        lambda: [m["state"] for m in daemon.api.get("/api/alertd/v1/maintenance")] == ["expired"],
+        timeout=10,
+        what="the recurring window to expire",
+    )
     page.close()
 
     assert errors == [], errors

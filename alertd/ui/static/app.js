@@ -347,6 +347,39 @@ async function loadMaintenance() {
       await api("DELETE", `/api/alertd/v1/maintenance/${m.id}`); await refresh(); } }, "Expire") : ""))));
 }
 
+// Recurring windows: Alertmanager's time interval, in a zone (POST /api/alertd/v1/maintenance).
+function openWindowForm() {
+  const form = $("#mw-form");
+  form.hidden = false;
+  $("#mw-location").value = $("#mw-location").value || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  $("#mw-matchers").focus();
+}
+function windowBody() {
+  const list = (text) => text.split(",").map((x) => x.trim()).filter(Boolean);
+  const interval = { location: $("#mw-location").value.trim() || "UTC" };
+  const weekdays = list($("#mw-weekdays").value);
+  if (weekdays.length) interval.weekdays = weekdays;
+  const times = list($("#mw-times").value).map((t) => {
+    const m = t.match(/^(\d\d:\d\d)\s*[-–]\s*(\d\d:\d\d)$/);
+    if (!m) throw new Error(`times: ${t} is not like 02:00-04:00`);
+    return { start_time: m[1], end_time: m[2] };
+  });
+  if (times.length) interval.times = times;
+  const matchers = $("#mw-matchers").value.split("\n").map((x) => x.trim()).filter(Boolean);
+  return { matchers, time_intervals: [interval], comment: $("#mw-comment").value, createdBy: (state.me && state.me.name) || "" };
+}
+async function previewWindow() {
+  const out = await api("POST", "/api/alertd/v1/silences/preview", { matchers: windowBody().matchers });
+  $("#mw-preview-out").replaceChildren(h("p", { class: out.matches_everything ? "error" : "" }, out.matches_everything
+    ? "These matchers match every alert." : `Matches ${out.count} firing alert(s) now (silenced only while the window is on).`));
+}
+async function saveWindow(ev) {
+  ev.preventDefault();
+  await api("POST", "/api/alertd/v1/maintenance", windowBody());
+  $("#mw-form").hidden = true;
+  await refresh();
+}
+
 // -- rules, history, health -------------------------------------------------------------------
 async function loadRules() {
   const out = await api("GET", "/api/alertd/v1/rules");
@@ -426,7 +459,7 @@ async function loadMe() {
   state.me = await api("GET", "/api/alertd/v1/whoami");
   $("#whoami").textContent = state.me.role ? `${state.me.name} (${state.me.role})` : "not signed in";
   for (const el of document.querySelectorAll(".write")) {
-    if (el.id === "silence-form") { if (!canWrite()) el.hidden = true; } else el.hidden = !canWrite();
+    if (el.tagName === "FORM") { if (!canWrite()) el.hidden = true; } else el.hidden = !canWrite();
   }
 }
 
@@ -472,6 +505,10 @@ $("#token-form").addEventListener("submit", (ev) => {
 $("#silence-new").addEventListener("click", () => openSilenceForm({}));
 $("#maintenance-new").addEventListener("click", () => openSilenceForm({ maintenance: true }));
 $("#silence-cancel").addEventListener("click", () => { $("#silence-form").hidden = true; });
+$("#mw-new").addEventListener("click", openWindowForm);
+$("#mw-cancel").addEventListener("click", () => { $("#mw-form").hidden = true; });
+$("#mw-preview").addEventListener("click", () => previewWindow().catch(showError));
+$("#mw-form").addEventListener("submit", (ev) => saveWindow(ev).catch(showError));
 $("#silence-preview").addEventListener("click", () => preview().catch(showError));
 $("#silence-form").addEventListener("submit", (ev) => saveSilence(ev).catch(showError));
 $("#show-expired").addEventListener("change", () => Promise.all([loadSilences(), loadMaintenance()]).catch(showError));
