@@ -40,7 +40,7 @@ def test_capture_then_replay_on_virtual_time(
     out = tmp_path / "events.jsonl"
     args = capture_args("-o", str(out), "--count", "5", "--duration", "20s", config=config)
     r = redis.Redis.from_url(redis_url)
-    channel = f"{prefix}/13.celeryev/"
+    channel = f"{prefix}/{redis_url.rsplit('/', 1)[1]}.celeryev/"  # the database is in the channel name
 
     def publish() -> None:  # capture runs in the main thread, where Ctrl-C is handled
         # Garbage as the probe: it reaches capture (publish counts 1 receiver) but is no event.
@@ -55,7 +55,9 @@ def test_capture_then_replay_on_virtual_time(
     publisher.join(5)
     summary = capsys.readouterr().err
     assert "5 events written" in summary and "malformed skipped" in summary
-    recorded = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    recorded = [x for x in lines if "alertd" not in x]  # the events; the rest are samples and stream marks
+    assert lines[0]["alertd"] == "stream" and lines[0]["connected"] is True
     assert [e["seq"] for e in recorded] == [0, 1, 2, 3, 4]  # --count cuts the batch
     assert recorded[1]["local_received"] - recorded[0]["local_received"] >= 0.25
 
@@ -146,5 +148,73 @@ def test_capture_of_an_unreachable_broker_stops_at_duration(tmp_path: Path, capl
     started = time.monotonic()
     assert args.func(args) == 0
     assert time.monotonic() - started < 5
-    assert out.read_bytes() == b""
-    assert "pw-xyz-secret" not in caplog.text
+    # no event: the stream's failure, said once however often it retried, and the sampler's
+    # failed rounds (if one ended within the second), without the password
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert lines[0]["alertd"] == "stream" and lines[0]["connected"] is False, lines
+    assert all(x["alertd"] == "broker" and x["ok"] is False for x in lines[1:]), lines
+    assert "pw-xyz-secret" not in caplog.text and b"pw-xyz-secret" not in out.read_bytes()
+
+
+async def test_samples_and_stream_marks_come_back_at_their_times_through_the_daemons_handlers(tmp_path: Path) -> None:
+    from alertd.samples import BrokerSample, QueueSample, WorkerSample
+    from alertd.sources.jsonl import CaptureWriter, RecordingHealth, StreamMark, read_capture
+
+    t0 = 1_800_000_000.0
+    path = tmp_path / "day.jsonl"
+    writer = CaptureWriter(path)
+    recording = RecordingHealth(writer)  # as `alertd capture` is told by its source
+    recording.mark_connected(t0)
+    writer.write([orjson.loads(ev(t0 + 1, 0))])
+    q = QueueSample("reports", 7, 0, t0 + 2)
+    w = WorkerSample("celery@a", t0 + 2, pool_size=4, memory_bytes=1 << 20, cpu_seconds=1.5, queues=("reports", "x"))
+    b = BrokerSample(True, t0 + 2.5)
+    for s in (q, w, b):
+        writer.write_record(s)
+    recording.mark_disconnected(t0 + 4, "connection closed")
+    recording.mark_disconnected(t0 + 5, "connection refused")  # a retry in the same outage: no new mark
+    writer.write_record(BrokerSample(False, t0 + 6, "refused"))
+    recording.mark_connected(t0 + 9)
+    writer.write([orjson.loads(ev(t0 + 9.5, 1)), orjson.loads(ev(t0 + 9.5, 2))])
+    writer.close()
+    assert (writer.events, writer.records) == (3, 7)
+
+    # Readers of events only read the events of it, without complaint.
+    assert [e["seq"] for _, e in read_capture(path) if e] == [0, 1, 2]
+    assert all(e is not None for _, e in read_capture(path))
+
+    clock = VirtualClock(start=t0)
+    health = StreamHealth()
+    seen: list[tuple[float, object]] = []
+    got = Batches(on_batch=lambda batch: seen.append((clock.now(), [e["seq"] for e in batch])))
+    steps: list[float] = []
+
+    def record(x: object) -> None:
+        seen.append((clock.now(), x))
+
+    async def step() -> None:
+        steps.append(clock.now())
+        seen.append((clock.now(), ("connected", health.connected)))
+
+    source = ReplaySource(
+        path, got, clock, health, on_queue=record, on_worker=record, on_broker=record, step=step, tail=3
+    )
+    await source.start()
+    await source.wait_done(5)
+    samples = [(at, x) for at, x in seen if not isinstance(x, tuple)]
+    assert samples == [
+        (t0 + 1, [0]),
+        (t0 + 2, q),
+        (t0 + 2, w),
+        (t0 + 2.5, b),
+        (t0 + 6, BrokerSample(False, t0 + 6, "refused")),
+        (t0 + 9.5, [1, 2]),
+    ]
+    # one step a virtual second, from the first line to three seconds after the last
+    assert steps == [t0 + i for i in range(13)]
+    connected = [at for at, x in seen if x == ("connected", True)]
+    # a step runs before the lines of its second, as the live tick before a read: blind 5..9
+    assert connected == [t0 + i for i in (0, 1, 2, 3, 4, 10, 11, 12)]
+    assert list(health.gaps) == [(t0 + 4, t0 + 9)] and health.last_error == "connection closed"
+    assert (health.events, health.malformed, source.samples) == (3, 0, 4)
+    assert StreamMark(False, t0 + 4, "connection closed") != StreamMark(True, t0 + 4)

@@ -1,56 +1,153 @@
-"""Captures: the normalized event stream as JSON lines, one event per line.
+"""Captures: what a live daemon's sources delivered, as JSON lines, one a line.
 
 `alertd capture` writes them; `alertd run --replay`, rule tests (`events_file:`) and ReplaySource
-read them.
-Each line is the event exactly as the observer received it, including `local_received`.
+read them. Two kinds of line:
+
+- an event, exactly as the observer received it, including `local_received` (any object with a
+  string `type`; a capture of events only is what every version wrote);
+- a record of alertd's own, an object with an `alertd` key naming what it is, at time `at`:
+  `queue`, `worker` and `broker` are the sampler's samples (alertd/samples.py, field for field),
+  `stream` is the event stream's connectivity (`connected` true/false, `error`), as
+  sources/health.py StreamHealth was told it. Readers that want events only skip them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from alertd.clock import Clock, VirtualClock
+from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
 
 log = logging.getLogger(__name__)
 
+RECORD_KEY = "alertd"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMark:
+    """The event stream connected (or reconnected), or lost its connection, at `at`."""
+
+    connected: bool
+    at: float
+    error: str = ""
+
+
+Sample = QueueSample | WorkerSample | BrokerSample
+Record = Sample | StreamMark
+_KINDS: dict[str, type[Record]] = {
+    "queue": QueueSample,
+    "worker": WorkerSample,
+    "broker": BrokerSample,
+    "stream": StreamMark,
+}
+_NAMES = {cls: name for name, cls in _KINDS.items()}
+
+
+def record_line(record: Record) -> bytes:
+    """One JSON line for a sample or stream mark."""
+    return orjson.dumps(
+        {RECORD_KEY: _NAMES[type(record)], **dataclasses.asdict(record)}, option=orjson.OPT_APPEND_NEWLINE
+    )
+
+
+def parse_record(obj: dict[str, Any]) -> Record | None:
+    """The sample or stream mark of a record line; None when it is not one this version knows."""
+    cls = _KINDS.get(obj.get(RECORD_KEY))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in obj.items() if k in fields}
+    if cls is WorkerSample and isinstance(values.get("queues"), list):
+        values["queues"] = tuple(str(q) for q in values["queues"])
+    if not isinstance(values.get("at"), int | float):
+        return None
+    values["at"] = float(values["at"])
+    try:
+        return cls(**values)
+    except TypeError:  # a required field missing
+        return None
+
 
 class CaptureWriter:
-    """Appends batches of events to a JSONL file."""
+    """Appends batches of events, samples and stream marks to a JSONL file, in arrival order."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[bytes] = path.open("wb")
         self.events = 0
+        self.records = 0
 
     def write(self, events: list[dict[str, Any]]) -> None:
         self._fh.write(b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events))
         self.events += len(events)
 
+    def write_record(self, record: Record) -> None:
+        self._fh.write(record_line(record))
+        self.records += 1
+        # Samples come every few seconds: flushing with them lets a capture be read while it runs
+        # (tail -f) without a write per event.
+        self._fh.flush()
+
     def close(self) -> None:
         self._fh.close()
 
 
-def read_capture(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(line number, event) for each line; event None where the line is not an event object."""
+class RecordingHealth(StreamHealth):
+    """StreamHealth that also writes each connect and disconnect to a capture, as a stream mark."""
+
+    def __init__(self, writer: CaptureWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def mark_connected(self, now: float) -> None:
+        super().mark_connected(now)
+        self.writer.write_record(StreamMark(True, now))
+
+    def mark_disconnected(self, now: float, error: str) -> None:
+        # A source retrying a dead broker reports each failed attempt: one mark per outage.
+        if self.connected or not self.gaps or self.gaps[-1][1] is not None:
+            self.writer.write_record(StreamMark(False, now, error))
+        super().mark_disconnected(now, error)
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Record | None]]:
+    """(line number, item) for each line: an event dict, a Record, or None for a line that is neither."""
     with path.open("rb") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                event = orjson.loads(line)
+                obj = orjson.loads(line)
             except orjson.JSONDecodeError:
                 yield lineno, None
                 continue
-            ok = isinstance(event, dict) and isinstance(event.get("type"), str)
-            yield lineno, event if ok else None
+            if not isinstance(obj, dict):
+                yield lineno, None
+            elif RECORD_KEY in obj:
+                yield lineno, parse_record(obj)
+            else:
+                yield lineno, obj if isinstance(obj.get("type"), str) else None
+
+
+def read_capture(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, event) for each event line; event None where the line is not an event object.
+
+    Samples and stream marks are skipped without complaint: readers of events only (rule tests,
+    old replays) read a new capture as the events-only capture it contains.
+    """
+    for lineno, item in read_lines(path):
+        if item is None or isinstance(item, dict):
+            yield lineno, item
 
 
 def event_time(event: dict[str, Any]) -> float | None:
@@ -59,13 +156,23 @@ def event_time(event: dict[str, Any]) -> float | None:
     return float(at) if isinstance(at, int | float) else None
 
 
-class ReplaySource:
-    """Feeds a capture through the handler a live source would feed, then sets `done`.
+def item_time(item: dict[str, Any] | Record) -> float | None:
+    return event_time(item) if isinstance(item, dict) else item.at
 
-    On a VirtualClock the clock is set to each event's time before it is delivered, so windows,
-    `for` and timers see the recording as it happened, deterministically and at full speed. On
-    the wall clock events are delivered as fast as possible, or paced by `speed` (2.0 = twice
-    as fast as recorded). Events are never rewritten: they keep their recorded times.
+
+class ReplaySource:
+    """Feeds a capture through the handlers a live daemon's sources would feed, then sets `done`.
+
+    Events go to `handler` (the observer's on_events), samples to `on_queue`/`on_worker`/`on_broker`
+    (the observer's on_*_sample, as the Sampler calls them; not given: skipped), stream marks to
+    `health` (mark_connected / mark_disconnected, as the live source does), each at its recorded
+    time. On a VirtualClock the clock is set to each line's time before it is delivered, so
+    windows, `for` and timers see the recording as it happened, deterministically and at full
+    speed; `step` (the daemon's tick: rules, then notifications) is then awaited every
+    `step_seconds` of recorded time in between, as the live tick loop would have run, and for
+    `tail` seconds after the last line. On the wall clock lines are delivered as fast as possible,
+    or paced by `speed` (2.0 = twice as fast as recorded). Lines are never rewritten: they keep
+    their recorded times (a line stamped before the clock is delivered at the clock's time).
     """
 
     def __init__(
@@ -77,19 +184,35 @@ class ReplaySource:
         *,
         speed: float | None = None,
         max_batch: int = 1000,
+        on_queue: Callable[[QueueSample], None] | None = None,
+        on_worker: Callable[[WorkerSample], None] | None = None,
+        on_broker: Callable[[BrokerSample], None] | None = None,
+        step: Callable[[], Awaitable[object]] | None = None,
+        step_seconds: float = 1.0,
+        tail: float = 0.0,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError(f"replay speed must be positive, got {speed}")
+        if step_seconds <= 0:
+            raise ValueError(f"replay step must be positive, got {step_seconds}")
         self.path = path
         self.handler = handler
         self.clock = clock
         self.health = health
         self.speed = speed
         self.max_batch = max_batch
+        self.on_queue = on_queue
+        self.on_worker = on_worker
+        self.on_broker = on_broker
+        self.step = step
+        self.step_seconds = step_seconds
+        self.tail = tail
+        self.samples = 0
         self.done = asyncio.Event()
         self.health.transport = "replay"
         self.health.broker = str(path)
         self._task: asyncio.Task[None] | None = None
+        self._next_step: float | None = None
 
     async def start(self) -> None:
         if not self.path.is_file():
@@ -119,34 +242,74 @@ class ReplaySource:
         health.mark_connected(self.clock.now())
         batch: list[dict[str, Any]] = []
         batch_at = 0.0
-        first: tuple[float, float] | None = None  # (recorded time, wall time) of the first event
+        first: tuple[float, float] | None = None  # (recorded time, wall time) of the first line
         try:
-            for lineno, event in read_capture(self.path):
-                health.messages += 1
-                at = event_time(event) if event is not None else None
-                if event is None or at is None:
+            for lineno, item in read_lines(self.path):
+                at = item_time(item) if item is not None else None
+                if isinstance(item, dict) or item is None:
+                    health.messages += 1
+                if item is None or at is None:
                     health.malformed += 1
                     if health.malformed <= 10 or health.malformed % 1000 == 0:
                         log.warning("%s:%d: not a captured event, skipped", self.path, lineno)
                     continue
-                if batch and ((by_time and at != batch_at) or len(batch) >= self.max_batch):
+                if batch and (
+                    not isinstance(item, dict) or (by_time and at != batch_at) or len(batch) >= self.max_batch
+                ):
                     await self._deliver(batch, batch_at)
                     batch = []
                 if not batch:
-                    batch_at = at
                     if virtual is not None:
-                        if at > virtual.now():
-                            virtual.set(at)
-                            # Timers due by now fire before the events at this time, as live.
-                            await asyncio.sleep(0)
+                        await self._advance(virtual, at)
                     elif self.speed is not None:
                         first = first or (at, self.clock.now())
                         await self.clock.sleep(first[1] + (at - first[0]) / self.speed - self.clock.now())
-                batch.append(event)
+                if isinstance(item, dict):
+                    if not batch:
+                        batch_at = at
+                    batch.append(item)
+                else:
+                    self._record(item)
             if batch:
                 await self._deliver(batch, batch_at)
+            if virtual is not None and self.step is not None and self._next_step is not None:
+                await self._advance(virtual, self._next_step - self.step_seconds + self.tail)
         finally:
             self.done.set()
+
+    async def _advance(self, virtual: VirtualClock, at: float) -> None:
+        """Move the virtual clock to `at`, running each step due on the way."""
+        if self.step is not None:
+            if self._next_step is None:
+                self._next_step = max(at, virtual.now())
+            while self._next_step <= at:
+                if self._next_step > virtual.now():
+                    virtual.set(self._next_step)
+                    await asyncio.sleep(0)
+                await self.step()
+                await asyncio.sleep(0)  # let what the step woke (group timers) run
+                self._next_step += self.step_seconds
+        if at > virtual.now():
+            virtual.set(at)
+            # Timers due by now fire before the lines at this time, as live.
+            await asyncio.sleep(0)
+
+    def _record(self, record: Record) -> None:
+        if isinstance(record, StreamMark):
+            if record.connected:
+                self.health.mark_connected(record.at)
+            else:
+                self.health.mark_disconnected(record.at, record.error)
+            return
+        self.samples += 1
+        if isinstance(record, QueueSample):
+            if self.on_queue is not None:
+                self.on_queue(record)
+        elif isinstance(record, WorkerSample):
+            if self.on_worker is not None:
+                self.on_worker(record)
+        elif self.on_broker is not None:
+            self.on_broker(record)
 
     async def _deliver(self, batch: list[dict[str, Any]], at: float) -> None:
         self.health.events += len(batch)
