@@ -8,7 +8,6 @@ an event - counted as malformed, logged with file and line, skipped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from alertd.rules.engine import Engine
 from alertd.rules.loader import RuleSet
 from alertd.sources import EventSource, open_event_source
 from alertd.sources.health import StreamHealth
-from alertd.sources.jsonl import event_time, read_capture
+from alertd.sources.jsonl import ReplaySource, event_time, read_capture
 from alertd.sources.sampler import Sampler
 
 log = logging.getLogger("alertd")
@@ -162,35 +161,36 @@ async def replay(
     """Feed a capture through on virtual time, calling `tick` every `step` as a live daemon would.
 
     The clock must be a VirtualClock: rule windows, `for` and group timers then behave as they
-    did when the events were recorded, in a fraction of the time.
+    did when the events were recorded, in a fraction of the time. The capture's samples and
+    stream marks, where it has them, go to the observer and the stream health at their times.
     """
     clock = evaluation.clock
     if not isinstance(clock, VirtualClock):
         raise TypeError("replay needs a VirtualClock")
-    health = evaluation.health
+    health, observer = evaluation.health, evaluation.observer
     summary = ReplaySummary()
-    health.transport = "replay"
-    malformed_before = health.malformed
-    next_tick: float | None = None
-    for at, event in captured_events(path, health):
-        if next_tick is None:
-            next_tick = max(at, clock.now())
-            clock.set(next_tick)
-            health.mark_connected(next_tick)
-        while next_tick <= at:
-            clock.set(next_tick)
-            summary.transitions.extend(await tick())
-            await asyncio.sleep(0)  # let group timers woken by the clock run
-            next_tick += step
-        if at > clock.now():
-            clock.set(at)
-        evaluation.deliver([event], at)
-        summary.events += 1
-    end = (next_tick or clock.now()) + tail
-    while next_tick is not None and next_tick <= end:
-        clock.set(next_tick)
+    events_before, malformed_before = health.events, health.malformed
+
+    async def ticked() -> None:
         summary.transitions.extend(await tick())
-        await asyncio.sleep(0)
-        next_tick += step
+
+    source = ReplaySource(
+        path,
+        observer.on_events,
+        clock,
+        health,
+        on_queue=observer.on_queue_sample,
+        on_worker=observer.on_worker_sample,
+        on_broker=observer.on_broker_sample,
+        step=ticked,
+        step_seconds=step,
+        tail=tail,
+    )
+    await source.start()
+    try:
+        await source.wait_done()
+    finally:
+        await source.stop()
+    summary.events = health.events - events_before
     summary.malformed = health.malformed - malformed_before
     return summary
