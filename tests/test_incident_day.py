@@ -111,6 +111,10 @@ route:
 
     async def step() -> None:
         nonlocal seen
+        # Groups due by now are flushed before the tick of this second, as live: the notifier's
+        # timer is due group_wait after the put of an earlier tick, while the tick loop's
+        # seconds drift later by each tick's own run time (clock.every sleeps after the job).
+        await daemon.notifier.flush_due()
         if clock.now() <= end:
             for alert in await daemon.tick():
                 if alert.state is AlertState.FIRING:
@@ -220,6 +224,18 @@ async def test_the_backlog_pages_once(day: Day) -> None:
     assert len(pages) == 1, pages
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="one page per cause: the pack's CeleryEventStreamDisconnected (for 30s) plus group_wait (30s) "
+    "is paged at the second CeleryBrokerUnreachable (for 1m, same group, same evaluations) fires, so the "
+    "inhibition comes too late; rules/celery.yaml and alertd/inhibit.py are the lead's",
+)
+async def test_the_broker_outage_pages_once(day: Day) -> None:
+    stretches = timeline()["healthy"]
+    pages = [n for n in day.notifications if n[2] == "firing" and when("broker: SIGKILL") <= n[1] < stretches[4][0]]
+    assert len(pages) == 1, pages
+
+
 CRIT, WARN, INFO = {"severity": "critical"}, {"severity": "warning"}, {"severity": "info"}
 W1, W3, REPORTS = {"worker": "w1@alertdtest"}, {"worker": "w3@alertdtest"}, {"queue": "reports"}
 
@@ -237,15 +253,16 @@ EXPECTED: list[tuple[str, str, dict[str, str]]] = [
     ("firing", "CeleryQueueNoConsumers", {**CRIT, **REPORTS}),
     ("firing", "CeleryTaskLatencyHigh", {**WARN, **REPORTS}),
     ("firing", "CeleryWorkerShutDown", {**INFO, **W3}),
-    # broker: redis-server down 150 s. CeleryEventStreamDisconnected fires at 30 s and
-    # CeleryBrokerUnreachable at 60 s, the very second the stream alert's group_wait ends: the
-    # tick runs before the flush, so the stream page is inhibited and only the broker pages
-    # (in a live daemon the two timers race: see the report of this test's branch). No worker
-    # is judged lost when the stream and the workers come back.
+    # broker: redis-server down 150 s. Two pages for one cause (see test_the_broker_outage_pages_once):
+    # CeleryEventStreamDisconnected fires 30 s in and is paged after group_wait, at the very
+    # second CeleryBrokerUnreachable fires (`for: 1m`), too late to inhibit it. No worker is
+    # judged lost when the stream and the workers come back.
+    ("firing", "CeleryEventStreamDisconnected", CRIT),
     ("firing", "CeleryBrokerUnreachable", CRIT),
     # every resolved notice goes out, one group_interval after its page
     ("resolved", "CeleryQueueNoConsumers", {**CRIT, **REPORTS}),
     ("resolved", "CeleryTaskLatencyHigh", {**WARN, **REPORTS}),
     ("resolved", "CeleryWorkerShutDown", {**INFO, **W3}),
+    ("resolved", "CeleryEventStreamDisconnected", CRIT),
     ("resolved", "CeleryBrokerUnreachable", CRIT),
 ]
