@@ -141,7 +141,6 @@ class Daemon(ApiView):
             observed = await self.store.get("observer", "state")
             if observed:
                 self.observer.import_state(observed)
-        await self.notifier.start()
 
     async def start(self, *, serve: bool = True, ingest: bool = True) -> None:
         """Open state, connect to the broker, start the API and the evaluation loops."""
@@ -197,11 +196,18 @@ class Daemon(ApiView):
     # -- loops -----------------------------------------------------------------------------
 
     async def tick(self) -> list[Alert]:
-        """Evaluate due rule groups and hand every current alert to the notifier."""
+        """Evaluate due rule groups, hand every current alert to the notifier, flush due groups.
+
+        Groups are flushed here, right after the evaluation, not on a timer of their own: a
+        group whose group_wait ends in the second an inhibition source fires (the pack's stream
+        alert, 30 s `for` + 30 s group_wait, and the broker's 1 m `for`) is flushed knowing it.
+        Alertmanager cannot do this - its alerts come from outside; alertd evaluates its own.
+        """
         now = self.clock.now()
         started = time.perf_counter()
         changed = self.engine.tick(now)
         self.notifier.put(self.engine.alerts())
+        await self.notifier.flush_due(wait=False)  # sends run on; the tick does not wait for them
         self._metrics.tick_seconds.set(time.perf_counter() - started)
         if changed or now - self._last_persist >= PERSIST_SECONDS:
             await self._persist()

@@ -17,7 +17,8 @@ from alertd.matchers import Matcher, matches_all, parse_matcher
 
 # One page per cause, out of the box: each rule mutes what its source explains, for the default
 # rule pack's alert names. They form a strict order - broker unreachable > event stream
-# disconnected > no workers online > event stream silent > per-worker and per-queue alerts - so
+# disconnected > no workers online > event stream silent > worker lost > queue without
+# consumers > the other per-worker and per-queue alerts - so
 # no two alerts can ever mute each other and the cause is always paged (tests check the order).
 # `builtin_inhibit_rules: false` in alertd.yaml turns them off, to replace them with your own.
 _EVENT_DERIVED = (
@@ -53,10 +54,25 @@ BUILTIN_INHIBIT_RULES: tuple[InhibitRuleConfig, ...] = (
         target_matchers=[f'alertname=~"CeleryWorkerLost|CeleryWorkerShutDown|{_EVENT_DERIVED}"'],
     ),
     # A lost worker's page already says its queues lost their consumer: CeleryQueueNoConsumers
-    # names the lost worker that served the queue (label `worker`, empty when none did).
+    # names the gone worker that served the queue (label `worker`, empty when none did).
     InhibitRuleConfig(
         source_matchers=['alertname="CeleryWorkerLost"'],
         target_matchers=['alertname="CeleryQueueNoConsumers"'],
+        equal=["worker"],
+    ),
+    # A queue nobody consumes is the page; what follows from it on that queue - its tasks wait,
+    # it grows, it does not drain - and the shutdown of the worker that served it are not.
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryQueueNoConsumers"'],
+        target_matchers=[
+            'alertname=~"CeleryTaskLatencyHigh|CeleryHeavyTaskLatencyHigh|CeleryQueueLong|CeleryQueueVeryLong'
+            '|CeleryQueueNotDraining"'
+        ],
+        equal=["queue"],
+    ),
+    InhibitRuleConfig(
+        source_matchers=['alertname="CeleryQueueNoConsumers"'],
+        target_matchers=['alertname="CeleryWorkerShutDown"'],
         equal=["worker"],
     ),
     # The critical threshold of a queue pages instead of, not beside, its warning.

@@ -145,6 +145,8 @@ class Notifier:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Flush groups on their own timers. The daemon does not: it flushes after each
+        evaluation tick (alertd.daemon.Daemon.tick), so inhibition sources are known first."""
         self._loop_task = asyncio.create_task(self.dispatcher.run(), name="notifier")
 
     async def stop(self) -> None:

@@ -344,7 +344,7 @@ class Observer:
         if metric in ("worker_lost", "worker_offline", "worker_up"):
             return self._workers.details(labels.get("worker", ""))
         if metric == "queue_stranded_messages":
-            return {"lost_worker": self._workers.lost_server(labels.get("queue", ""), self.clock.now())}
+            return {"gone_worker": self._workers.gone_server(labels.get("queue", ""), self.clock.now())}
         return {}
 
     # -- views and state -------------------------------------------------------------------

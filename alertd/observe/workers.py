@@ -394,12 +394,14 @@ class WorkerTable:
                 g["worker_cpu_ratio"][key] = w.cpu_ratio
         return online
 
-    def lost_server(self, queue: str, now: float) -> str:
-        """The worker that served `queue` and is lost now (worker_lost reads 1), the latest loss
-        first; '' when none is. A queue's no-consumer alert names it, so its loss inhibits it."""
+    def gone_server(self, queue: str, now: float) -> str:
+        """The worker that served `queue` and is gone now - lost (worker_lost reads 1), or shut
+        down and not back - the latest first; '' when none is. A queue's no-consumer alert names
+        it: a lost worker's page explains that alert, and that alert explains a shutdown's."""
         best: Worker | None = None
         for w in self.workers.values():
-            if queue not in w.queues or w.loss is None or not (self.state(w) == "lost" or now < w.lost_until):
+            gone = self.state(w) in ("lost", "offline") or now < w.lost_until
+            if queue not in w.queues or w.loss is None or not gone:
                 continue
             if best is None or (best.loss is not None and w.loss.at > best.loss.at):
                 best = w
