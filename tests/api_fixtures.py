@@ -156,8 +156,8 @@ class Harness:
     async def step(self, seconds: float = 1.0) -> None:
         """Move time on, evaluate the rules, hand alerts to the notifier, flush what is due."""
         self.clock.advance(seconds)
-        await self.daemon.tick()
-        await self.daemon.notifier.flush_due()
+        await self.daemon.tick()  # which flushes what is due
+        await self.daemon.notifier.settle()
 
     async def silence(self, matchers: list[Any], hours: float = 2.0, token: str = SILENCE_TOKEN) -> str:
         now = self.clock.now()

@@ -93,8 +93,8 @@ def version_warning(stderr: str) -> str:
 async def catch_up(h: Harness) -> None:
     """Bring the virtual clock to the wall clock's time (amtool's "now") and evaluate."""
     h.clock.set(max(h.clock.now(), time.time()))
-    await h.daemon.tick()
-    await h.daemon.notifier.flush_due()
+    await h.daemon.tick()  # which flushes what is due
+    await h.daemon.notifier.settle()
 
 
 async def _fire(h: Harness) -> None:

@@ -32,7 +32,6 @@ template (Alertmanager's webhook document), one group per alert (group_by: ['...
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,7 +120,7 @@ route:
         else:
             daemon.notifier.put(daemon.engine.alerts())
             await daemon.notifier.flush_due(wait=False)
-        await asyncio.gather(*list(daemon.notifier._inflight.values()))
+        await daemon.notifier.settle()
         batch = []
         for request in sink.requests[seen:]:
             doc = json.loads(request["json"]["message"])

@@ -147,6 +147,11 @@ class Dispatcher:
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
 
+    async def settle(self) -> None:
+        """Wait for the flushes in flight to finish (tests, which stamp each send with its time)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
     async def drain(self, timeout: float) -> None:
         """At shutdown: give flushes in flight `timeout`, then cancel the rest."""
         if not self._inflight:

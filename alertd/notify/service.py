@@ -166,6 +166,10 @@ class Notifier:
         self.inhibitor.update(current.values())
         self.dispatcher.put(current)
 
+    async def settle(self) -> None:
+        """Wait for the flushes in flight (the daemon's tick starts them without waiting)."""
+        await self.dispatcher.settle()
+
     def owes_resolved(self, fingerprint: str, ends_at: float | None) -> bool:
         """Whether a resolved episode may still need a notice: the engine keeps it while so."""
         return self.dispatcher.owes_resolved(fingerprint, ends_at)
