@@ -1,0 +1,23 @@
+"""The `periodic:` section of alertd.yaml: where the beat schedule is read from, and how often."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from alertd.durations import parse_duration
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class PeriodicConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The Celery app whose beat_schedule is checked, as `celery -A` takes it: "proj.celery:app".
+    app: str | None = None
+    # Prepended to sys.path before the import (the directory `celery -A` would be run from).
+    app_path: str | None = None
+    reload: Seconds = Field(60.0, gt=0)  # the schedule is read again this often
+    # Runs of each entry kept for the API (the checks only need the last two).
+    history: int = Field(5, ge=2, le=100)
