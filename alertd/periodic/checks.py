@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alertd.clock import Clock
+from alertd.observe.observer import Observer
 from alertd.periodic.config import PeriodicConfig
 from alertd.periodic.entries import Entry, same_call
 from alertd.periodic.runs import FINAL, FINISHED, RUNNING, WAITING, Run
@@ -95,6 +96,11 @@ class Periodic:
         self.source = "beat_schedule" if config.app else ""
         if watch is not None:
             watch(self.on_event, EVENT_TYPES)
+
+    @classmethod
+    def watching(cls, config: PeriodicConfig, observer: Observer, clock: Clock) -> Periodic:
+        """Checks fed by the observer's task events, told of lost workers by its orphaned tasks."""
+        return cls(config, clock, watch=observer.watch, orphaned=observer.orphaned)
 
     # -- entries ---------------------------------------------------------------------------
 

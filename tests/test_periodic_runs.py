@@ -1,0 +1,122 @@
+"""Matching task events to beat entries, and the per-entry checks, through the real observer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alertd.clock import VirtualClock
+from alertd.observe.observer import Observer
+from alertd.observe.series import SeriesStore
+from alertd.periodic.checks import Periodic
+from alertd.periodic.config import PeriodicConfig
+from alertd.periodic.entries import Entry, call_repr
+from alertd.periodic.schedules import Interval
+from alertd.sources.health import StreamHealth
+from tests.observe_fixtures import Events
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(start=T0)
+
+
+@pytest.fixture
+def observer(clock: VirtualClock) -> Observer:
+    health = StreamHealth(transport="test")
+    health.mark_connected(T0)
+    return Observer(SeriesStore(), clock, health=health)
+
+
+def entry(name: str, task: str = "app.report", every: float = 60.0, args: Any = (), queue: str = "celery") -> Entry:
+    return Entry(name, task, Interval(every), call_repr(args), call_repr({}), queue)
+
+
+def periodic_with(observer: Observer, clock: VirtualClock, *entries: Entry) -> Periodic:
+    p = Periodic.watching(PeriodicConfig(), observer, clock)
+    p.set_entries(list(entries), clock.now())
+    return p
+
+
+def sent(events: Events, uuid: str, task: str = "app.report", args: str = "()") -> dict[str, Any]:
+    return {**events.sent(uuid, task), "args": args}
+
+
+def gauge(p: Periodic, clock: VirtualClock, name: str, entry_name: str) -> float | None:
+    for labels, v in p.gauges(clock.now())[name].items():
+        if labels[0] == entry_name:
+            return v
+    return None
+
+
+def test_entries_sharing_a_task_are_told_apart_by_their_args(observer: Observer, clock: VirtualClock) -> None:
+    events = Events(clock)
+    p = periodic_with(observer, clock, entry("eu", args=("eu",)), entry("us", args=("us",)))
+    clock.advance(60)
+    u = events.uuid()
+    observer.on_events([sent(events, u, args="('eu',)"), events.received(u, "app.report"), events.started(u)])
+    observer.on_events([events.succeeded(u)])
+    clock.advance(100)  # both due at 60: eu ran, us did not
+    assert gauge(p, clock, "periodic_missed_seconds", "eu") == 40.0
+    assert gauge(p, clock, "periodic_missed_seconds", "us") == 100.0
+    # the same task called with other arguments (by hand, say) is no run of either entry
+    observer.on_events([sent(events, events.uuid(), args="('asia',)")])
+    assert gauge(p, clock, "periodic_missed_seconds", "us") == 100.0
+
+
+def test_a_retried_run_is_judged_by_its_final_outcome(observer: Observer, clock: VirtualClock) -> None:
+    events = Events(clock)
+    p = periodic_with(observer, clock, entry("sync"))
+    clock.advance(60)
+    u = events.uuid()
+    observer.on_events([sent(events, u), events.received(u, "app.report"), events.started(u), events.retried(u)])
+    assert gauge(p, clock, "periodic_failed", "sync") == 0.0
+    clock.advance(1)
+    # the retry is re-sent under the same uuid: the same run, not a second one
+    observer.on_events([sent(events, u), events.received(u, "app.report"), events.started(u), events.failed(u)])
+    assert gauge(p, clock, "periodic_failed", "sync") == 1.0
+    assert len(p.entries["sync"].runs) == 1
+    clock.advance(59)
+    v = events.uuid()
+    observer.on_events([sent(events, v), events.received(v, "app.report"), events.started(v), events.succeeded(v)])
+    assert gauge(p, clock, "periodic_failed", "sync") == 0.0
+
+
+def test_runs_seen_only_from_task_received_are_reported(observer: Observer, clock: VirtualClock) -> None:
+    events = Events(clock)
+    p = periodic_with(observer, clock, entry("sync"))
+    clock.advance(60)
+    u = events.uuid()
+    observer.on_events([{**events.received(u, "app.report"), "args": "()"}, events.started(u), events.succeeded(u)])
+    snap = p.snapshot(clock.now())
+    assert snap["task_sent_events"] is False
+    (e,) = snap["entries"]
+    assert e["seen_from"] == "task-received" and e["last_run"]["outcome"] == "succeeded"
+    assert e["schedule_text"] == "every minute" and e["state"] == "ok"
+
+
+def test_state_survives_a_restart(observer: Observer, clock: VirtualClock) -> None:
+    events = Events(clock)
+    p = periodic_with(observer, clock, entry("sync"))
+    clock.advance(60)
+    u = events.uuid()
+    observer.on_events([sent(events, u), events.received(u, "app.report"), events.started(u), events.failed(u)])
+    saved = p.export_state()
+    clock.advance(5)
+    fresh = Periodic.watching(PeriodicConfig(), observer, clock)
+    fresh.import_state(saved)  # before the schedule is read, as at start
+    fresh.set_entries([entry("sync")], clock.now())
+    assert gauge(fresh, clock, "periodic_failed", "sync") == 1.0
+    assert fresh.entries["sync"].since == T0
+    fresh.import_state({"entries": {"sync": {"runs": [{"uuid": 3}, "x"], "since": "soon"}}})  # junk: skipped
+    assert gauge(fresh, clock, "periodic_failed", "sync") in (0.0, 1.0)
+
+
+def test_disabled_and_removed_entries_have_no_gauges(observer: Observer, clock: VirtualClock) -> None:
+    p = periodic_with(observer, clock, entry("a"), Entry("b", "app.b", Interval(5), enabled=False))
+    assert [k[0] for k in p.gauges(clock.now())["periodic_missed_seconds"]] == ["a"]
+    p.set_entries([], clock.now())
+    assert p.gauges(clock.now())["periodic_missed_seconds"] == {}
