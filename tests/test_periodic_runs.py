@@ -11,7 +11,7 @@ from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
 from alertd.periodic.checks import Periodic
 from alertd.periodic.config import PeriodicConfig
-from alertd.periodic.entries import Entry, call_repr
+from alertd.periodic.entries import Entry, beat_args_repr, beat_kwargs_repr
 from alertd.periodic.schedules import Interval
 from alertd.sources.health import StreamHealth
 from tests.observe_fixtures import Events
@@ -32,7 +32,7 @@ def observer(clock: VirtualClock) -> Observer:
 
 
 def entry(name: str, task: str = "app.report", every: float = 60.0, args: Any = (), queue: str = "celery") -> Entry:
-    return Entry(name, task, Interval(every), call_repr(args), call_repr({}), queue)
+    return Entry(name, task, Interval(every), beat_args_repr(args), beat_kwargs_repr({}), queue)
 
 
 def periodic_with(observer: Observer, clock: VirtualClock, *entries: Entry) -> Periodic:
@@ -57,13 +57,13 @@ def test_entries_sharing_a_task_are_told_apart_by_their_args(observer: Observer,
     p = periodic_with(observer, clock, entry("eu", args=("eu",)), entry("us", args=("us",)))
     clock.advance(60)
     u = events.uuid()
-    observer.on_events([sent(events, u, args="('eu',)"), events.received(u, "app.report"), events.started(u)])
+    observer.on_events([sent(events, u, args="['eu']"), events.received(u, "app.report"), events.started(u)])
     observer.on_events([events.succeeded(u)])
     clock.advance(100)  # both due at 60: eu ran, us did not
     assert gauge(p, clock, "periodic_missed_seconds", "eu") == 40.0
     assert gauge(p, clock, "periodic_missed_seconds", "us") == 100.0
     # the same task called with other arguments (by hand, say) is no run of either entry
-    observer.on_events([sent(events, events.uuid(), args="('asia',)")])
+    observer.on_events([sent(events, events.uuid(), args="['asia']")])
     assert gauge(p, clock, "periodic_missed_seconds", "us") == 100.0
 
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from alertd.periodic.entries import Entry, call_repr
+from alertd.periodic.entries import Entry, beat_args_repr, beat_kwargs_repr
 from alertd.periodic.schedules import from_celery
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _entry(name: str, spec: Any, timezone: str, route: Any) -> Entry:
         name=name,
         task=str(spec["task"]),
         schedule=from_celery(spec["schedule"], timezone),
-        args_repr=call_repr(spec.get("args") or ()),  # beat hands them to apply_async as written
-        kwargs_repr=call_repr(spec.get("kwargs") or {}),
+        args_repr=beat_args_repr(spec.get("args")),
+        kwargs_repr=beat_kwargs_repr(spec.get("kwargs")),
         queue=queue,
     )

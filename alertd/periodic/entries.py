@@ -41,9 +41,30 @@ def call_repr(value: Any, limit: int = 1024) -> str:
     return str(saferepr(value, limit))
 
 
+def beat_args_repr(args: Any) -> str:
+    """The args repr of beat's sends of an entry: beat hands apply_async a list (a tuple when empty).
+
+    "" (matches any) when an argument is a BeatLazyFunc: its value is computed at each send.
+    """
+    if not args:
+        return call_repr(())
+    values = list(args)
+    if any(type(v).__name__ == "BeatLazyFunc" for v in values):
+        return ""
+    return call_repr(values)
+
+
+def beat_kwargs_repr(kwargs: Any) -> str:
+    """The kwargs repr of beat's sends ("" when a value is a BeatLazyFunc)."""
+    values = dict(kwargs or {})
+    if any(type(v).__name__ == "BeatLazyFunc" for v in values.values()):
+        return ""
+    return call_repr(values)
+
+
 def same_call(entry_repr: str, event_repr: Any) -> bool:
     """Whether an event's args (or kwargs) repr is the entry's. Celery truncates long ones with '...'."""
-    if not isinstance(event_repr, str):
+    if not isinstance(event_repr, str) or not entry_repr:
         return True  # an event without the field (protocol 1, or a stripped capture): cannot tell
     if event_repr == entry_repr:
         return True

@@ -1,0 +1,121 @@
+"""Periodic checks against a real `celery beat` and worker on Redis, alertd reading beat's schedule.
+
+Seconds-scale schedules and graces (tests/beat_fixtures.py FAST_RULES: missed after 3 s of grace),
+so each test runs in about the time its processes take to boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.beat_fixtures import Celery, celery_beat_fixture, entry_view, firing, start_alertd, wait_for  # noqa: F401
+
+pytestmark = [pytest.mark.broker, pytest.mark.worker]
+
+Make = Callable[[dict[str, dict[str, Any]]], Celery]
+
+
+async def test_entries_that_run_raise_nothing_and_a_stopped_beat_is_missed_then_resolved(
+    celery_beat: Make, redis_url: str, tmp_path: Path
+) -> None:
+    # two entries of one task, told apart by their args
+    schedule = {"two": {"task": "p.ok", "every": 2, "args": [2]}, "three": {"task": "p.ok", "every": 3, "args": [3]}}
+    celery = celery_beat(schedule)
+    celery.worker()
+    beat = celery.beat()
+    daemon = await start_alertd(tmp_path, redis_url, schedule)
+    try:
+
+        def ran_twice() -> bool:
+            return all(len(daemon.periodic.entries[n].runs) >= 2 for n in schedule)
+
+        await wait_for(ran_twice, timeout=20, what="two runs of each entry")
+        started = time.monotonic()
+        while time.monotonic() - started < 6:  # on time: nothing fires
+            assert [a.labels for a in daemon.engine.alerts()] == []
+            await asyncio.sleep(0.5)
+        for name in schedule:
+            view = entry_view(daemon, name)
+            assert view["last_run"]["outcome"] in ("succeeded", "started", "sent", "received")
+            assert view["seen_from"] == "task-sent" and view["state"] in ("ok", "running", "queued")
+            assert view["queue"] == "celery"
+        assert daemon.periodic.snapshot(daemon.clock.now())["task_sent_events"] is True
+        assert entry_view(daemon, "two")["schedule_text"] == "every 2 seconds"
+
+        beat.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        await wait_for(lambda: len(firing(daemon, "CeleryPeriodicTaskMissed")) == 2, timeout=15, what="missed x2")
+        waited = time.monotonic() - stopped
+        assert waited < 3 + 3 + 2.5, waited  # every + grace + evaluation
+        assert {a["entry"] for a in firing(daemon, "CeleryPeriodicTaskMissed")} == {"two", "three"}
+
+        celery.beat()  # its schedule file says both are overdue: it sends them at once
+        await wait_for(lambda: not firing(daemon, "CeleryPeriodicTaskMissed"), timeout=20, what="resolved")
+    finally:
+        await daemon.stop()
+
+
+async def test_a_task_that_starts_failing_pages_and_the_next_success_resolves(
+    celery_beat: Make, redis_url: str, tmp_path: Path
+) -> None:
+    flag = tmp_path / "fail"
+    schedule = {"flaky": {"task": "p.unless_flag", "every": 2, "args": [str(flag)]}}
+    celery = celery_beat(schedule)
+    celery.worker()
+    celery.beat()
+    daemon = await start_alertd(tmp_path, redis_url, schedule)
+    try:
+        await wait_for(
+            lambda: (entry_view(daemon, "flaky")["last_run"] or {}).get("outcome") == "succeeded", what="a success"
+        )
+        assert not firing(daemon, "CeleryPeriodicTaskFailed")
+        flag.touch()
+        await wait_for(lambda: firing(daemon, "CeleryPeriodicTaskFailed"), timeout=10, what="the failed page")
+        assert entry_view(daemon, "flaky")["last_run"]["exception"] == "RuntimeError"
+        flag.unlink()
+        await wait_for(lambda: not firing(daemon, "CeleryPeriodicTaskFailed"), timeout=10, what="resolved")
+        assert entry_view(daemon, "flaky")["state"] in ("ok", "running", "queued")
+    finally:
+        await daemon.stop()
+
+
+async def test_a_run_longer_than_the_interval_overran(celery_beat: Make, redis_url: str, tmp_path: Path) -> None:
+    schedule = {"slow": {"task": "p.sleep", "every": 2, "args": [5]}}
+    celery = celery_beat(schedule)
+    celery.worker(concurrency=2)
+    celery.beat()
+    daemon = await start_alertd(tmp_path, redis_url, schedule)
+    try:
+        (page,) = await wait_for(lambda: firing(daemon, "CeleryPeriodicTaskOverran"), timeout=15, what="overran")
+        assert page["entry"] == "slow" and page["task"] == "p.sleep"
+        assert not firing(daemon, "CeleryPeriodicTaskMissed")
+    finally:
+        await daemon.stop()
+
+
+async def test_a_worker_sigkilled_mid_run_never_finished(celery_beat: Make, redis_url: str, tmp_path: Path) -> None:
+    schedule = {"long": {"task": "p.sleep", "every": 3, "args": [60]}}
+    celery = celery_beat(schedule)
+    worker = celery.worker(concurrency=1)
+    celery.beat()
+    daemon = await start_alertd(tmp_path, redis_url, schedule)
+    try:
+        await wait_for(
+            lambda: any(r.state == "started" for r in daemon.periodic.entries["long"].runs), what="a run to start"
+        )
+        assert not firing(daemon, "CeleryPeriodicTaskNeverFinished")
+        worker.signal(signal.SIGKILL)
+        (page,) = await wait_for(
+            lambda: firing(daemon, "CeleryPeriodicTaskNeverFinished"), timeout=15, what="never finished"
+        )
+        assert page["entry"] == "long"
+        assert entry_view(daemon, "long")["state"] == "never_finished"
+    finally:
+        await daemon.stop()
