@@ -7,17 +7,25 @@ so each test runs in about the time its processes take to boot.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
+from alertd.daemon import Daemon
 from tests.beat_fixtures import Celery, celery_beat_fixture, entry_view, firing, start_alertd, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.broker, pytest.mark.worker]
+
+OPENAPI = yaml.safe_load(resources.files("alertd.api").joinpath("openapi-alertd.yaml").read_text())
 
 Make = Callable[[dict[str, dict[str, Any]]], Celery]
 
@@ -48,6 +56,7 @@ async def test_entries_that_run_raise_nothing_and_a_stopped_beat_is_missed_then_
             assert view["queue"] == "celery"
         assert daemon.periodic.snapshot(daemon.clock.now())["task_sent_events"] is True
         assert entry_view(daemon, "two")["schedule_text"] == "every 2 seconds"
+        await api_and_cli_list_the_entries(daemon)
 
         beat.signal(signal.SIGTERM)
         stopped = time.monotonic()
@@ -119,3 +128,45 @@ async def test_a_worker_sigkilled_mid_run_never_finished(celery_beat: Make, redi
         assert entry_view(daemon, "long")["state"] == "never_finished"
     finally:
         await daemon.stop()
+
+
+def json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema's type list, for jsonschema."""
+    if isinstance(node, dict):
+        out = {k: json_schema(v) for k, v in node.items() if k != "nullable"}
+        if node.get("nullable") and "type" in node:
+            out["type"] = [node["type"], "null"]
+        return out
+    if isinstance(node, list):
+        return [json_schema(v) for v in node]
+    return node
+
+
+async def api_and_cli_list_the_entries(daemon: Daemon) -> None:
+    """GET /api/alertd/v1/periodic conforms to the OpenAPI document; `alertd periodic` prints the table."""
+    url = f"http://{daemon.listen_address}"
+    out = await run_cli("periodic", "--url", url, "-o", "json")
+    body = json.loads(out)
+    schema = {"components": json_schema(OPENAPI["components"]), "$ref": "#/components/schemas/PeriodicList"}
+    jsonschema.Draft202012Validator(schema).validate(body)
+    assert body["source"] == "beat_schedule" and body["task_sent_events"] is True and body["warnings"] == []
+    two = next(e for e in body["entries"] if e["name"] == "two")
+    assert (
+        two["args"] == "[2]"
+        and two["last_run"]["sent_at"].endswith("Z")
+        and two["next_expected"] > two["last_run"]["sent_at"]
+    )
+    text = await run_cli("periodic", "--url", url)
+    header, *rows = text.splitlines()
+    assert header.split() == ["Entry", "Task", "Schedule", "Next", "expected", "Last", "run", "Outcome", "State"]
+    assert any(r.startswith("three") and "every 3 seconds" in r for r in rows), text
+
+
+async def run_cli(*args: str) -> str:
+    """The CLI as a subprocess, without blocking the event loop the daemon it asks runs on."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alertd", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
