@@ -120,3 +120,58 @@ def test_disabled_and_removed_entries_have_no_gauges(observer: Observer, clock: 
     assert [k[0] for k in p.gauges(clock.now())["periodic_missed_seconds"]] == ["a"]
     p.set_entries([], clock.now())
     assert p.gauges(clock.now())["periodic_missed_seconds"] == {}
+
+
+async def test_the_schedule_is_read_again_each_reload_off_the_event_loop(
+    observer: Observer, clock: VirtualClock
+) -> None:
+    import asyncio
+    import threading
+
+    schedules = [[entry("a")], [entry("a"), entry("b")], [Entry("a", "app.report", Interval(60), enabled=False)]]
+    threads: list[str] = []
+
+    def loader() -> tuple[list[Entry], list[str]]:
+        threads.append(threading.current_thread().name)
+        return schedules[min(len(threads) - 1, 2)], []
+
+    p = Periodic(PeriodicConfig(app="x:app", reload=10), clock, watch=observer.watch, loader=loader)
+    task = asyncio.create_task(p.run())
+    try:
+        for want in (["a"], ["a", "b"], []):
+            while len(threads) < [["a"], ["a", "b"], []].index(want) + 1:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)
+            assert [k[0] for k in p.gauges(clock.now())["periodic_missed_seconds"]] == want
+            clock.advance(10)
+    finally:
+        task.cancel()
+    assert threading.main_thread().name not in threads  # the user's import never runs on the loop
+
+
+def test_beat_entries_from_a_real_app_with_routes_and_a_bad_entry() -> None:
+    from datetime import timedelta
+
+    from celery import Celery
+    from celery.schedules import crontab
+
+    from alertd.periodic.beat import ScheduleProblem, beat_entries, load_app
+
+    app = Celery("routes-test", set_as_current=False)
+    app.conf.timezone = "Asia/Tokyo"
+    app.conf.task_routes = {"reports.*": {"queue": "reports"}}
+    app.conf.beat_schedule = {
+        "nightly": {"task": "reports.nightly", "schedule": crontab(hour=3, minute=0), "args": (1, "x")},
+        "often": {"task": "sync.crm", "schedule": timedelta(seconds=30), "options": {"queue": "crm"}},
+        "plain": {"task": "sync.other", "schedule": 5.0, "kwargs": {"full": True}},
+        "broken": {"task": "x.y"},
+    }
+    entries, problems = beat_entries(app)
+    by = {e.name: e for e in entries}
+    assert by["nightly"].schedule.describe() == "every day at 03:00 Asia/Tokyo"
+    assert (by["nightly"].queue, by["nightly"].args_repr) == ("reports", "[1, 'x']")
+    assert by["often"].queue == "crm" and by["plain"].queue == "celery" and by["plain"].kwargs_repr == "{'full': True}"
+    assert problems == ["beat_schedule['broken']: expected a mapping with `task` and `schedule`"]
+    assert load_app("tests.beatapp:app").main == "alertdbeat"
+    with pytest.raises(ScheduleProblem, match=r"periodic\.app 'no\.such\.module:app': cannot import it"):
+        load_app("no.such.module:app")
