@@ -106,20 +106,11 @@ class Celery:
         w.wait_for("ready.", f"celery worker {hostname}")
         return w
 
-    def beat(self) -> Proc:
+    def beat(self, scheduler: str | None = None) -> Proc:
         # The schedule file keeps each entry's last run across a restart of beat, as in production.
-        b = self._spawn(
-            "beat",
-            [
-                "beat",
-                "-s",
-                str(self.tmp / "beat-schedule"),
-                "--pidfile",
-                str(self.tmp / "beat.pid"),
-                "--max-interval",
-                "1",
-            ],
-        )
+        files = ["-s", str(self.tmp / "beat-schedule"), "--pidfile", str(self.tmp / "beat.pid")]
+        more = ["-S", scheduler] if scheduler else []
+        b = self._spawn("beat", ["beat", *files, *more, "--max-interval", "1"])
         b.wait_for("beat: Starting", "celery beat")
         return b
 
@@ -143,8 +134,11 @@ def celery_beat_fixture(redis_url: str, tmp_path: Path) -> Iterator[Callable[[di
         c.close()
 
 
-async def start_alertd(tmp_path: Path, broker: str, schedule: dict[str, dict[str, Any]]) -> Daemon:
-    """alertd on the broker, checking tests.beatapp's schedule (read every second) with FAST_RULES."""
+async def start_alertd(
+    tmp_path: Path, broker: str, schedule: dict[str, dict[str, Any]], periodic: str = 'app: "tests.beatapp:app"'
+) -> Daemon:
+    """alertd on the broker, checking tests.beatapp's schedule (or the source `periodic`, the
+    inside of the section's mapping, names), read every second, with FAST_RULES."""
     beatapp.use_schedule(schedule)  # the module alertd imports in this process: same schedule as beat's
     (tmp_path / "rules.yaml").write_text(FAST_RULES)
     (tmp_path / "alertd.yaml").write_text(
@@ -155,7 +149,7 @@ rule_files: [rules.yaml]
 api: {{listen: "127.0.0.1:0"}}
 sampler: {{inspect: false, interval: 5s}}
 observe: {{worker_lost_after: 3s, heartbeat_misses: 1.5}}
-periodic: {{app: "tests.beatapp:app", reload: 1s}}
+periodic: {{{periodic}, reload: 1s}}
 """
     )
     daemon = Daemon(load_config(tmp_path / "alertd.yaml"))

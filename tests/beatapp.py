@@ -25,6 +25,9 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_max_loop_interval=1,
     timezone="UTC",
+    # for `celery beat -S redbeat.RedBeatScheduler`: its keys in the broker's database
+    redbeat_redis_url=os.environ.get("ALERTD_TEST_BROKER", "redis://127.0.0.1:6379/13"),
+    redbeat_key_prefix="redbeat:",
 )
 
 

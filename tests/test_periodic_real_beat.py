@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,47 @@ async def run_cli(*args: str) -> str:
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def test_redbeat_entries_added_edited_disabled_and_deleted_are_picked_up(
+    celery_beat: Make, redis_url: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("redbeat")
+    from celery.schedules import schedule as every
+    from redbeat import RedBeatSchedulerEntry
+
+    from tests import beatapp
+
+    static = {"static": {"task": "p.ok", "every": 2, "args": [1]}}
+    celery = celery_beat(static)
+    celery.worker()
+    celery.beat(scheduler="redbeat.RedBeatScheduler")
+    daemon = await start_alertd(tmp_path, redis_url, {}, periodic=f"redbeat: {{url: '{redis_url}'}}")
+    try:
+        await wait_for(lambda: entry_view(daemon, "static")["last_run"], what="RedBeat's copy of the static entry")
+        assert entry_view(daemon, "static")["source"] == "redbeat"
+        beatapp.app.conf.redbeat_redis_url = redis_url  # this process writes RedBeat's keys as an admin would
+        dyn = RedBeatSchedulerEntry("dyn", "p.ok", every(timedelta(seconds=2)), args=[9], app=beatapp.app)
+        dyn.save()
+        added = time.monotonic()
+        await wait_for(lambda: "dyn" in daemon.periodic.entries, timeout=5, what="the new entry")
+        assert time.monotonic() - added < 1 + 1.5  # one reload, and the read
+        await wait_for(
+            lambda: (entry_view(daemon, "dyn")["last_run"] or {}).get("outcome") == "succeeded",
+            timeout=10,
+            what="a run of the new entry, matched by its args [9]",
+        )
+        dyn.schedule = every(timedelta(seconds=3))
+        dyn.save()
+        await wait_for(lambda: entry_view(daemon, "dyn")["schedule_text"] == "every 3 seconds", timeout=5, what="edit")
+        dyn.enabled = False
+        dyn.save()
+        await wait_for(lambda: entry_view(daemon, "dyn")["state"] == "disabled", timeout=5, what="disabled")
+        assert "dyn" not in {k[0] for k in daemon.periodic.gauges(daemon.clock.now())["periodic_missed_seconds"]}
+        await asyncio.sleep(6)  # disabled: RedBeat sends it no more, and alertd expects nothing of it
+        assert [a.labels for a in daemon.engine.alerts()] == []
+        dyn.delete()
+        await wait_for(lambda: "dyn" not in daemon.periodic.entries, timeout=5, what="deleted")
+        assert entry_view(daemon, "static")["state"] in ("ok", "running", "queued")
+    finally:
+        await daemon.stop()

@@ -86,14 +86,14 @@ class Periodic:
         self.config = config
         self.clock = clock
         self.orphaned = orphaned
-        self.loader = loader if loader is not None else _beat_loader(config)
+        self.loader = loader if loader is not None else _schedule_loader(config)
         self.entries: dict[str, EntryState] = {}
         self._by_task: dict[str, list[EntryState]] = {}
         self._in_flight: OrderedDict[str, tuple[EntryState, Run]] = OrderedDict()
         self._saved: dict[str, Any] = {}  # state restored before the entries it belongs to are loaded
         self.problems: list[str] = []
         self.loaded_at: float | None = None
-        self.source = "beat_schedule" if config.app else ""
+        self.source = ",".join(name for name, on in (("beat_schedule", config.app), ("redbeat", config.redbeat)) if on)
         if watch is not None:
             watch(self.on_event, EVENT_TYPES)
 
@@ -364,15 +364,29 @@ def _run_view(run: Run, now: float) -> dict[str, Any]:
     return {**run.as_dict(), "runtime": run.runtime(now), "outcome": run.state}
 
 
-def _beat_loader(config: PeriodicConfig) -> EntryLoader:
+def _schedule_loader(config: PeriodicConfig) -> EntryLoader:
+    """Entries from each source configured; a RedBeat entry replaces the app's of the same name
+    (RedBeat copies beat_schedule into Redis, with the entry's last run)."""
     app: list[Any] = []
 
     def load() -> tuple[list[Entry], list[str]]:
         from alertd.periodic.beat import beat_entries, load_app
 
-        if not app:
-            assert config.app is not None
-            app.append(load_app(config.app, config.app_path))
-        return beat_entries(app[0])
+        entries: dict[str, Entry] = {}
+        problems: list[str] = []
+        timezone = config.timezone or "UTC"
+        if config.app:
+            if not app:
+                app.append(load_app(config.app, config.app_path))
+            timezone = config.timezone or str(app[0].timezone)
+            found, problems = beat_entries(app[0])
+            entries.update((e.name, e) for e in found)
+        if config.redbeat is not None:
+            from alertd.periodic.redbeat import redbeat_entries
+
+            found, more = redbeat_entries(config.redbeat.url, config.redbeat.key_prefix, timezone)
+            entries.update((e.name, e) for e in found)
+            problems += more
+        return list(entries.values()), problems
 
     return load

@@ -11,6 +11,13 @@ from alertd.durations import parse_duration
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
+class RedBeatSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str  # the Redis RedBeat uses (redbeat_redis_url, else the broker)
+    key_prefix: str = "redbeat:"  # redbeat_key_prefix
+
+
 class PeriodicConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -18,6 +25,9 @@ class PeriodicConfig(BaseModel):
     app: str | None = None
     # Prepended to sys.path before the import (the directory `celery -A` would be run from).
     app_path: str | None = None
+    redbeat: RedBeatSource | None = None  # RedBeat's entries in Redis (the `redbeat` extra)
+    # The timezone of crontabs read from RedBeat (default: the app's when `app` is set, else UTC).
+    timezone: str | None = None
     reload: Seconds = Field(60.0, gt=0)  # the schedule is read again this often
     # Runs of each entry kept for the API (the checks only need the last two).
     history: int = Field(5, ge=2, le=100)
