@@ -88,9 +88,9 @@ class Celery:
         self.env = {**os.environ, "ALERTD_TEST_BROKER": broker, "ALERTD_TEST_BEAT": json.dumps(schedule)}
         self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def _spawn(self, name: str, args: list[str]) -> Proc:
+    def _spawn(self, name: str, args: list[str], app: str = "tests.beatapp") -> Proc:
         log = self.tmp / f"{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "tests.beatapp", *args, "-l", "INFO"]
+        cmd = [sys.executable, "-m", "celery", "-A", app, *args, "-l", "INFO"]
         with log.open("ab") as fh:
             proc = subprocess.Popen(
                 cmd, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
@@ -106,11 +106,11 @@ class Celery:
         w.wait_for("ready.", f"celery worker {hostname}")
         return w
 
-    def beat(self, scheduler: str | None = None) -> Proc:
+    def beat(self, scheduler: str | None = None, app: str = "tests.beatapp") -> Proc:
         # The schedule file keeps each entry's last run across a restart of beat, as in production.
         files = ["-s", str(self.tmp / "beat-schedule"), "--pidfile", str(self.tmp / "beat.pid")]
         more = ["-S", scheduler] if scheduler else []
-        b = self._spawn("beat", ["beat", *files, *more, "--max-interval", "1"])
+        b = self._spawn("beat", ["beat", *files, *more, "--max-interval", "1"], app)
         b.wait_for("beat: Starting", "celery beat")
         return b
 

@@ -93,7 +93,12 @@ class Periodic:
         self._saved: dict[str, Any] = {}  # state restored before the entries it belongs to are loaded
         self.problems: list[str] = []
         self.loaded_at: float | None = None
-        self.source = ",".join(name for name, on in (("beat_schedule", config.app), ("redbeat", config.redbeat)) if on)
+        sources = (
+            ("beat_schedule", config.app),
+            ("redbeat", config.redbeat),
+            ("django_celery_beat", config.django_celery_beat),
+        )
+        self.source = ",".join(name for name, on in sources if on)
         if watch is not None:
             watch(self.on_event, EVENT_TYPES)
 
@@ -385,6 +390,12 @@ def _schedule_loader(config: PeriodicConfig) -> EntryLoader:
             from alertd.periodic.redbeat import redbeat_entries
 
             found, more = redbeat_entries(config.redbeat.url, config.redbeat.key_prefix, timezone)
+            entries.update((e.name, e) for e in found)
+            problems += more
+        if config.django_celery_beat is not None:
+            from alertd.periodic.django_beat import django_beat_entries
+
+            found, more = django_beat_entries(config.django_celery_beat.dsn)
             entries.update((e.name, e) for e in found)
             problems += more
         return list(entries.values()), problems

@@ -187,6 +187,23 @@ class Solar:
         return {"kind": self.kind, "event": self.event, "lat": self.lat, "lon": self.lon}
 
 
+@dataclass(frozen=True)
+class Clocked:
+    """Once, at a set time (django-celery-beat's clocked schedule, usually one_off)."""
+
+    at: float
+    kind: str = "clocked"
+
+    def next_after(self, last: float) -> float:
+        return self.at if last < self.at else math.inf
+
+    def describe(self) -> str:
+        return "once at " + datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "at": self.at}
+
+
 def crontab_from_text(text: str, timezone: str = "UTC") -> Crontab:
     """A crontab from "minute hour day-of-month month day-of-week", parsed as Celery parses it."""
     from celery.schedules import crontab
