@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-from alertd.durations import parse_duration
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+from alertd.schema import Seconds
 
 
 class RedBeatSource(BaseModel):

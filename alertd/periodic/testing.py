@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from alertd.periodic.config import Seconds
 from alertd.periodic.entries import Entry
 from alertd.periodic.schedules import Interval, Schedule, Solar, crontab_from_text
+from alertd.schema import Seconds
 
 
 class SolarSpec(BaseModel):
