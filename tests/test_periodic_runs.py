@@ -175,3 +175,15 @@ def test_beat_entries_from_a_real_app_with_routes_and_a_bad_entry() -> None:
     assert load_app("tests.beatapp:app").main == "alertdbeat"
     with pytest.raises(ScheduleProblem, match=r"periodic\.app 'no\.such\.module:app': cannot import it"):
         load_app("no.such.module:app")
+
+
+def test_a_task_sent_arriving_after_task_received_is_still_beat_s_send(observer: Observer, clock: VirtualClock) -> None:
+    """Beat and the worker publish their events separately: the worker's may be heard first."""
+    events = Events(clock)
+    p = periodic_with(observer, clock, entry("sync"))
+    clock.advance(60)
+    u = events.uuid()
+    observer.on_events([{**events.received(u, "app.report"), "args": "()"}, sent(events, u)])
+    (e,) = p.snapshot(clock.now())["entries"]
+    assert e["seen_from"] == "task-sent" and e["last_run"]["sent_at"] == clock.now()
+    assert p.snapshot(clock.now())["task_sent_events"] is True

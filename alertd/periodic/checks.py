@@ -176,9 +176,15 @@ class Periodic:
             if state in ("sent", "received"):
                 self._new_run(uuid, state, event, now)
             return
-        _, run = followed
+        st, run = followed
         if state == "sent":
-            return  # a retry re-sends under the same uuid: the same run
+            if run.sent_at is None:
+                # beat's task-sent came after the worker's task-received (two publishers, no
+                # order between them): the run was beat's after all
+                run.sent_at = min(now, run.received_at if run.received_at is not None else now)
+                st.sent_seen = True
+                st.received_only = max(0, st.received_only - 1)
+            return  # otherwise a retry, re-sent under the same uuid: the same run
         if state == "received":
             run.received_at = run.received_at if run.received_at is not None else now
             run.state = "received"
