@@ -88,21 +88,26 @@ class Celery:
         self.env = {**os.environ, "ALERTD_TEST_BROKER": broker, "ALERTD_TEST_BEAT": json.dumps(schedule)}
         self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def _spawn(self, name: str, args: list[str], app: str = "tests.beatapp") -> Proc:
+    def _spawn(self, name: str, args: list[str], app: str = "tests.beatapp", env: dict[str, str] | None = None) -> Proc:
         log = self.tmp / f"{name}.log"
         cmd = [sys.executable, "-m", "celery", "-A", app, *args, "-l", "INFO"]
         with log.open("ab") as fh:
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         p = Proc(proc, log)
         self.started.append(p)
         return p
 
-    def worker(self, name: str = "w", concurrency: int = 2) -> Proc:
+    def worker(
+        self, name: str = "w", concurrency: int = 2, queues: str = "celery", env: dict[str, str] | None = None
+    ) -> Proc:
+        """A worker with task events (-E) unless env sets ALERTD_TEST_NO_TASK_EVENTS=1."""
         hostname = f"{name}{os.getpid()}@beattest"
-        args = ["worker", "-E", "-P", "prefork", "-c", str(concurrency), "-n", hostname, "--without-mingle"]
-        w = self._spawn(hostname, [*args, "--without-gossip"])
+        events = [] if (env or {}).get("ALERTD_TEST_NO_TASK_EVENTS") == "1" else ["-E"]
+        args = ["worker", *events, "-P", "prefork", "-c", str(concurrency), "-n", hostname, "-Q", queues]
+        w = self._spawn(hostname, [*args, "--without-mingle", "--without-gossip"], env=env)
         w.wait_for("ready.", f"celery worker {hostname}")
         return w
 
