@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,3 +188,28 @@ def test_a_task_sent_arriving_after_task_received_is_still_beat_s_send(observer:
     (e,) = p.snapshot(clock.now())["entries"]
     assert e["seen_from"] == "task-sent" and e["last_run"]["sent_at"] == clock.now()
     assert p.snapshot(clock.now())["task_sent_events"] is True
+
+
+async def test_the_daemon_keeps_each_entry_s_runs_across_a_restart(tmp_path: Path) -> None:
+    from alertd.config import load_config
+    from alertd.daemon import Daemon
+
+    (tmp_path / "alertd.yaml").write_text(f"store: sqlite:///{tmp_path / 'state.db'}\nrule_files: []\n")
+    config = load_config(tmp_path / "alertd.yaml")
+    clock = VirtualClock(start=T0)
+    first = Daemon(config, clock)
+    await first.open_state()
+    first.periodic.set_entries([entry("sync")], clock.now())
+    events = Events(clock)
+    clock.advance(60)
+    u = events.uuid()
+    first.observer.on_events([sent(events, u), events.received(u, "app.report"), events.started(u), events.failed(u)])
+    await first.stop()  # saves the state
+
+    clock.advance(5)
+    second = Daemon(config, clock)
+    await second.open_state()
+    second.periodic.set_entries([entry("sync")], clock.now())  # the schedule read after the restore
+    assert gauge(second.periodic, clock, "periodic_failed", "sync") == 1.0
+    assert gauge(second.periodic, clock, "periodic_missed_seconds", "sync") == 0.0  # due at 120, not from the restart
+    await second.stop()

@@ -24,6 +24,7 @@ from alertd.observe.observer import Observer
 from alertd.periodic.config import PeriodicConfig
 from alertd.periodic.entries import Entry, same_call
 from alertd.periodic.runs import FINAL, FINISHED, RUNNING, WAITING, Run
+from alertd.periodic.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class EntryState:
     queue_seen: str = ""
     sent_seen: bool = False  # a run of it came with task-sent (beat sends sent events)
     received_only: int = 0  # runs first seen from task-received: task-sent is off on beat
+    _memo: tuple[float, Schedule, float] | None = field(default=None, repr=False)  # base, schedule, next
 
     @property
     def queue(self) -> str:
@@ -68,7 +70,14 @@ class EntryState:
 
     def next_expected(self) -> float:
         last = self.last_run_at()
-        return self.entry.schedule.next_after(last if last > -math.inf else self.since)
+        base = last if last > -math.inf else self.since
+        memo = self._memo
+        # Asked at every evaluation: computed once per run (a rare crontab date, a solar event, cost more)
+        if memo is not None and memo[0] == base and memo[1] is self.entry.schedule:
+            return memo[2]
+        at = self.entry.schedule.next_after(base)
+        self._memo = (base, self.entry.schedule, at)
+        return at
 
 
 class Periodic:
