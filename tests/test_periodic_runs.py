@@ -213,3 +213,25 @@ async def test_the_daemon_keeps_each_entry_s_runs_across_a_restart(tmp_path: Pat
     assert gauge(second.periodic, clock, "periodic_failed", "sync") == 1.0
     assert gauge(second.periodic, clock, "periodic_missed_seconds", "sync") == 0.0  # due at 120, not from the restart
     await second.stop()
+
+
+def test_an_entry_whose_schedule_raises_is_reported_and_the_others_checked(
+    observer: Observer, clock: VirtualClock
+) -> None:
+    class Broken:
+        kind = "broken"
+
+        def next_after(self, last: float) -> float:
+            raise ImportError("No module named 'ephem'")
+
+        def describe(self) -> str:
+            return "broken"
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"kind": self.kind}
+
+    p = periodic_with(observer, clock, entry("fine"), Entry("solar", "app.sun", Broken()))
+    assert [k[0] for k in p.gauges(clock.now())["periodic_missed_seconds"]] == ["fine"]
+    assert p.problems == ["solar: its next run cannot be computed: ImportError: No module named 'ephem'"]
+    states = [(e["name"], e["state"]) for e in p.snapshot(clock.now())["entries"]]
+    assert states == [("fine", "waiting"), ("solar", "error")]

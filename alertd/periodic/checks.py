@@ -270,7 +270,9 @@ class Periodic:
             if not st.entry.enabled:
                 continue
             labels = (st.entry.name, st.entry.task, st.queue)
-            c = checks(st, now)
+            c = self._checks(st, now)
+            if c is None:
+                continue
             g["periodic_missed_seconds"][labels] = c["missed_seconds"]
             g["periodic_late_start_seconds"][labels] = c["late_start_seconds"]
             g["periodic_failed"][labels] = float(c["failed"])
@@ -280,6 +282,18 @@ class Periodic:
                 g["periodic_runtime_seconds"][labels] = c["runtime_seconds"]
         return g
 
+    def _checks(self, st: EntryState, now: float) -> dict[str, Any] | None:
+        """checks(), or None for an entry whose schedule cannot be computed (ephem missing for a
+        solar one, say): a user's schedule must never stop the evaluation of every rule."""
+        try:
+            return checks(st, now)
+        except Exception as e:
+            problem = f"{st.entry.name}: its next run cannot be computed: {type(e).__name__}: {e}"
+            if problem not in self.problems:
+                self.problems.append(problem)
+                log.error("periodic: %s", problem)
+            return None
+
     # -- views and state -------------------------------------------------------------------
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -287,8 +301,13 @@ class Periodic:
         self._sweep_lost()
         out = []
         for st in self.entries.values():
-            c = checks(st, now)
+            c = self._checks(st, now)
             last = st.last()
+            if c is None:  # listed, its problem under `problems`
+                view = {**st.entry.as_dict(), "queue": st.queue, "next_expected": None, "state": "error"}
+                run = _run_view(last, now) if last else None
+                out.append({**view, "last_run": run, "checks": {}, "seen_from": None})
+                continue
             out.append(
                 {
                     **st.entry.as_dict(),

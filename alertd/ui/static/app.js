@@ -400,7 +400,7 @@ async function loadRules() {
 }
 
 // Each beat entry (docs/periodic.md): its schedule in words, next expected run, last run, state.
-const PERIODIC_BAD = new Set(["overdue", "failed", "overran", "never_finished"]);
+const PERIODIC_BAD = new Set(["overdue", "failed", "overran", "never_finished", "error"]);
 async function loadPeriodic() {
   const out = await api("GET", "/api/alertd/v1/periodic");
   const bad = out.entries.filter((e) => PERIODIC_BAD.has(e.state)).length;
