@@ -17,7 +17,7 @@ import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule, solar
 
-from alertd.periodic.schedules import Crontab, Interval, Solar, crontab_from_text, from_celery
+from alertd.periodic.schedules import Crontab, Interval, RelativeInterval, Solar, crontab_from_text, from_celery
 
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Lord_Howe", "America/Sao_Paulo", "UTC"]
 # DST changes (local wall clock jumps) in 2026 and 2027 for the zones above.
@@ -119,6 +119,20 @@ def test_interval_agrees_with_celery_across_dst() -> None:
         now = last + rng.uniform(0, 2) * seconds
         at, due = celery_next(schedule(timedelta(seconds=seconds), app=app_for(zone)), last, zone, now)
         compare(ours, at, due, now)
+
+
+def test_relative_interval_agrees_with_celery_across_dst() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        seconds = rng.choice([60, 300, 900, 3600, 7200, 86400])
+        zone = rng.choice(ZONES)
+        last = random_instant(rng)
+        ours = RelativeInterval(float(seconds), zone).next_after(last)
+        now = last + rng.uniform(0, 2) * (ours - last)
+        at, due = celery_next(schedule(timedelta(seconds=seconds), relative=True, app=app_for(zone)), last, zone, now)
+        compare(ours, at, due, now)
+    hourly = schedule(timedelta(hours=1), relative=True)
+    assert from_celery(hourly, "Asia/Tokyo") == RelativeInterval(3600.0, "Asia/Tokyo")
 
 
 def test_solar_agrees_with_celery() -> None:

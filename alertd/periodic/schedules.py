@@ -59,6 +59,30 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class RelativeInterval:
+    """`schedule(..., relative=True)`: beat rounds the next run to the interval's resolution on the
+    app timezone's clock (a 1-hour interval runs on the hour). The rounding rules (DST folds,
+    partial-hour zones) are Celery's own `remaining(relative=True)`, called here rather than copied."""
+
+    seconds: float
+    timezone: str = "UTC"
+    kind: str = "interval"
+
+    def next_after(self, last: float) -> float:
+        from celery.utils.time import remaining
+
+        start = datetime.fromtimestamp(last, ZoneInfo(self.timezone))
+        ahead: timedelta = remaining(start, timedelta(seconds=self.seconds), start, relative=True)
+        return last + ahead.total_seconds()
+
+    def describe(self) -> str:
+        return f"every {_seconds_in_words(self.seconds)}, on the {self.timezone} clock"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seconds": self.seconds, "relative": True, "timezone": self.timezone}
+
+
+@dataclass(frozen=True)
 class Crontab:
     minute: frozenset[int]
     hour: frozenset[int]
@@ -252,9 +276,9 @@ def from_celery(schedule: Any, timezone: str) -> Schedule:
     if isinstance(schedule, solar):
         return Solar(schedule.event, float(schedule.lat), float(schedule.lon))
     if isinstance(schedule, interval):
-        # A `relative` interval is rounded to its resolution by beat; alertd checks it as a plain
-        # interval (docs/periodic.md): its expected run may come up to one resolution step early.
-        return Interval(schedule.seconds)
+        if schedule.relative:
+            return RelativeInterval(float(schedule.seconds), timezone)
+        return Interval(float(schedule.seconds))
     raise ValueError(f"unsupported schedule {type(schedule).__name__}")
 
 
