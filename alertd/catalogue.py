@@ -36,6 +36,48 @@ def _counter(state: str, extra: tuple[str, ...] = ()) -> Metric:
     return Metric(f"tasks_{state}", Kind.COUNTER, TASK_LABELS + extra, f"Tasks {state} (task-{state} events).")
 
 
+ENTRY_LABELS = ("entry", "task", "queue")  # a periodic entry: its beat_schedule name, task and queue
+# Gauges of alertd.periodic (docs/periodic.md): one value per enabled entry of the beat schedule.
+PERIODIC = [
+    Metric(
+        "periodic_missed_seconds",
+        Kind.GAUGE,
+        ENTRY_LABELS,
+        "Seconds past the entry's expected run with no send of it seen (0 while on time); the rule's threshold "
+        "is the grace.",
+        "seconds",
+    ),
+    Metric(
+        "periodic_late_start_seconds",
+        Kind.GAUGE,
+        ENTRY_LABELS,
+        "Of the entry's last run: seconds from beat's send to the start on a worker (so far, while not started).",
+        "seconds",
+    ),
+    Metric(
+        "periodic_failed", Kind.GAUGE, ENTRY_LABELS, "1 while the entry's last finished run failed (after retries)."
+    ),
+    Metric(
+        "periodic_overran",
+        Kind.GAUGE,
+        ENTRY_LABELS,
+        "1 while a run is still running when the next is due, or the last finished run ended after it was due.",
+    ),
+    Metric(
+        "periodic_never_finished",
+        Kind.GAUGE,
+        ENTRY_LABELS,
+        "1 when the entry's last run started and its worker was lost, shut down or restarted before it finished.",
+    ),
+    Metric(
+        "periodic_runtime_seconds",
+        Kind.GAUGE,
+        ENTRY_LABELS,
+        "Run time of the entry's current run so far, else of its last finished run (per-entry limits).",
+        "seconds",
+    ),
+]
+
 CATALOGUE: dict[str, Metric] = {
     m.name: m
     for m in [
@@ -200,6 +242,7 @@ CATALOGUE: dict[str, Metric] = {
             "Seconds since the task last succeeded (since alertd started when never seen).",
             "seconds",
         ),
+        *PERIODIC,
         Metric("events_silence_seconds", Kind.GAUGE, (), "Seconds since the last event from the broker.", "seconds"),
         Metric("event_stream_up", Kind.GAUGE, (), "1 while connected to the broker's event stream.", ""),
         Metric("broker_up", Kind.GAUGE, (), "1 while the last broker sample succeeded.", ""),
@@ -214,6 +257,6 @@ CATALOGUE: dict[str, Metric] = {
 }
 
 # Gauges the daemon adds to the observer's (the observer knows Celery, not alertd's own parts).
-DAEMON_GAUGES = frozenset({"store_up"})
+DAEMON_GAUGES = frozenset({"store_up"} | {m.name for m in PERIODIC})
 
 DISTRIBUTION_STATS = ("avg", "min", "max", "count", "sum", "p50", "p75", "p90", "p95", "p99")

@@ -89,6 +89,7 @@ class Daemon(ApiView):
         )
         ev = self.evaluation
         self.health, self.series, self.observer, self.engine = ev.health, ev.series, ev.observer, ev.engine
+        self.periodic = ev.periodic
         self.reloader = RuleReloader(
             config.rule_files, config.base_dir, self.engine, self.clock, max_window=config.observe.retention
         )
@@ -141,6 +142,7 @@ class Daemon(ApiView):
             observed = await self.store.get("observer", "state")
             if observed:
                 self.observer.import_state(observed)
+            self.periodic.import_state(await self.store.get("observer", "periodic"))
 
     async def start(self, *, serve: bool = True, ingest: bool = True) -> None:
         """Open state, connect to the broker, start the API and the evaluation loops."""
@@ -152,6 +154,7 @@ class Daemon(ApiView):
         if serve:
             await self._serve()
         self._spawn(*self._loops())
+        self._spawn(self.periodic.run())  # reads the beat schedule, off the event loop
         log.info(
             "alertd %s started: broker %s, store %s, %d rules, replica %s",
             self.version,
@@ -261,6 +264,7 @@ class Daemon(ApiView):
         try:
             await self.store.put("rule_state", "engine", self.engine.export_state())
             await self.store.put("observer", "state", self.observer.export_state())
+            await self.store.put("observer", "periodic", self.periodic.export_state())
         except Exception as e:
             log.warning("saving state failed (will retry): %s", e)
 

@@ -19,6 +19,7 @@ from alertd.clock import Clock, VirtualClock
 from alertd.config import Config
 from alertd.observe.observer import Observer
 from alertd.observe.series import SeriesStore
+from alertd.periodic.checks import Periodic
 from alertd.redact import redact_url
 from alertd.rules.engine import Engine
 from alertd.rules.loader import RuleSet
@@ -71,6 +72,7 @@ class Evaluation:
         )
         for task in observe.expect_tasks:
             self.observer.expect_task(task)
+        self.periodic = Periodic.watching(config.periodic, self.observer, clock)  # docs/periodic.md
         self.engine = Engine(
             rules,
             self.series,
@@ -123,6 +125,7 @@ class Evaluation:
         """The observer's gauges plus the daemon's own, for the rules engine."""
         gauges: Gauges = dict(self.observer.gauges(now))
         gauges["store_up"] = {(): 1.0 if self.store_up() else 0.0}
+        gauges.update(self.periodic.gauges(now))
         return gauges
 
     def deliver(self, batch: list[dict[str, Any]], at: float) -> None:

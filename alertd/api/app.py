@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alertd.api import console, v1, v2
+from alertd.api import console, periodic, v1, v2
 from alertd.api.context import ApiContext
 from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
@@ -173,4 +173,5 @@ def make_app(ctx: ApiContext) -> web.Application:
     v2.add_routes(app)
     v1.add_routes(app)
     console.add_routes(app)
+    periodic.add_routes(app)
     return app

@@ -33,8 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         rule_files, building all `alertd run` builds short of connecting
   check rules PATH...   rule files or directories of them, nothing else
   check [PATH...]       each file recognised as a config or a rule file by its top-level
-                        keys; without PATH, the config and its rule_files""",
+                        keys; without PATH, the config and its rule_files
+  check events          listen to the broker's events (--listen seconds) and warn of workers
+                        without -E and producers without task_send_sent_event""",
     )
+    p.add_argument("--listen", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", help=argparse.SUPPRESS)
     p.set_defaults(func=check)
 
@@ -79,6 +82,10 @@ def check(args: argparse.Namespace) -> int:
     from alertd.rules.loader import expand_rule_paths
 
     words = list(args.paths)
+    if words == ["events"]:
+        from alertd.cli.check_events import check_events
+
+        return check_events(args)
     mode = "auto"
     if words == ["rules"] and Path("rules").is_dir():
         mode = "rules"  # `alertd check rules` alone, with a ./rules directory: that directory

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alertd.config.routing import InhibitRuleConfig, ReceiverConfig, RouteConfig
+from alertd.periodic.config import PeriodicConfig
 from alertd.schema import Seconds
 from alertd.timeinterval import TimeIntervalConfig
 from alertd.yamlfile import Document, FileError, Problem, load_yaml, validate
@@ -127,6 +128,7 @@ class Config(Section):
     observe: ObserveConfig = ObserveConfig()
     silences: SilencesConfig = SilencesConfig()
     ha: HaConfig = HaConfig()
+    periodic: PeriodicConfig = PeriodicConfig()  # docs/periodic.md
     receivers: list[ReceiverConfig] = []
     route: RouteConfig | None = None
     inhibit_rules: list[InhibitRuleConfig] = []

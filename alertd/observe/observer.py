@@ -272,6 +272,10 @@ class Observer:
         """Whether the last sampling pass reached the broker (broker_up)."""
         self.broker = s
 
+    def orphaned(self, uuid: str) -> bool:
+        """Whether the task was taken from a worker lost, shut down or restarted mid-run (periodic checks)."""
+        return uuid in self._tasks.orphans
+
     def expect_task(self, name: str) -> None:
         """Report task_last_succeeded_seconds for `name` even before it is first seen (dead man's switch)."""
         self.expected.add(name)

@@ -78,6 +78,7 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
     health, observer, engine = evaluation.health, evaluation.observer, evaluation.engine
     health.transport = "test"
     health.mark_connected(T0)
+    evaluation.periodic.set_entries([e.entry() for e in case.periodic], T0)
 
     timeline: list[tuple[float, int, Any]] = []
     for k, item in enumerate(case.events):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from alertd.periodic.testing import TestEntry
 from alertd.schema import Seconds, Strict
 
 T0 = 1_700_000_000.0  # virtual epoch of every test; a multiple of common bucket sizes
@@ -67,6 +68,7 @@ class TestCase(Strict):
     events: list[EventItem] = []
     events_file: str | None = None
     samples: list[SampleItem] = []
+    periodic: list[TestEntry] = []  # beat schedule entries checked by the periodic_* gauges
     expect: list[Expectation]
 
 

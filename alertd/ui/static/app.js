@@ -399,6 +399,25 @@ async function loadRules() {
   }));
 }
 
+// Each beat entry (docs/periodic.md): its schedule in words, next expected run, last run, state.
+const PERIODIC_BAD = new Set(["overdue", "failed", "overran", "never_finished", "error"]);
+async function loadPeriodic() {
+  const out = await api("GET", "/api/alertd/v1/periodic");
+  const bad = out.entries.filter((e) => PERIODIC_BAD.has(e.state)).length;
+  $("#count-periodic").textContent = bad ? String(bad) : "";
+  const notes = out.source ? [...out.problems, ...out.warnings] : ["No schedule source: set periodic.app in alertd.yaml (docs/periodic.md)."];
+  $("#periodic-warnings").replaceChildren(...notes.map((w) => h("div", { class: "error" }, w)));
+  $("#periodic tbody").replaceChildren(...out.entries.map((e) => {
+    const last = e.last_run;
+    const at = last && (last.sent_at || last.received_at);
+    const outcome = last ? last.outcome + (last.exception ? ` (${last.exception})` : "") : "never";
+    return h("tr", { class: PERIODIC_BAD.has(e.state) ? "firing" : "", "data-entry": e.name },
+      h("td", {}, h("strong", {}, e.name)), h("td", {}, e.task), h("td", {}, e.schedule_text),
+      h("td", {}, e.next_expected ? time(e.next_expected) : "-"), h("td", {}, at ? time(at) : "-"),
+      h("td", {}, outcome), h("td", {}, h("span", { class: `tag ${PERIODIC_BAD.has(e.state) ? "firing" : e.state}` }, e.state)));
+  }));
+}
+
 async function loadHistory() {
   const entries = await api("GET", "/api/alertd/v1/history?limit=50");
   $("#history tbody").replaceChildren(...entries.map((e) => h("tr", { class: e.kind },
@@ -476,7 +495,7 @@ function refresh() {
       await loadMe();
       if (!state.units || !Object.keys(state.units).length) await loadOverview();
       const extra = LOADERS[state.tab];
-      await Promise.all([loadAlerts(), loadSilences(), loadMaintenance(), loadRules(), loadHealth(),
+      await Promise.all([loadAlerts(), loadSilences(), loadMaintenance(), loadRules(), loadHealth(), loadPeriodic(),
         extra && extra !== loadRules && extra !== loadHealth ? extra() : null]);
       showError(null);
     } catch (err) {

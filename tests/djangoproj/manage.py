@@ -1,0 +1,12 @@
+"""django-admin for the test project: `python -m tests.djangoproj.manage migrate` (or `shell -c`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.djangoproj.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
