@@ -123,3 +123,36 @@ def test_the_layers_point_one_way() -> None:
             if _package(module) == layer:
                 bad = sorted(d for d in deps if _package(d) in later)
                 assert not bad, f"{module} imports {bad}, which build on it"
+
+
+# Issue 13: small modules. What is still over the limits, named so that this test passes now and
+# fails once an entry fits (then it comes off the list): the list only shrinks.
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+STILL_TOO_LONG = {
+    "alertd/api/console.py",
+    "alertd/daemon.py:Daemon",
+}
+
+
+def _too_long() -> set[str]:
+    """Modules over MAX_MODULE_LINES lines and classes (nested ones too) over MAX_CLASS_LINES."""
+    found = set()
+    for path in ALERTD.rglob("*.py"):
+        name = path.relative_to(ALERTD.parent).as_posix()
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.add(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_CLASS_LINES:
+                found.add(f"{name}:{node.name}")
+    return found
+
+
+def test_no_module_over_400_lines_and_no_class_over_250() -> None:
+    assert sorted(_too_long() - STILL_TOO_LONG) == []
+
+
+def test_what_is_allowed_to_be_too_long_still_is() -> None:
+    """Split one, take it off STILL_TOO_LONG: the allowance does not outlive the split."""
+    assert sorted(STILL_TOO_LONG - _too_long()) == []

@@ -5,6 +5,11 @@ queue, and nothing says a worker died if it was SIGKILLed. The observer feeds tw
 tasks in flight by uuid (alertd.observe.tasks) and workers by hostname (alertd.observe.workers),
 writes counters and distributions into the series store as events arrive, and answers gauges
 from its tables when the rules engine asks. Event fields are read by alertd.observe.fields.
+
+What it assembles comes from beside the tables: the waiting and latency gauges from
+alertd.observe.waiting, the worker gauges and a lost worker's page from alertd.observe.worker_gauges,
+queue samples from alertd.observe.queues, the API's snapshots from alertd.observe.snapshots, and
+event rules' subscriptions live in alertd.observe.watchers.
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ from typing import Any
 from alertd.clock import Clock
 from alertd.observe.clocks import Clocks
 from alertd.observe.fields import FAR, exception_class, number, trim_traceback
-from alertd.observe.series import Distribution, DistributionView, Labels, SeriesStore
+from alertd.observe.orphans import orphan_tasks
+from alertd.observe.queues import QueueTable
+from alertd.observe.series import DistributionView, Labels, SeriesStore
+from alertd.observe.snapshots import tasks_snapshot, workers_snapshot
 from alertd.observe.tasks import COUNTERS, FINAL_STATES, TASK_STATES, Task, TaskTable
+from alertd.observe.waiting import Gauges, queue_latency, task_gauges
+from alertd.observe.watchers import Watcher, Watchers
+from alertd.observe.worker_gauges import gone_server, loss_details, worker_gauges
 from alertd.observe.workers import LOST_FORGET_AFTER, OFFLINE_FORGET_AFTER, SAMPLE_STALE_AFTER, Worker, WorkerTable
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
@@ -38,9 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Watcher = Callable[[dict[str, Any]], None]
-Gauges = dict[str, dict[Labels, float]]
 
 RESTART_GRACE = 120.0  # a worker that said goodbye and is back within this was restarted, not shut down
 RECENT_STARTS = 60.0  # the latency gauge also counts the waits of tasks started this recently
@@ -96,7 +104,6 @@ class Observer:
         max_queues: int = 1_000,
     ) -> None:
         self.clock = clock
-        self.max_queues = max_queues
         self.health = health
         self.recent_starts = recent_starts
         self.started_at = clock.now()
@@ -138,13 +145,11 @@ class Observer:
             max_orphans=max_orphans,
         )
         self._tasks.on_redelivered = self._workers.redelivered
-        self.queues: dict[str, QueueSample] = {}
-        self._growing_since: dict[str, float] = {}  # queue -> since when it has not got shorter
-        self._emptied: dict[str, float] = {}  # queue -> when a sample last found it empty
+        self._queues = QueueTable(self._stats, max_queues)
+        self.queues = self._queues.queues  # the same dict: the table changes it in place
         self.broker: BrokerSample | None = None
         self.expected: set[str] = set()
-        self._watchers: dict[str, list[Watcher]] = {}
-        self._watch_all: list[Watcher] = []
+        self._watchers = Watchers()
 
     @property
     def series(self) -> SeriesStore:
@@ -155,7 +160,7 @@ class Observer:
         self._tasks.series = store
 
     def _orphan(self, worker: str, now: float, keep_pid: int | None) -> list[tuple[Task, str]]:
-        return self._tasks.orphan(worker, now, keep_pid)
+        return orphan_tasks(self._tasks, worker, now, keep_pid)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -164,6 +169,7 @@ class Observer:
         stats = self._stats
         on_task = self._tasks.on_event
         on_worker = self._workers.on_event
+        watchers, watch_all = self._watchers.by_type, self._watchers.all  # changed in place only
         for event in events:
             stats["events"] += 1
             try:
@@ -188,7 +194,7 @@ class Observer:
                 else:
                     stats["unknown_types"] += 1
                     continue
-                if self._watch_all or kind in self._watchers:
+                if watch_all or kind in watchers:
                     self._notify_watchers(kind, event, task)
             except _MALFORMED as e:
                 stats["malformed"] += 1
@@ -199,35 +205,12 @@ class Observer:
 
     def watch(self, callback: Watcher, types: frozenset[str] | None = None) -> Callable[[], None]:
         """Call `callback` with each enriched event of `types` (all when None); returns unsubscribe."""
-        if types is None:
-            self._watch_all.append(callback)
-        else:
-            for t in types:
-                self._watchers.setdefault(t, []).append(callback)
-
-        def unsubscribe() -> None:
-            if types is None:
-                if callback in self._watch_all:
-                    self._watch_all.remove(callback)
-            else:
-                for t in types:
-                    cbs = self._watchers.get(t, [])
-                    if callback in cbs:
-                        cbs.remove(callback)
-                    if not cbs:
-                        self._watchers.pop(t, None)
-
-        return unsubscribe
+        return self._watchers.watch(callback, types)
 
     def _notify_watchers(self, kind: str, event: dict[str, Any], task: Task | None) -> None:
         if task is None and kind.startswith("task-"):
             return  # a duplicate final event: already reported
-        enriched = self.enrich(event, task)
-        for cb in (*self._watchers.get(kind, ()), *self._watch_all):
-            try:
-                cb(enriched)
-            except Exception:  # a broken rule must not stop ingestion
-                log.exception("event watcher failed")
+        self._watchers.notify(kind, self.enrich(event, task))
 
     def enrich(self, event: dict[str, Any], task: Task | None = None) -> dict[str, Any]:
         """The event plus task name, queue, worker and exception class joined from the task table."""
@@ -249,20 +232,7 @@ class Observer:
 
     def on_queue_sample(self, s: QueueSample) -> None:
         """Latest length and consumers of a queue; notes since when it has not got shorter."""
-        queues = self.queues
-        prev = queues.pop(s.queue, None)  # re-inserted below: the least recently sampled goes first
-        if prev is None and len(queues) >= self.max_queues:
-            # Queue names are the workers' to choose; past max_queues the stalest is forgotten.
-            gone = next(iter(queues))
-            del queues[gone]
-            self._growing_since.pop(gone, None)
-            self._emptied.pop(gone, None)
-            self._stats["queues_evicted"] += 1
-        if s.messages == 0 or prev is None or s.messages < prev.messages:
-            self._growing_since[s.queue] = s.at
-        if s.messages == 0:
-            self._emptied[s.queue] = s.at
-        queues[s.queue] = s
+        self._queues.on_sample(s)
 
     def on_worker_sample(self, s: WorkerSample) -> None:
         """Pool size, memory and CPU (a ratio from the delta between two samples) of a worker."""
@@ -286,21 +256,9 @@ class Observer:
         """Every gauge of the catalogue, keyed by metric name; label tuples in catalogue order."""
         self._workers.sweep(now)
         g: Gauges = {name: {} for name in GAUGES}
-        for q, s in list(self.queues.items()):
-            if now - s.at > SAMPLE_STALE_AFTER:
-                # No longer sampled (deleted, or no worker lists it): report nothing rather than a stale length.
-                del self.queues[q]
-                self._growing_since.pop(q, None)
-                self._emptied.pop(q, None)
-                continue
-            g["queue_length"][(q,)] = float(s.messages)
-            if s.consumers is not None:
-                g["queue_consumers"][(q,)] = float(s.consumers)
-                g["queue_stranded_messages"][(q,)] = float(s.messages) if s.consumers == 0 else 0.0
-            since = self._growing_since.get(q, s.at)
-            g["queue_not_draining_seconds"][(q,)] = s.at - since if s.messages > 0 else 0.0
-        g["workers_online"] = {(): float(self._workers.gauges(g, now))}
-        waiting = self._tasks.gauges(g, now, self._emptied)
+        self._queues.gauges(g, now)
+        g["workers_online"] = {(): float(worker_gauges(self._workers, g, now))}
+        waiting = task_gauges(self._tasks.tasks, g, now, self._queues.emptied)
         self._latency(g["queue_latency_p95_seconds"], waiting, now)
         last_success = self._tasks.last_success
         for name in self.expected | set(last_success):
@@ -317,38 +275,20 @@ class Observer:
         # task-sent events are off, and falls soon after the backlog has drained).
         # A view by queue: the store merges the minute's waits per queue, and each evaluation
         # adds the buckets that closed and drops those that left (per series, then merged here,
-        # this was most of a tick at 1,000 task names x 50 workers). Read-only: merged below.
+        # this was most of a tick at 1,000 task names x 50 workers). Read-only: merged after.
         view = self._started_waits
         if view is None or view.store is not self.series:
             view = self._started_waits = self.series.distribution_view(
                 "task_queue_wait_seconds", self.recent_starts, _queue_of
             )
-        started = {queue: d for (queue,), d in view.read(now).items() if d.count}
-        for queue in started.keys() | waiting.keys():
-            waits = waiting.get(queue, [])  # sorted
-            recent = started.get(queue)
-            n = len(waits) + (recent.count if recent is not None else 0)
-            # Nearest rank, as for the waiting gauges: the p95 has `top` values at or above it.
-            top = n - (math.ceil(0.95 * n) - 1)
-            if recent is None:
-                out[(queue,)] = waits[n - top]
-                continue
-            # Only the longest `top` waits can reach that high: merging those, not 100k of them,
-            # keeps an evaluation of a full table short. The store's quantile takes the lower rank
-            # of q x (count - 1); the +0.5 steers it onto the rank wanted, past rounding.
-            acc = Distribution()
-            acc.merge(recent)
-            if waits:
-                acc.add_many(waits[-top:])
-            c = acc.count
-            out[(queue,)] = acc.quantile(min(1.0, (c - top + 0.5) / (c - 1))) if c > 1 else acc.max
+        queue_latency(out, waiting, {queue: d for (queue,), d in view.read(now).items() if d.count})
 
     def details(self, metric: str, labels: Mapping[str, str]) -> dict[str, Any]:
         """What a page about `metric` may say beyond its labels (rules read it as `details`)."""
         if metric in ("worker_lost", "worker_offline", "worker_up"):
-            return self._workers.details(labels.get("worker", ""))
+            return loss_details(self._workers, labels.get("worker", ""))
         if metric == "queue_stranded_messages":
-            return {"gone_worker": self._workers.gone_server(labels.get("queue", ""), self.clock.now())}
+            return {"gone_worker": gone_server(self._workers, labels.get("queue", ""), self.clock.now())}
         return {}
 
     # -- views and state -------------------------------------------------------------------
@@ -365,11 +305,11 @@ class Observer:
     def workers_snapshot(self) -> list[dict[str, Any]]:
         """Every worker in the table with its state (online, lost, offline) and last loss, by hostname."""
         self._workers.sweep(self.clock.now())
-        return self._workers.snapshot()
+        return workers_snapshot(self._workers)
 
     def tasks_snapshot(self, limit: int = 100) -> list[dict[str, Any]]:
         """Up to `limit` tasks in flight, most recently active first."""
-        return self._tasks.snapshot(self.clock.now(), limit)
+        return tasks_snapshot(self._tasks, self.clock.now(), limit)
 
     def in_flight(self) -> Counter[tuple[str, str]]:
         """Tasks in the table (sent, received or started, not finished) per (task name, queue)."""

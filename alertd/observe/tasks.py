@@ -2,26 +2,24 @@
 
 Only task-sent and task-received carry the task name, only task-sent the queue: the table joins
 every later event of a task to them, counts each event into the series store under the joined
-labels, and answers the gauges of tasks in flight (running, reserved, waiting) in one pass.
+labels; the gauges of tasks in flight (running, reserved, waiting) are read from it in one pass
+by alertd.observe.waiting, and the API's view of it by alertd.observe.snapshots.
 
 A task leaves the table when it finishes, when the table is full (least recently heard of goes
 first), or when its worker is lost, shuts down or restarts: then it is *orphaned*, kept aside
-by uuid so that a redelivery (the same uuid received again) brings it back.
+by uuid so that a redelivery (the same uuid received again) brings it back (alertd.observe.orphans).
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable
-from itertools import islice
 from typing import Any
 
 from alertd.observe.clocks import CLOCK_WINDOW, Clocks, note
 from alertd.observe.fields import FAR, eta_seconds, exception_class, number, text
-from alertd.observe.series import Labels, SeriesStore
-
-Gauges = dict[str, dict[Labels, float]]
+from alertd.observe.orphans import rejoin
+from alertd.observe.series import SeriesStore
 
 FINAL_STATES = frozenset({"succeeded", "failed", "revoked", "rejected"})
 COUNTERS = {
@@ -31,13 +29,6 @@ TASK_STATES = {f"task-{s}": s for s in COUNTERS}
 FINISHED_REMEMBERED = 10_000  # finished tasks kept by uuid: duplicate endings dropped, late events labelled
 ORPHANS_REMEMBERED = 10_000  # orphaned tasks kept by uuid: a redelivery rejoins the table with its labels
 MAX_TASK_NAMES = 10_000  # last-success times kept (dead man's switches), one per task name
-IN_FLIGHT = ("started", "received")  # the states a worker holds a task in: what its loss takes away
-WAITING_GAUGES = (
-    "task_waiting_oldest_seconds",
-    "task_waiting_p95_seconds",
-    "queue_waiting_oldest_seconds",
-    "queue_waiting_p95_seconds",
-)
 
 
 class Task:
@@ -82,13 +73,6 @@ class Task:
         self.retried = 0  # task-retried events seen
 
 
-def p95(values: list[float]) -> float:
-    """The 95th percentile by nearest rank: of a few waiting tasks it is the longest wait (the
-    lower rank the series store uses would call two tasks waiting 0 s and 30 s a p95 of 0 s)."""
-    values.sort()
-    return values[math.ceil(0.95 * len(values)) - 1]
-
-
 class TaskTable:
     """Tasks in flight by uuid, least recently heard of first; counts every task event it is fed."""
 
@@ -110,7 +94,7 @@ class TaskTable:
         self.max_orphans = max_orphans
         self.clocks = clocks
         self.max_clock_skew = max_clock_skew
-        self._stats = stats
+        self.stats = stats
         self._touch_worker = touch_worker
         self.tasks: OrderedDict[str, Task] = OrderedDict()
         # Recently finished uuids, oldest first: an OrderedDict pops its oldest in O(1), where a
@@ -169,13 +153,13 @@ class TaskTable:
             if final and uuid in self._finished:
                 # Celery reports some endings twice (a hard time limit: once from the pool, once
                 # from the request); counting both would double the failure rate.
-                self._stats["duplicates"] += 1
+                self.stats["duplicates"] += 1
                 return None
             # A task of a lost worker comes back by its worker's events, not the producer's: no
             # lookup for task-sent, the bulk of new uuids.
             orphan = self.orphans.pop(uuid, None) if self.orphans and state != "sent" else None
             if orphan is not None:
-                task = self._rejoin(uuid, orphan, state, final)
+                task = rejoin(self, uuid, orphan, state, final)
             else:
                 task = Task()
                 gone = self._finished.get(uuid) if state == "sent" or state == "retried" else None
@@ -187,7 +171,7 @@ class TaskTable:
                     tasks[uuid] = task
                     if len(tasks) > self.max_tasks:
                         tasks.popitem(last=False)
-                        self._stats["tasks_evicted"] += 1
+                        self.stats["tasks_evicted"] += 1
         elif not final:
             tasks.move_to_end(uuid)  # least recently heard of goes first when the table is full
         if name:
@@ -290,21 +274,6 @@ class TaskTable:
                 finished.popitem(last=False)
         return task
 
-    def _rejoin(self, uuid: str, task: Task, state: str, final: bool) -> Task:
-        """An orphaned task heard of again: redelivered to a worker, or its worker was not gone after all."""
-        lost_with = task.worker
-        task.state = "pending"
-        if not final:
-            self.tasks[uuid] = task
-            if len(self.tasks) > self.max_tasks:
-                self.tasks.popitem(last=False)
-                self._stats["tasks_evicted"] += 1
-        if state == "received":
-            self._stats["tasks_redelivered"] += 1
-            if self.on_redelivered is not None:
-                self.on_redelivered(lost_with)
-        return task
-
     def note_success(self, name: str, now: float) -> None:
         """When `name` last succeeded (a bounded map: dead man's switches read it)."""
         last = self.last_success
@@ -314,116 +283,5 @@ class TaskTable:
             # Names come from producers; a bug that mints one per call must not grow us forever.
             # Least recently succeeded first, in O(1) (a scan for the oldest stalled a flood).
             last.popitem(last=False)
-            self._stats["task_names_evicted"] += 1
+            self.stats["task_names_evicted"] += 1
         last[name] = now
-
-    def orphan(self, worker: str, now: float, keep_pid: int | None = None) -> list[tuple[Task, str]]:
-        """Take the tasks `worker` had started or reserved out of the table (those of process
-        `keep_pid` stay): each with the state it was in, counted as tasks_orphaned."""
-        # One pass over the table (a few ms for 100k): workers are lost, restarted or shut down
-        # far less often than tasks run, and an index by worker would cost every task event.
-        found = [
-            (uuid, t)
-            for uuid, t in dict.items(self.tasks)
-            if t.worker == worker and t.state in IN_FLIGHT and (keep_pid is None or t.pid != keep_pid)
-        ]
-        out: list[tuple[Task, str]] = []
-        orphans = self.orphans
-        for uuid, t in found:
-            del self.tasks[uuid]
-            out.append((t, t.state))
-            t.state = "orphaned"
-            orphans[uuid] = t
-            if len(orphans) > self.max_orphans:
-                orphans.popitem(last=False)
-                self._stats["orphans_evicted"] += 1
-            self.series.count("tasks_orphaned", (t.name, t.queue, worker), now)
-        self._stats["tasks_orphaned"] += len(out)
-        return out
-
-    def gauges(self, g: Gauges, now: float, emptied: dict[str, float]) -> dict[str, list[float]]:
-        """Oldest running and reserved tasks, and the current wait of tasks not yet started.
-
-        `emptied` maps a queue to when a sample last found it empty: a task sent before that is
-        no longer in the broker, even if the events of its start were lost. Returns the waits by
-        queue, sorted, which the latency gauge merges with the waits of tasks started lately.
-        """
-        # One pass over the table (about 20 ms for 100k tasks in flight), once per evaluation. The
-        # order does not matter here, and dict's own iteration is twice as fast as OrderedDict's
-        # (which walks its linked list and looks each key up again).
-        started = g["task_oldest_started_seconds"]
-        reserved = g["task_oldest_reserved_seconds"]
-        by_key: dict[tuple[str, str], list[float]] = {}  # waits by (task, queue): one append per task
-        for t in dict.values(self.tasks):
-            state = t.state
-            if state == "started":
-                key = (t.name, t.queue)
-                age = now - t.entered
-                if age > started.get(key, -1.0):
-                    started[key] = age if age > 0.0 else 0.0
-                continue
-            if state != "received" and state != "sent":
-                continue
-            # Waiting since it was sent (or, when task-sent events are off, received), or since its
-            # ETA if later: an ETA/countdown task waiting for its time is neither late nor stuck.
-            since = t.sent_at
-            if since is None:
-                since = t.entered
-            elif state == "sent" and since < emptied.get(t.queue, -FAR):
-                continue
-            eta_at = t.eta_at
-            if eta_at is not None and eta_at > since:
-                if eta_at > now:
-                    continue
-                since = eta_at
-            wait = now - since
-            if wait < 0.0:
-                wait = 0.0
-            key = (t.name, t.queue)
-            if state == "received":
-                held = now - (eta_at if eta_at is not None and eta_at > t.entered else t.entered)
-                if held > reserved.get(key, -1.0):
-                    reserved[key] = held if held > 0.0 else 0.0
-            waits = by_key.get(key)
-            if waits is None:
-                by_key[key] = [wait]
-            else:
-                waits.append(wait)
-        oldest, p95s = g["task_waiting_oldest_seconds"], g["task_waiting_p95_seconds"]
-        per_queue: dict[str, list[float]] = {}
-        for key, waits in by_key.items():
-            if key[0]:
-                p95s[key] = p95(waits)  # sorts them
-                oldest[key] = waits[-1]
-            if key[1]:
-                acc = per_queue.get(key[1])
-                if acc is None:
-                    per_queue[key[1]] = waits
-                else:
-                    acc.extend(waits)
-        oldest_q, p95s_q = g["queue_waiting_oldest_seconds"], g["queue_waiting_p95_seconds"]
-        for q, waits in per_queue.items():
-            p95s_q[(q,)] = p95(waits)  # sorts them
-            oldest_q[(q,)] = waits[-1]
-        return per_queue
-
-    def snapshot(self, now: float, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` tasks in flight, most recently active first."""
-        out = []
-        for uuid, t in islice(reversed(self.tasks.items()), max(0, limit)):
-            out.append(
-                {
-                    "uuid": uuid,
-                    "name": t.name,
-                    "queue": t.queue,
-                    "worker": t.worker,
-                    "state": t.state,
-                    "sent": t.sent,
-                    "received": t.received,
-                    "started": t.started,
-                    "eta": t.eta,
-                    "retries": t.retries,
-                    "age": max(0.0, now - t.entered) if t.state in IN_FLIGHT else None,
-                }
-            )
-        return out

@@ -18,12 +18,11 @@ from typing import Any
 from alertd.clock import Clock
 from alertd.observe.clocks import Clocks, note
 from alertd.observe.fields import count, number, text
-from alertd.observe.series import Labels
+from alertd.observe.losses import Loss, seeing_since, watched_since
 from alertd.observe.tasks import Task
 from alertd.samples import WorkerSample
 from alertd.sources.health import StreamHealth
 
-Gauges = dict[str, dict[Labels, float]]
 Orphan = Callable[[str, float, int | None], list[tuple[Task, str]]]
 
 OFFLINE_FORGET_AFTER = 600.0  # a worker that said goodbye is listed this long (for "worker shut down")
@@ -31,54 +30,9 @@ LOST_FORGET_AFTER = 3600.0  # a lost worker keeps its alert this long, then is f
 # A loss stays on worker_lost at least this long, so that rules evaluated every 15 s see a crash
 # that the supervisor restarted within one heartbeat (or that came back seconds after the verdict).
 LOST_SHOWN_FOR = 60.0
-# Workers cut off by the same broker outage reconnect on kombu's backoff (2 s, 4 s, 6 s ... apart,
-# at most 30 s): after a gap in our stream they may come back up to this long after we do.
-WORKER_RECONNECT_MAX = 30.0
 SAMPLE_STALE_AFTER = 300.0  # a queue or worker sample older than this is no longer reported
 MEMORY_HISTORY = 3600.0  # memory growth is measured over this much sample history
 MEMORY_HISTORY_MIN = 600.0  # and not before this much exists (one restart's warm-up is not a leak)
-LOSS_NAMES_SHOWN = 10  # task names listed in a loss's summary; the rest are counted
-
-
-class Loss:
-    """One process of a worker gone: how, when, and the tasks it held."""
-
-    __slots__ = ("at", "cause", "pages", "pid", "redelivered", "tasks")
-
-    def __init__(self, at: float, cause: str, pid: int, tasks: dict[tuple[str, str], int], pages: bool) -> None:
-        self.at = at
-        self.cause = cause  # "heartbeats" (silence), "restart" (new pid, no goodbye) or "offline" (goodbye)
-        self.pid = pid
-        self.tasks = tasks  # (task name, "started" | "received") -> how many
-        self.pages = pages  # no goodbye, and alertd was watching: a real loss, not its own blindness
-        self.redelivered = 0  # of those tasks, received again since (acks_late, or reserved ones)
-
-    def orphaned(self) -> int:
-        return sum(self.tasks.values())
-
-    def summary(self) -> str:
-        """'1 t.sleep (running), 3 t.add (reserved)', the most numerous first."""
-        parts = sorted(self.tasks.items(), key=lambda kv: (-kv[1], kv[0]))
-        words = [
-            f"{n} {name or '(unnamed)'} ({'running' if state == 'started' else 'reserved'})"
-            for (name, state), n in parts[:LOSS_NAMES_SHOWN]
-        ]
-        rest = sum(n for _, n in parts[LOSS_NAMES_SHOWN:])
-        if rest:
-            words.append(f"{rest} more")
-        return ", ".join(words)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "cause": self.cause,
-            "pid": self.pid,
-            "orphaned": self.orphaned(),
-            "running": sum(n for (_, s), n in self.tasks.items() if s == "started"),
-            "reserved": sum(n for (_, s), n in self.tasks.items() if s == "received"),
-            "redelivered": self.redelivered,
-            "tasks": [{"task": name, "state": s, "count": n} for (name, s), n in sorted(self.tasks.items())],
-        }
 
 
 class Worker:
@@ -203,7 +157,7 @@ class WorkerTable:
             # A new process under this hostname, no goodbye from the old one: it died (SIGKILL, OOM,
             # a crash) and its supervisor restarted it within its heartbeat window. Unless our own
             # stream had a gap since the old one's last heartbeat: its goodbye may be in that gap.
-            self._lose(w, now, "restart", pid, pages=self._watched_since(w.last_heartbeat))
+            self._lose(w, now, "restart", pid, pages=watched_since(self.health, w.last_heartbeat))
         w.offline_at = None
         w.lost_at = None
         if w.last_heartbeat == -math.inf:
@@ -282,35 +236,12 @@ class WorkerTable:
         """Silence longer than this, while we could see, means lost."""
         return max(self.worker_lost_after, w.freq * self.heartbeat_misses)
 
-    def _seeing_since(self) -> float | None:
-        """From when on missing heartbeats count: None while the stream is down (nobody is judged).
-
-        After a reconnect (and after alertd's own start) silence counts from the reconnect, plus
-        the time the workers cut off by the same outage may take to reconnect themselves.
-        """
-        h = self.health
-        if h is None:
-            return -math.inf
-        if not h.connected or h.connected_since is None:
-            return None
-        since = h.connected_since
-        if h.gaps and h.gaps[-1][1] == since:
-            since += min(since - h.gaps[-1][0], WORKER_RECONNECT_MAX)
-        return since
-
-    def _watched_since(self, t: float) -> bool:
-        """Whether the stream has been up without a gap since `t`: no event since then was missed."""
-        h = self.health
-        if h is None:
-            return True
-        return h.connected and h.connected_since is not None and h.connected_since <= t
-
     def _silent(self, w: Worker, now: float, seeing: float) -> bool:
         return now - max(w.last_heartbeat, seeing) > self.window(w)
 
     def sweep(self, now: float) -> None:
         """Declare the workers whose heartbeats stopped lost (orphaning their tasks); forget the long gone."""
-        seeing = self._seeing_since()
+        seeing = seeing_since(self.health)
         for w in list(self.workers.values()):
             heard = w.last_heartbeat != -math.inf
             seen = w.last_heartbeat if heard else (w.sample_at or w.first_seen)
@@ -361,93 +292,7 @@ class WorkerTable:
             w.queues = s.queues
         w.sample_at = s.at
 
-    # -- gauges and views --------------------------------------------------------------------
-
-    def gauges(self, g: Gauges, now: float) -> int:
-        """The worker_* gauges (after a sweep); returns how many workers are online."""
-        online = 0
-        for w in self.workers.values():
-            key = (w.hostname,)
-            state = self.state(w)
-            if w.last_heartbeat == -math.inf and state != "offline":
-                continue  # known only from inspect or task events: no heartbeat seen yet
-            up = state == "online"
-            online += up
-            g["worker_up"][key] = float(up)
-            g["worker_lost"][key] = float(state == "lost" or now < w.lost_until)
-            # A restart (deploy) says goodbye and is back within the grace: that pages nothing.
-            g["worker_offline"][key] = float(w.offline_at is not None and now - w.offline_at >= self.restart_grace)
-            if not up:
-                continue
-            g["worker_active_tasks"][key] = float(w.active)
-            g["worker_loadavg"][key] = w.loadavg
-            fresh = w.sample_at is not None and now - w.sample_at <= SAMPLE_STALE_AFTER
-            if fresh and w.pool_size:
-                g["worker_pool_size"][key] = float(w.pool_size)
-                g["worker_saturation_ratio"][key] = w.active / w.pool_size
-            if fresh and w.memory_bytes is not None:
-                g["worker_memory_bytes"][key] = float(w.memory_bytes)
-                (t0, m0), (t1, m1) = w.memory_history[0], w.memory_history[-1]
-                if t1 - t0 >= MEMORY_HISTORY_MIN:
-                    g["worker_memory_growth_bytes_per_hour"][key] = (m1 - m0) / (t1 - t0) * 3600.0
-            if fresh and w.cpu_ratio is not None:
-                g["worker_cpu_ratio"][key] = w.cpu_ratio
-        return online
-
-    def gone_server(self, queue: str, now: float) -> str:
-        """The worker that served `queue` and is gone now - lost (worker_lost reads 1), or shut
-        down and not back - the latest first; '' when none is. A queue's no-consumer alert names
-        it: a lost worker's page explains that alert, and that alert explains a shutdown's."""
-        best: Worker | None = None
-        for w in self.workers.values():
-            gone = self.state(w) in ("lost", "offline") or now < w.lost_until
-            if queue not in w.queues or w.loss is None or not gone:
-                continue
-            if best is None or (best.loss is not None and w.loss.at > best.loss.at):
-                best = w
-        return best.hostname if best is not None else ""
-
-    def details(self, hostname: str) -> dict[str, Any]:
-        """What a worker_lost page says beyond the labels: the tasks the worker took with it."""
-        w = self.workers.get(hostname)
-        loss = w.loss if w is not None else None
-        if loss is None:
-            return {}
-        d = loss.to_dict()
-        d["orphaned_tasks"] = loss.summary()
-        return d
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Every worker in the table with its state (online, lost, offline), sorted by hostname."""
-        out = []
-        for w in sorted(self.workers.values(), key=lambda w: w.hostname):
-            clock = self.clocks.get(w.hostname)
-            offset = clock[0] if clock is not None else None
-            out.append(
-                {
-                    "hostname": w.hostname,
-                    "state": self.state(w),
-                    "last_heartbeat": w.last_heartbeat if w.last_heartbeat != -math.inf else None,
-                    "freq": w.freq,
-                    "active": w.active,
-                    "processed": w.processed,
-                    "loadavg": w.loadavg,
-                    "pool_size": w.pool_size,
-                    "memory_bytes": w.memory_bytes,
-                    "cpu_ratio": w.cpu_ratio,
-                    "sw_ident": w.sw_ident,
-                    "sw_ver": w.sw_ver,
-                    "pid": w.pid,
-                    "offline_at": w.offline_at,
-                    "lost_at": w.lost_at,
-                    # its clock minus ours (less transit), from its events; skewed past max_clock_skew
-                    "clock_offset": offset,
-                    "clock_skewed": offset is not None and abs(offset) > self.max_clock_skew,
-                    "queues": list(w.queues),
-                    "last_loss": w.loss.to_dict() if w.loss is not None else None,
-                }
-            )
-        return out
+    # -- saved state -------------------------------------------------------------------------
 
     def export_state(self) -> dict[str, Any]:
         return {

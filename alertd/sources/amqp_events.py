@@ -28,7 +28,8 @@ import orjson
 
 from alertd.clock import Clock
 from alertd.redact import redact_text, redact_url
-from alertd.sources.amqp_wire import AmqpConsumer, AmqpError, Delivery, Endpoint, QueueSpec
+from alertd.sources.amqp_frames import AmqpError, Delivery
+from alertd.sources.amqp_wire import AmqpConsumer, Endpoint, QueueSpec
 from alertd.sources.health import StreamHealth
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,50 @@
+"""Event rules' subscriptions: callbacks by event type (or for every type), called with each
+enriched event; a broken callback is logged and never stops ingestion."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("alertd.observe.observer")  # where these were logged before they moved here
+
+Watcher = Callable[[dict[str, Any]], None]
+
+
+class Watchers:
+    """Callbacks by event type (`by_type`) and for all types (`all`); both mutated in place, so
+    the observer's hot path may hold them."""
+
+    def __init__(self) -> None:
+        self.by_type: dict[str, list[Watcher]] = {}
+        self.all: list[Watcher] = []
+
+    def watch(self, callback: Watcher, types: frozenset[str] | None = None) -> Callable[[], None]:
+        """Call `callback` with each enriched event of `types` (all when None); returns unsubscribe."""
+        if types is None:
+            self.all.append(callback)
+        else:
+            for t in types:
+                self.by_type.setdefault(t, []).append(callback)
+
+        def unsubscribe() -> None:
+            if types is None:
+                if callback in self.all:
+                    self.all.remove(callback)
+            else:
+                for t in types:
+                    cbs = self.by_type.get(t, [])
+                    if callback in cbs:
+                        cbs.remove(callback)
+                    if not cbs:
+                        self.by_type.pop(t, None)
+
+        return unsubscribe
+
+    def notify(self, kind: str, enriched: dict[str, Any]) -> None:
+        for cb in (*self.by_type.get(kind, ()), *self.all):
+            try:
+                cb(enriched)
+            except Exception:  # a broken rule must not stop ingestion
+                log.exception("event watcher failed")
