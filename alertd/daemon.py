@@ -102,7 +102,7 @@ class Daemon(ApiView):
             max_silences=config.silences.max_silences,
             max_silence_bytes=config.silences.max_silence_bytes,
         )
-        self.notifier = self._make_notifier(config)
+        self.notifier = Notifier(config, self.store, self.clock, silences=self.silences, replica=self.replica)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
         self.registry.register(AlertingCollector(self))
@@ -118,9 +118,6 @@ class Daemon(ApiView):
         self._stopping = asyncio.Event()
         self._last_persist = 0.0
         self.listen_address = ""
-
-    def _make_notifier(self, config: Config) -> Notifier:
-        return Notifier(config, self.store, self.clock, silences=self.silences, replica=self.replica)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,11 +220,6 @@ class Daemon(ApiView):
         log.error("rule evaluation failed", exc_info=e)
         self._metrics.tick_errors.inc()
 
-    @staticmethod
-    def _silences_failed(e: Exception) -> None:
-        if not isinstance(e, StoreUnavailable):  # the store logged its outage once; known silences apply
-            log.warning("silences refresh failed: %s", e)
-
     async def _reload_if_changed(self) -> None:
         if self.reloader.changed_on_disk():
             await self.reload()
@@ -237,16 +229,11 @@ class Daemon(ApiView):
         if n:
             log.info("purged %d expired store entries", n)
 
-    @staticmethod
-    def _purge_failed(e: Exception) -> None:
-        if not isinstance(e, StoreUnavailable):  # purged at the next round once the store is back
-            log.warning("store purge failed: %s", e)
-
     def _loops(self) -> list[Coroutine[Any, Any, None]]:
         c = self.clock
         return [
             every(c, TICK_SECONDS, self.tick, on_error=self._tick_failed),
-            every(c, SILENCE_REFRESH_SECONDS, self.silences.refresh, on_error=self._silences_failed),
+            every(c, SILENCE_REFRESH_SECONDS, self.silences.refresh, on_error=_silences_failed),
             every(
                 c,
                 RELOAD_POLL_SECONDS,
@@ -254,7 +241,7 @@ class Daemon(ApiView):
                 on_error=lambda e: log.error("rule file poll failed", exc_info=e),
                 wait_first=True,
             ),
-            every(c, PURGE_SECONDS, self._purge, on_error=self._purge_failed, wait_first=True),
+            every(c, PURGE_SECONDS, self._purge, on_error=_purge_failed, wait_first=True),
         ]
 
     async def _persist(self) -> None:
@@ -325,6 +312,16 @@ class Daemon(ApiView):
     async def replay(self, path: Path, *, tail: float = 0.0) -> ReplaySummary:
         """Feed a capture through the pipeline on virtual time, ticking as a live daemon would."""
         return await replay(self.evaluation, path, self.tick, step=TICK_SECONDS, tail=tail)
+
+
+def _silences_failed(e: Exception) -> None:
+    if not isinstance(e, StoreUnavailable):  # the store logged its outage once; known silences apply
+        log.warning("silences refresh failed: %s", e)
+
+
+def _purge_failed(e: Exception) -> None:
+    if not isinstance(e, StoreUnavailable):  # purged at the next round once the store is back
+        log.warning("store purge failed: %s", e)
 
 
 def _make_auth(config: Config) -> Auth:

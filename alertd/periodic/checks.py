@@ -25,12 +25,13 @@ from alertd.periodic.config import PeriodicConfig
 from alertd.periodic.entries import Entry, same_call
 from alertd.periodic.runs import FINAL, FINISHED, RUNNING, WAITING, Run
 from alertd.periodic.schedules import Schedule
+from alertd.periodic.sources import EntryLoader, schedule_loader
+from alertd.periodic.views import snapshot
 
 log = logging.getLogger(__name__)
 
 Labels = tuple[str, ...]
 Watch = Callable[[Callable[[dict[str, Any]], None], frozenset[str] | None], Callable[[], None]]
-EntryLoader = Callable[[], tuple[list[Entry], list[str]]]
 
 GAUGES = (
     "periodic_missed_seconds",
@@ -95,7 +96,7 @@ class Periodic:
         self.config = config
         self.clock = clock
         self.orphaned = orphaned
-        self.loader = loader if loader is not None else _schedule_loader(config)
+        self.loader = loader if loader is not None else schedule_loader(config)
         self.entries: dict[str, EntryState] = {}
         self._by_task: dict[str, list[EntryState]] = {}
         self._in_flight: OrderedDict[str, tuple[EntryState, Run]] = OrderedDict()
@@ -298,37 +299,7 @@ class Periodic:
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """Every entry with its schedule in words, next expected run, last run and state (API, CLI)."""
-        self._sweep_lost()
-        out = []
-        for st in self.entries.values():
-            c = self._checks(st, now)
-            last = st.last()
-            if c is None:  # listed, its problem under `problems`
-                view = {**st.entry.as_dict(), "queue": st.queue, "next_expected": None, "state": "error"}
-                run = _run_view(last, now) if last else None
-                out.append({**view, "last_run": run, "checks": {}, "seen_from": None})
-                continue
-            out.append(
-                {
-                    **st.entry.as_dict(),
-                    "queue": st.queue,
-                    "next_expected": st.next_expected() if st.entry.enabled else None,
-                    "last_run": _run_view(last, now) if last else None,
-                    "state": _state(st, c) if st.entry.enabled else "disabled",
-                    "checks": c,
-                    "seen_from": ("task-sent" if st.sent_seen else "task-received" if st.received_only else None),
-                }
-            )
-        sent = [st.sent_seen for st in self.entries.values() if st.runs]
-        return {
-            "source": self.source,
-            "loaded_at": self.loaded_at,
-            "problems": list(self.problems),
-            # False: runs are seen only from task-received, so beat does not send task-sent
-            # events; sends are then timed by the worker's receipt and a queued run looks missed
-            "task_sent_events": (any(sent) if sent else None),
-            "entries": out,
-        }
+        return snapshot(self, now)
 
     def export_state(self) -> dict[str, Any]:
         """Each entry's recent runs, so a restart neither forgets a failure nor pages a missed run anew."""
@@ -378,60 +349,3 @@ def checks(st: EntryState, now: float) -> dict[str, Any]:
         "never_finished": bool(decided and decided[-1].state == "lost"),
         "runtime_seconds": runtime,
     }
-
-
-def _state(st: EntryState, c: Mapping[str, Any]) -> str:
-    if c["never_finished"]:
-        return "never_finished"
-    if c["failed"]:
-        return "failed"
-    if c["overran"]:
-        return "overran"
-    if c["missed_seconds"] > 0:
-        return "overdue"
-    last = st.last()
-    if last is None:
-        return "waiting"
-    if last.state in RUNNING:
-        return "running"
-    if last.state in WAITING:
-        return "queued"
-    return "ok"
-
-
-def _run_view(run: Run, now: float) -> dict[str, Any]:
-    return {**run.as_dict(), "runtime": run.runtime(now), "outcome": run.state}
-
-
-def _schedule_loader(config: PeriodicConfig) -> EntryLoader:
-    """Entries from each source configured; a RedBeat entry replaces the app's of the same name
-    (RedBeat copies beat_schedule into Redis, with the entry's last run)."""
-    app: list[Any] = []
-
-    def load() -> tuple[list[Entry], list[str]]:
-        from alertd.periodic.beat import beat_entries, load_app
-
-        entries: dict[str, Entry] = {}
-        problems: list[str] = []
-        timezone = config.timezone or "UTC"
-        if config.app:
-            if not app:
-                app.append(load_app(config.app, config.app_path))
-            timezone = config.timezone or str(app[0].timezone)
-            found, problems = beat_entries(app[0])
-            entries.update((e.name, e) for e in found)
-        if config.redbeat is not None:
-            from alertd.periodic.redbeat import redbeat_entries
-
-            found, more = redbeat_entries(config.redbeat.url, config.redbeat.key_prefix, timezone)
-            entries.update((e.name, e) for e in found)
-            problems += more
-        if config.django_celery_beat is not None:
-            from alertd.periodic.django_beat import django_beat_entries
-
-            found, more = django_beat_entries(config.django_celery_beat.dsn)
-            entries.update((e.name, e) for e in found)
-            problems += more
-        return list(entries.values()), problems
-
-    return load
