@@ -56,6 +56,16 @@ _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
+# libyaml's parser with the same resolvers, ten times faster on a rule pack; a file it refuses is
+# parsed again by the pure-Python one, whose error messages the hints below know.
+_FastStrictLoader: type[Any] | None = None
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _CStrictLoader(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+        yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+
+    _FastStrictLoader = _CStrictLoader
+
 
 @dataclass
 class Document:
@@ -94,7 +104,12 @@ def load_yaml(path: str | Path, text: str | None = None) -> Document:
         except OSError as e:
             raise FileError([Problem(name, None, "", f"cannot read file: {e.strerror}")]) from None
     try:
-        node = yaml.compose(text, Loader=_StrictLoader)
+        try:
+            node = yaml.compose(text, Loader=_FastStrictLoader or _StrictLoader)
+        except yaml.YAMLError:
+            if _FastStrictLoader is None:
+                raise
+            node = yaml.compose(text, Loader=_StrictLoader)  # to fail with PyYAML's own words
     except yaml.MarkedYAMLError as e:
         line, hint = syntax_hint(e, text)
         said = f"invalid YAML: {hint} (YAML says: {e.problem})" if hint else f"invalid YAML: {e.problem}"
