@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from alertd.config import load_config
 from alertd.daemon import Daemon
 from tests import beatapp
 from tests.conftest import ROOT, wait_until
+from tests.waiting import wait_for
 
 # The celery-beat group of the pack with thresholds a test can reach, evaluated every second.
 FAST_RULES = """
@@ -174,15 +173,3 @@ def firing(daemon: Daemon, alertname: str) -> list[dict[str, str]]:
 def entry_view(daemon: Daemon, name: str) -> dict[str, Any]:
     snap = daemon.periodic.snapshot(daemon.clock.now())
     return next(e for e in snap["entries"] if e["name"] == name)
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll on the event loop (the daemon runs on it) until `predicate()` is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday: the virtual clocks' start
 
@@ -23,11 +24,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str
 
 async def wait_for(
     predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition", interval: float = 0.05
-) -> None:
+) -> Any:
     """The same without blocking the event loop (the sources and servers under test run on it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
