@@ -61,7 +61,7 @@ _StrictLoader.add_implicit_resolver(
 _FastStrictLoader: type[Any] | None = None
 if getattr(yaml, "__with_libyaml__", False):
 
-    class _CStrictLoader(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+    class _CStrictLoader(yaml.CSafeLoader):
         yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
 
     _FastStrictLoader = _CStrictLoader

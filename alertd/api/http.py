@@ -13,7 +13,7 @@ from alertd.api.context import ApiContext
 from alertd.api.wire import BadRequest
 from alertd.auth import Principal, Role
 
-CTX: web.AppKey[ApiContext] = web.AppKey("ctx", ApiContext)  # type: ignore[type-abstract]
+CTX: web.AppKey[ApiContext] = web.AppKey("ctx", ApiContext)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -100,7 +100,7 @@ class RedisStore:
             self._r = None
 
     async def put(self, kind: str, key: str, doc: dict[str, Any], expires_at: float | None = None) -> None:
-        await self.r.eval(  # type: ignore[misc]
+        await self.r.eval(
             _PUT,
             3,
             self._k("doc", kind),
@@ -113,11 +113,11 @@ class RedisStore:
         )
 
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        raw = await self.r.hget(self._k("doc", kind), key)  # type: ignore[misc]
+        raw = await self.r.hget(self._k("doc", kind), key)
         return orjson.loads(raw) if raw else None
 
     async def all(self, kind: str) -> list[dict[str, Any]]:
-        items = await self.r.hgetall(self._k("doc", kind))  # type: ignore[misc]
+        items = await self.r.hgetall(self._k("doc", kind))
         return [orjson.loads(items[k]) for k in sorted(items)]
 
     async def delete(self, kind: str, key: str) -> None:
@@ -128,12 +128,12 @@ class RedisStore:
             await p.execute()
 
     async def version(self, kind: str) -> int:
-        v = await self.r.hget(self._k("versions"), kind)  # type: ignore[misc]
+        v = await self.r.hget(self._k("versions"), kind)
         return int(v) if v else 0
 
     async def purge(self, now: float) -> int:
         n = 0
-        kinds = await self.r.hkeys(self._k("versions"))  # type: ignore[misc]
+        kinds = await self.r.hkeys(self._k("versions"))
         for raw in kinds:
             kind = raw.decode() if isinstance(raw, bytes) else str(raw)
             expired = await self.r.zrangebyscore(self._k("exp", kind), "-inf", now)
@@ -146,10 +146,10 @@ class RedisStore:
                 n += len(expired)
         cutoff = now - self.history_retention
         while True:
-            oldest = await self.r.lindex(self._k("history"), -1)  # type: ignore[misc]
+            oldest = await self.r.lindex(self._k("history"), -1)
             if not oldest or orjson.loads(oldest)["ts"] >= cutoff:
                 break
-            await self.r.rpop(self._k("history"))  # type: ignore[misc]
+            await self.r.rpop(self._k("history"))
             n += 1
         return n
 
@@ -166,7 +166,7 @@ class RedisStore:
         out: list[HistoryEntry] = []
         start, page = 0, 1000
         while len(out) < limit:
-            rows = await self.r.lrange(self._k("history"), start, start + page - 1)  # type: ignore[misc]
+            rows = await self.r.lrange(self._k("history"), start, start + page - 1)
             if not rows:
                 break
             for raw in rows:
@@ -181,11 +181,11 @@ class RedisStore:
         return out
 
     async def claim(self, key: str, owner: str, ttl: float, now: float) -> bool:
-        ok = await self.r.eval(_CLAIM, 1, self._k("claim", key), owner, str(max(1, int(ttl * 1000))))  # type: ignore[misc]
+        ok = await self.r.eval(_CLAIM, 1, self._k("claim", key), owner, str(max(1, int(ttl * 1000))))
         return bool(ok)
 
     async def release(self, key: str, owner: str) -> None:
-        await self.r.eval(_RELEASE, 1, self._k("claim", key), owner)  # type: ignore[misc]
+        await self.r.eval(_RELEASE, 1, self._k("claim", key), owner)
 
 
 def _matches(d: dict[str, Any], q: HistoryQuery) -> bool:
