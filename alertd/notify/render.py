@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from alertd.alert import Alert
@@ -22,10 +22,21 @@ class Message:
     body_format: str  # markdown | text
 
 
+# A group's action links for its notification (`ack_url`, `silence_url`: signed, scoped to the
+# group, expiring), or none: filled by the acknowledgement package when `external_url` is set.
+Links = Callable[[AlertGroup, float], Mapping[str, str]]
+LINK_KEYS = ("ack_url", "silence_url")
+
+
+def no_links(group: AlertGroup, now: float) -> Mapping[str, str]:
+    return {}
+
+
 class Renderer:
-    def __init__(self, templates: Templates, external_url: Callable[[], str]) -> None:
+    def __init__(self, templates: Templates, external_url: Callable[[], str], links: Links = no_links) -> None:
         self.templates = templates
         self.external_url = external_url
+        self.links = links
 
     def render(
         self, receiver: Receiver, group: AlertGroup, firing: list[Alert], resolved: list[Alert], reason: str, now: float
@@ -40,6 +51,8 @@ class Renderer:
             external_url=self.external_url(),
             now=now,
         )
+        links = self.links(group, now)
+        ctx.update({k: links.get(k, "") for k in LINK_KEYS})  # templates test them, so always present
         template = receiver.config.template
         try:
             rendered = self.templates.render(template, ctx)
