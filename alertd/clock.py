@@ -54,6 +54,11 @@ class VirtualClock:
     def advance(self, seconds: float) -> None:
         self.set(self._now + seconds)
 
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper wakes (None: nobody sleeps): a test moves time exactly there
+        instead of guessing a step, so what it measures does not depend on the machine's speed."""
+        return min((d for d, fut in self._waiters if not fut.done()), default=None)
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)

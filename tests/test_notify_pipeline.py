@@ -18,6 +18,7 @@ import pytest
 from alertd.alert import AlertState
 from alertd.clock import VirtualClock
 from alertd.config import load_config
+from alertd.notify.delivery import MAX_BACKOFF
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
@@ -50,15 +51,22 @@ async def test_every_retry_is_in_history_and_backoff_doubles_up_to_its_bound(
     sink: Sink, store: SqliteStore, clock: VirtualClock
 ) -> None:
     sink.fail_times = 4  # four 500s, then 200
-    text = one_receiver(sink).replace("    retries: 0", "    retries: 5\n    retry_backoff: 20s")
+    # the claim's renewal (every ttl / 3) sleeps on the same clock: out of the way of the backoffs
+    text = one_receiver(sink, extra="ha:\n  claim_ttl: 1d").replace(
+        "    retries: 0", "    retries: 5\n    retry_backoff: 20s"
+    )
     n = Notifier(load_config(text=text), store, clock)
     n.put([make_alert("QueueLong", queue="a")])
     clock.advance(30)
     await n.flush_due(wait=False)
-    # The backoff sleeps on the virtual clock: move it on until the send is done.
+    # The backoff sleeps on the virtual clock: wake each sleep at its deadline until the send is
+    # done. Time stands still while an attempt is in flight (a fixed step per real interval made
+    # a slow attempt look like a longer backoff).
     while n._inflight:
         await asyncio.sleep(0.01)
-        clock.advance(5)
+        deadline = clock.next_deadline()
+        if deadline is not None and deadline - clock.now() <= MAX_BACKOFF:
+            clock.set(deadline)
     retries = await store.history(HistoryQuery(kind="retry"))
     assert [e.detail["attempt"] for e in reversed(retries)] == [1, 2, 3, 4]
     assert [e.detail["next_in"] for e in reversed(retries)] == [20, 40, 60, 60]  # doubling, capped at 60 s
