@@ -25,7 +25,7 @@ from alertd.rules.engine import Engine
 from alertd.rules.loader import RuleSet
 from alertd.sources import EventSource, open_event_source
 from alertd.sources.health import StreamHealth
-from alertd.sources.jsonl import ReplaySource, event_time, read_capture
+from alertd.sources.jsonl import ReplaySource, event_time, read_capture, skip_malformed
 from alertd.sources.sampler import Sampler
 
 log = logging.getLogger("alertd")
@@ -140,8 +140,7 @@ def captured_events(path: Path, health: StreamHealth) -> Iterator[tuple[float, d
     for lineno, event in read_capture(path):
         at = event_time(event) if event is not None else None
         if event is None or at is None:
-            health.malformed += 1
-            log.warning("%s:%d: not a captured event, skipped", path, lineno)
+            skip_malformed(health, path, lineno)
             continue
         yield at, event
 

@@ -150,6 +150,15 @@ def read_capture(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
             yield lineno, item
 
 
+def skip_malformed(health: StreamHealth, path: Path, lineno: int) -> None:
+    """The one policy for a line of a capture that is not an event or record (replay, rule tests'
+    events_file): counted as the live sources count one, logged the first ten times and then every
+    thousandth, skipped. A capture of garbage must not flood the log."""
+    health.malformed += 1
+    if health.malformed <= 10 or health.malformed % 1000 == 0:
+        log.warning("%s:%d: not a captured event, skipped", path, lineno)
+
+
 def event_time(event: dict[str, Any]) -> float | None:
     """When alertd received the event (or, failing that, when it was sent)."""
     at = event.get("local_received", event.get("timestamp"))
@@ -249,9 +258,7 @@ class ReplaySource:
                 if isinstance(item, dict) or item is None:
                     health.messages += 1
                 if item is None or at is None:
-                    health.malformed += 1
-                    if health.malformed <= 10 or health.malformed % 1000 == 0:
-                        log.warning("%s:%d: not a captured event, skipped", self.path, lineno)
+                    skip_malformed(health, self.path, lineno)
                     continue
                 if batch and (
                     not isinstance(item, dict) or (by_time and at != batch_at) or len(batch) >= self.max_batch
