@@ -27,7 +27,10 @@ from tests.waiting import wait_until
 pytest_plugins = ["tests.notify_fixtures", "tests.daemon_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("ALERTD_TEST_REDIS", "redis://127.0.0.1:6379/13")
+# Under pytest-xdist every process has a database of its own (13, 12, ...): the broker tests all
+# run in one process, but an offline test may still point a daemon at the local Redis.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+REDIS_URL = os.environ.get("ALERTD_TEST_REDIS", f"redis://127.0.0.1:6379/{13 - _WORKER % 8}")
 AMQP_URL = os.environ.get("ALERTD_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
 
@@ -244,6 +247,7 @@ BROKER_FIXTURES = {"redis_url", "amqp_url", "redis_server", "celery_worker_facto
 WORKER_FIXTURES = {"celery_worker_factory", "celery_app"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
@@ -251,3 +255,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.broker)
         if names & WORKER_FIXTURES:
             item.add_marker(pytest.mark.worker)
+        if item.get_closest_marker("broker"):
+            # one process runs them all, in order: real timings and the shared local brokers
+            item.add_marker(pytest.mark.xdist_group("broker"))
