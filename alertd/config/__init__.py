@@ -8,6 +8,7 @@ from alertd.config.routing import (
     CONSOLE_RECEIVER,
     InhibitRuleConfig,
     ReceiverConfig,
+    SlackApiConfig,
     RouteConfig,
     default_route,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "InhibitRuleConfig",
     "ObserveConfig",
     "ReceiverConfig",
+    "SlackApiConfig",
     "RouteConfig",
     "SamplerConfig",
     "Seconds",
