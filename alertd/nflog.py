@@ -43,6 +43,9 @@ class Entry:
     maybe_resolved: list[str] = field(default_factory=list)  # resolved notices attempted, not confirmed
     attempted_at: float | None = None
     attempted_by: str = ""
+    # the receiver's own handle on the message it posted for this group (Slack's channel and ts,
+    # by receiver kind): later notifications of the incident update it instead of posting anew
+    refs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
