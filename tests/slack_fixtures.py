@@ -100,9 +100,7 @@ def _over_limits(body: dict[str, Any]) -> str:
         text = b.get("text", {}).get("text", "")
         if (b["type"] == "header" and len(text) > 150) or (b["type"] == "section" and len(text) > 3000):
             return "invalid_blocks"
-        if b["type"] == "context" and (
-            len(b["elements"]) > 10 or any(len(e["text"]) > 3000 for e in b["elements"])
-        ):
+        if b["type"] == "context" and (len(b["elements"]) > 10 or any(len(e["text"]) > 3000 for e in b["elements"])):
             return "invalid_blocks"
     return ""
 

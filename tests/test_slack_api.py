@@ -184,9 +184,9 @@ async def test_token_from_a_file_and_the_config_checks(slack: FakeSlack, store: 
     text = slack_receiver(slack).replace("token: ${SLACK_BOT_TOKEN}", f"token_file: {tmp_path / 'slack-token'}")
     n = Notifier(load_config(text=text), store, VirtualClock(start=T0))
     (result,) = await n.test_send("ops")
-    assert result.ok and result.targets == ["slack_api http://127.0.0.1:%d #ops" % slack.port]
+    assert result.ok and result.targets == [f"slack_api http://127.0.0.1:{slack.port} #ops"]
     assert len(slack.posts()) == 1
-    with pytest.raises(ReceiverError, match="token_file .*missing"):
+    with pytest.raises(ReceiverError, match=r"token_file .*missing"):
         Notifier(load_config(text=text.replace("slack-token", "missing")), store, VirtualClock(start=T0))
     with pytest.raises(FileError, match="exactly one of token and token_file"):
         load_config(text=text.replace("token_file:", "token: x\n      token_file:"))

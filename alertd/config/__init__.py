@@ -8,8 +8,8 @@ from alertd.config.routing import (
     CONSOLE_RECEIVER,
     InhibitRuleConfig,
     ReceiverConfig,
-    SlackApiConfig,
     RouteConfig,
+    SlackApiConfig,
     default_route,
 )
 from alertd.config.settings import (
@@ -37,11 +37,11 @@ __all__ = [
     "InhibitRuleConfig",
     "ObserveConfig",
     "ReceiverConfig",
-    "SlackApiConfig",
     "RouteConfig",
     "SamplerConfig",
     "Seconds",
     "SilencesConfig",
+    "SlackApiConfig",
     "default_route",
     "find_config",
     "load_config",

@@ -22,7 +22,7 @@ import apprise
 
 from alertd.clock import Clock
 from alertd.config import ReceiverConfig
-from alertd.notify.slack_api import SlackApi, Sent, read_token
+from alertd.notify.slack_api import Sent, SlackApi, read_token
 from alertd.notify.template import Rendered
 from alertd.redact import redact_text, redact_url
 

@@ -73,7 +73,14 @@ _BY_SCHEME = {
     "workflows": TEAMS,
     "msteams": TEAMS,
 }
-_BY_HOST = {"hooks.slack.com": SLACK, "events.pagerduty.com": PAGERDUTY}
+# the services' own https:// webhook URLs, which Apprise also accepts
+_BY_HOST = {
+    "hooks.slack.com": SLACK,
+    "events.pagerduty.com": PAGERDUTY,
+    "api.telegram.org": TELEGRAM,
+    ".logic.azure.com": TEAMS,
+    ".powerplatform.com": TEAMS,
+}
 
 
 def limits_of(url: str) -> Limits:
@@ -82,7 +89,8 @@ def limits_of(url: str) -> Limits:
         host = parts.hostname or ""
     except ValueError:
         return GENERIC
-    return _BY_SCHEME.get(parts.scheme.lower()) or _BY_HOST.get(host) or GENERIC
+    by_host = next((lim for h, lim in _BY_HOST.items() if host == h or (h[0] == "." and host.endswith(h))), None)
+    return _BY_SCHEME.get(parts.scheme.lower()) or by_host or GENERIC
 
 
 def receiver_limits(urls: Iterable[str], *, native_slack: bool = False) -> Limits:

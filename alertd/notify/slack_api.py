@@ -79,7 +79,9 @@ class SlackApi:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
                 if ref:
                     try:
-                        await self._call(session, "chat.update", {"channel": ref["channel"], "ts": ref["ts"], **payload})
+                        await self._call(
+                            session, "chat.update", {"channel": ref["channel"], "ts": ref["ts"], **payload}
+                        )
                     except SlackCallError as e:
                         if e.error not in GONE:
                             raise
