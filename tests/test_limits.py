@@ -187,3 +187,27 @@ def test_each_receiver_kind_knows_its_limits() -> None:
     assert kind("json://localhost/hook") == kind() == limits.GENERIC
     both = kind(f"tgram://{TELEGRAM_BOT}/-100123", "mailtos://u:p@smtp.example.com")
     assert both.body == limits.TELEGRAM.body and both.title == limits.EMAIL_SUBJECT and both.message is not None
+
+
+async def test_telegram_carries_the_notification_within_4096(store: SqliteStore, transport: Transport) -> None:
+    await page(one("tg", f"tgram://{TELEGRAM_BOT}/-100123456", "generic"), store)
+    (req,) = transport.to("api.telegram.org")
+    assert req.url == f"https://api.telegram.org/bot{TELEGRAM_BOT}/sendMessage"
+    doc = json.loads(body_of(req))
+    assert str(doc["chat_id"]) == "-100123456" and len(doc["text"]) <= limits.TELEGRAM_TEXT
+    assert "[FIRING:200] CeleryTaskFailureRateHigh" in doc["text"]
+    assert "billing.charge_000 fails" in doc["text"] and "more firing: https://alertd.example.com" in doc["text"]
+
+
+async def test_teams_workflows_carries_the_notification_within_its_payload(
+    store: SqliteStore, transport: Transport
+) -> None:
+    await page(one("teams", TEAMS_URL, "generic"), store)
+    (req,) = transport.to("logic.azure.com")
+    assert "/workflows/a1b2c3d4e5f6/triggers/manual/paths/invoke" in (req.url or "")
+    assert len(body_of(req)) <= limits.TEAMS_PAYLOAD
+    (card,) = json.loads(body_of(req))["attachments"]  # an Adaptive Card: the texts are its TextBlocks
+    texts = [b["text"] for b in card["content"]["body"] if b["type"] == "TextBlock"]
+    assert texts[0] == "[FIRING:200] CeleryTaskFailureRateHigh"
+    body = texts[1].replace("\\", "")  # Apprise escapes Markdown in a text body
+    assert "billing.charge_000 fails" in body and "more firing: https://alertd.example.com" in body
