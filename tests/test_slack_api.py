@@ -192,3 +192,25 @@ async def test_token_from_a_file_and_the_config_checks(slack: FakeSlack, store: 
         load_config(text=text.replace("token_file:", "token: x\n      token_file:"))
     with pytest.raises(FileError, match="not both"):
         load_config(text=text.replace("    retries: 0", '    retries: 0\n    apprise: ["json://localhost"]'))
+
+
+async def test_any_later_reason_updates_the_message_and_only_a_first_notification_posts(
+    slack: FakeSlack, store: SqliteStore
+) -> None:
+    """Acknowledged, escalated, whatever reason comes later: the incident's message is updated."""
+    from alertd.nflog import Entry
+    from alertd.notify.render import Message
+    from alertd.notify.send import update_for
+    from alertd.notify.template import Rendered
+
+    n = notifier(slack, store, VirtualClock(start=T0))
+    ops = n.receivers["ops"]
+    ref = {"slack": {"channel": CHANNEL_ID, "ts": "1503435956.000247"}}
+    entry = Entry("ops", "g", firing=["fp1"], refs=ref)
+    message = Message(Rendered("t", "b"), {}, "text", {"reason": "acknowledged"})
+    for reason in ("new alerts in group", "some resolved", "repeat elapsed", "acknowledged by alice", "escalated"):
+        update = update_for(ops, message, entry, reason)
+        assert update is not None and update.refs == ref and update.told == {"fp1"}
+    first = update_for(ops, message, entry, "first notification")
+    assert first is not None and first.refs == {}
+    assert update_for(n.receivers["console"], message, entry, "repeat elapsed") is None  # Apprise: no refs

@@ -10,7 +10,7 @@ from typing import Any
 from alertd.alert import Alert
 from alertd.dispatch.groups import AlertGroup
 from alertd.notify.delivery import Receiver
-from alertd.notify.limits import GENERIC, Limits, fit, receiver_limits
+from alertd.notify.limits import fit, receiver_limits
 from alertd.notify.pagerduty import pagerduty_params
 from alertd.notify.template import Rendered, Templates, build_context
 
@@ -23,7 +23,6 @@ class Message:
     params: dict[str, str]  # Apprise URL parameters (PagerDuty's dedup key and severity)
     body_format: str  # markdown | text
     context: dict[str, Any] = field(default_factory=dict)  # the template's (a native receiver builds from it)
-    limits: Limits = GENERIC
 
 
 # A group's action links for its notification (`ack_url`, `silence_url`: signed, scoped to the
@@ -73,4 +72,4 @@ class Renderer:
         params: dict[str, str] = {}
         if template == "pagerduty":
             params = pagerduty_params(receiver.name, group.key, firing, ctx["common_labels"])
-        return Message(rendered, params, "markdown" if template == "slack" else "text", ctx, limits)
+        return Message(rendered, params, "markdown" if template == "slack" else "text", ctx)
