@@ -4,6 +4,7 @@ and Slack's message limits enforced as Slack does (invalid_blocks, msg_too_long)
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ class FakeSlack:
     replies: dict[str, list[str]] = field(default_factory=dict)  # thread ts -> reply texts
     # answers forced on the next calls, in order: (HTTP status, JSON body, headers)
     answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=deque)
+    delay: float = 0.0  # seconds before answering (a slow Slack)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(247))
 
     def url(self) -> str:
@@ -54,6 +56,8 @@ class FakeSlack:
         body = await request.json()
         auth = request.headers.get("Authorization", "")
         self.calls.append(Call(method, body, auth))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if auth != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if self.answers:

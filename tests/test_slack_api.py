@@ -214,3 +214,18 @@ async def test_any_later_reason_updates_the_message_and_only_a_first_notificatio
     first = update_for(ops, message, entry, "first notification")
     assert first is not None and first.refs == {}
     assert update_for(n.receivers["console"], message, entry, "repeat elapsed") is None  # Apprise: no refs
+
+
+async def test_a_slow_slack_times_out_and_the_fallback_tells_someone(slack: FakeSlack, store: SqliteStore) -> None:
+    slack.delay = 2.0
+    clock = VirtualClock(start=T0)
+    n = notifier(slack, store, clock, extra="    timeout: 0.2s\n    fallback: console")
+    n.put([alert("a")])
+    clock.advance(31)
+    await n.flush_due()
+    (dead,) = await store.history(HistoryQuery(kind="dead_letter"))
+    assert dead.outcome == "timed out after 0.2s"
+    (fallback,) = await store.history(HistoryQuery(kind="fallback"))
+    assert fallback.receiver == "console" and fallback.outcome == "ok" and n.fallback_total == 1
+    entry = await n.nflog.get("ops", next(iter(n.groups_by_key)))
+    assert entry is not None and entry.via == "console" and entry.refs == {}  # the catch-up posts the message
