@@ -74,6 +74,8 @@ class SlackApi:
     ) -> Sent:
         """Post, or update and reply in the thread. Never raises for Slack's or the network's errors."""
         ref = refs.get(REF)
+        if not (isinstance(ref, Mapping) and ref.get("channel") and ref.get("ts")):
+            ref = None  # none yet (or unreadable): post the incident's message
         payload = {"text": fallback_text(rendered), "blocks": blocks(rendered, ctx)}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
