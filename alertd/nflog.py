@@ -9,7 +9,9 @@ An entry knows, per alert told as firing, which *episode* it was told about (the
 the receiver even if the resolve never reached it. It also keeps what an unconfirmed attempt may
 have said (`maybe_firing`, `maybe_resolved`): a send interrupted by a crash or a timeout may have
 reached the receiver, so a resolved notice is owed for it (at-least-once), and re-sending it (a
-page or a resolved notice) is named a possible duplicate.
+page or a resolved notice) is named a possible duplicate. A receiver that keeps one message per
+incident (slack_api) keeps its handle on that message in `refs`, so replicas and a restarted
+alertd update the same one.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Entry:
     maybe_resolved: list[str] = field(default_factory=list)  # resolved notices attempted, not confirmed
     attempted_at: float | None = None
     attempted_by: str = ""
+    # the receiver's own handle on the message it posted for this group (Slack's channel and ts,
+    # by receiver kind): later notifications of the incident update it instead of posting anew
+    refs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -54,6 +54,7 @@ DEPLOY_SECRETS = {
     "SMTP_PASSWORD": "secret",
     "PAGERDUTY_URL": "pagerduty://a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6@u+Kbq7aZnsxY1ZXvs8a9",
     "SLACK_URL": "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+    "SLACK_BOT_TOKEN": "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy",
 }
 
 

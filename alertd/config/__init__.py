@@ -9,6 +9,7 @@ from alertd.config.routing import (
     InhibitRuleConfig,
     ReceiverConfig,
     RouteConfig,
+    SlackApiConfig,
     default_route,
 )
 from alertd.config.settings import (
@@ -40,6 +41,7 @@ __all__ = [
     "SamplerConfig",
     "Seconds",
     "SilencesConfig",
+    "SlackApiConfig",
     "default_route",
     "find_config",
     "load_config",

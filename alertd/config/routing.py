@@ -8,7 +8,7 @@ modelled beside their evaluation, in alertd.timeinterval (as in Alertmanager).
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from alertd.matchers import MatcherError, parse_matcher
 from alertd.schema import Seconds, Strict
@@ -26,12 +26,28 @@ def _check_matchers(v: list[str]) -> list[str]:
     return v
 
 
+class SlackApiConfig(Strict):
+    """Slack's Web API with a bot token: one message per incident, updated in place, with a thread."""
+
+    token: str | None = None  # a bot token (xoxb-...); ${VAR} is expanded from the environment at load
+    token_file: str | None = None  # a file holding the token: keeps it out of alertd.yaml
+    channel: str = Field(min_length=1)  # "#ops" or a channel id (C0123...)
+    api_url: str = "https://slack.com/api/"  # overridable for a proxy (and tests)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> SlackApiConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("slack_api needs exactly one of token and token_file")
+        return self
+
+
 class ReceiverConfig(Strict):
     name: str = Field(min_length=1)
     # Apprise URLs; ${VAR} is expanded from the environment at load time. An empty list (or
     # console://) prints notifications on the console.
     apprise: list[str] = []
     apprise_file: str | None = None  # a file with one URL per line: keeps secrets out of alertd.yaml
+    slack_api: SlackApiConfig | None = None  # Slack's Web API instead of Apprise (alertd.notify.slack_api)
     template: str = "generic"  # slack | email | pagerduty | generic | json | a path to a .j2 file
     send_resolved: bool = True
     send_resolved_immediately: bool = False  # all alerts of a group resolved: don't wait for group_interval
@@ -41,6 +57,12 @@ class ReceiverConfig(Strict):
     timeout: Seconds = 10.0  # bounds each attempt, connect and read included
     retries: int = Field(3, ge=0, le=20)
     retry_backoff: Seconds = 2.0  # first retry after this; doubles up to 60 s
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ReceiverConfig:
+        if self.slack_api is not None and (self.apprise or self.apprise_file):
+            raise ValueError("a receiver sends through slack_api or through apprise URLs, not both")
+        return self
 
 
 class RouteConfig(Strict):

@@ -1,4 +1,4 @@
-"""Delivery through Apprise: one receiver's URLs, with a timeout, retries, and redaction.
+"""Delivery through Apprise (or Slack's Web API): one receiver, with a timeout, retries, and redaction.
 
 Receivers are resolved once at load: ${VAR} expanded, `apprise_file` read, every URL checked by
 Apprise. The URLs are secrets (webhook tokens, integration keys): nothing here logs or returns
@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import apprise
 
 from alertd.clock import Clock
 from alertd.config import ReceiverConfig
+from alertd.notify.slack_api import Sent, SlackApi, read_token
 from alertd.notify.template import Rendered
 from alertd.redact import redact_text, redact_url
 
@@ -55,6 +56,7 @@ class Receiver:
 
     config: ReceiverConfig
     urls: list[str] = field(default_factory=list)  # never log these
+    api: SlackApi | None = None  # a receiver that keeps one message per incident (slack_api)
 
     @property
     def name(self) -> str:
@@ -62,14 +64,18 @@ class Receiver:
 
     @property
     def console(self) -> bool:
+        if self.api is not None:
+            return False
         return not self.urls or all(u.startswith(CONSOLE) for u in self.urls)
 
     def redacted(self) -> list[str]:
+        if self.api is not None and self.config.slack_api is not None:
+            return [f"slack_api {redact_url(self.config.slack_api.api_url)} {self.config.slack_api.channel}"]
         return [redact_url(u) for u in self.urls] or [CONSOLE]
 
     def secrets(self) -> list[str]:
-        """Pieces of the URLs that must not appear in any log or error."""
-        out = []
+        """Pieces of the URLs (and the API token) that must not appear in any log or error."""
+        out = self.api.secrets() if self.api is not None else []
         for u in self.urls:
             out.append(u)
             out.extend(p for p in re.split(r"[/:@?&=]+", u.split("://", 1)[-1]) if len(p) >= 6)
@@ -87,7 +93,16 @@ def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
         except OSError as e:
             raise ReceiverError(cfg.name, f"apprise_file {path}: {e.strerror}") from None
     urls = [expand_env(u, cfg.name) for u in raw]
-    receiver = Receiver(cfg, urls)
+    api = None
+    if cfg.slack_api is not None:
+        try:
+            token = read_token(cfg.slack_api, base_dir, lambda t: expand_env(t, cfg.name))
+        except OSError as e:
+            raise ReceiverError(cfg.name, f"slack_api token_file {cfg.slack_api.token_file}: {e.strerror}") from None
+        if not token:
+            raise ReceiverError(cfg.name, "slack_api token is empty")
+        api = SlackApi(cfg.slack_api, token)
+    receiver = Receiver(cfg, urls, api)
     register_secrets(receiver)  # before Apprise sees them: it logs a URL it refuses, whole
     for u in urls:
         if u.startswith(CONSOLE):
@@ -100,12 +115,22 @@ def resolve_receiver(cfg: ReceiverConfig, base_dir: Path) -> Receiver:
 
 
 @dataclass
+class Update:
+    """For a receiver that keeps one message per incident: which message, and what it is about."""
+
+    refs: Mapping[str, Any]  # the message as the receiver last posted it ({}: post a new one)
+    context: Mapping[str, Any]  # the template's context: the receiver lays the message out from it
+    told: frozenset[str] = frozenset()  # fingerprints the message showed as firing: the rest is news
+
+
+@dataclass
 class DeliveryResult:
     receiver: str
     ok: bool
     attempts: int
     error: str = ""
     targets: list[str] = field(default_factory=list)  # redacted
+    refs: dict[str, Any] = field(default_factory=dict)  # the message to update next time (Update receivers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,11 +173,13 @@ async def deliver(
     params: dict[str, str] | None = None,
     body_format: str = "text",
     on_retry: Callable[[int, str, float], Awaitable[None]] | None = None,
+    update: Update | None = None,
 ) -> DeliveryResult:
     """Send with retries and exponential backoff (on the injected clock). Never raises.
 
     `on_retry(attempt, redacted_error, backoff)` is awaited before each retry so history shows
-    every failed attempt, not only the last.
+    every failed attempt, not only the last. `update` is for receivers with message refs
+    (`receiver.api`): the result's `refs` is the message they posted or updated.
     """
     cfg = receiver.config
     if receiver.console:
@@ -162,28 +189,44 @@ async def deliver(
     backoff = cfg.retry_backoff
     error = ""
     attempts = 0
+    refs = dict(update.refs) if update is not None else {}
     for attempt in range(cfg.retries + 1):
         attempts = attempt + 1
         try:
-            ok, error = await asyncio.wait_for(
-                _send_once(receiver, message, resolved, params or {}, body_format), timeout=cfg.timeout
+            sent = await asyncio.wait_for(
+                _attempt(receiver, message, resolved, params or {}, body_format, update), timeout=cfg.timeout
             )
         except TimeoutError:
-            ok, error = False, f"timed out after {cfg.timeout:g}s"
+            sent = Sent(False, f"timed out after {cfg.timeout:g}s")
         except Exception as e:  # a plugin bug is one failed attempt, not a lost notification
-            ok, error = False, f"{type(e).__name__}: {e}"
-        if ok:
-            return DeliveryResult(receiver.name, True, attempts, targets=receiver.redacted())
-        error = redact_text(error, receiver.secrets())
+            sent = Sent(False, f"{type(e).__name__}: {e}")
+        if sent.ok:
+            return DeliveryResult(receiver.name, True, attempts, targets=receiver.redacted(), refs=sent.refs)
+        error = redact_text(sent.error, receiver.secrets())
         if attempt < cfg.retries:
-            log.warning(
-                "receiver %s: attempt %d failed (%s); retrying in %.0fs", receiver.name, attempts, error, backoff
-            )
+            # the service asked for a pause (Slack's 429 Retry-After): wait at least that, bounded
+            wait = max(backoff, min(sent.retry_after or 0.0, MAX_BACKOFF))
+            log.warning("receiver %s: attempt %d failed (%s); retrying in %.0fs", receiver.name, attempts, error, wait)
             if on_retry is not None:
-                await on_retry(attempts, error, backoff)
-            await clock.sleep(backoff)
+                await on_retry(attempts, error, wait)
+            await clock.sleep(wait)
             backoff = min(backoff * 2, MAX_BACKOFF)
-    return DeliveryResult(receiver.name, False, attempts, error=error, targets=receiver.redacted())
+    return DeliveryResult(receiver.name, False, attempts, error=error, targets=receiver.redacted(), refs=refs)
+
+
+async def _attempt(
+    receiver: Receiver,
+    message: Rendered,
+    resolved: bool,
+    params: dict[str, str],
+    body_format: str,
+    update: Update | None,
+) -> Sent:
+    if receiver.api is not None:
+        u = update or Update({}, {})
+        return await receiver.api.send(message, u.context, u.refs, u.told, receiver.config.timeout)
+    ok, error = await _send_once(receiver, message, resolved, params, body_format)
+    return Sent(ok, error)
 
 
 async def _send_once(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from alertd.alert import Alert
 from alertd.dispatch.groups import AlertGroup
 from alertd.notify.delivery import Receiver
+from alertd.notify.limits import fit, receiver_limits
 from alertd.notify.pagerduty import pagerduty_params
 from alertd.notify.template import Rendered, Templates, build_context
 
@@ -20,6 +22,7 @@ class Message:
     rendered: Rendered
     params: dict[str, str]  # Apprise URL parameters (PagerDuty's dedup key and severity)
     body_format: str  # markdown | text
+    context: dict[str, Any] = field(default_factory=dict)  # the template's (a native receiver builds from it)
 
 
 # A group's action links for its notification (`ack_url`, `silence_url`: signed, scoped to the
@@ -54,17 +57,19 @@ class Renderer:
         links = self.links(group, now)
         ctx.update({k: links.get(k, "") for k in LINK_KEYS})  # templates test them, so always present
         template = receiver.config.template
+        limits = receiver_limits(receiver.urls, native_slack=receiver.config.slack_api is not None)
+        ctx["max_alerts"] = limits.alerts  # how many alerts to list; fit() lowers it until the message fits
         try:
-            rendered = self.templates.render(template, ctx)
+            rendered = fit(lambda n: self.templates.render(template, {**ctx, "max_alerts": n}), limits)
         except Exception as e:
             # A template that fails on this data (checked at load, but data varies) must not
             # swallow the page: send it with the generic template and say so.
             log.error(
                 "receiver %s: template %r failed (%s); sending with the generic template", receiver.name, template, e
             )
-            rendered = self.templates.render("generic", ctx)
+            rendered = fit(lambda n: self.templates.render("generic", {**ctx, "max_alerts": n}), limits)
             template = "generic"
         params: dict[str, str] = {}
         if template == "pagerduty":
             params = pagerduty_params(receiver.name, group.key, firing, ctx["common_labels"])
-        return Message(rendered, params, "markdown" if template == "slack" else "text")
+        return Message(rendered, params, "markdown" if template == "slack" else "text", ctx)

@@ -18,12 +18,26 @@ from alertd.dispatch.groups import AlertGroup
 from alertd.faults import crash_point
 from alertd.nflog import Entry, NotificationLog
 from alertd.notify.dedup import CATCH_UP, Plan
-from alertd.notify.delivery import Receiver, deliver
+from alertd.notify.delivery import Receiver, Update, deliver
 from alertd.notify.history import History
-from alertd.notify.render import Renderer
+from alertd.notify.render import Message, Renderer
 from alertd.notify.stage import Flush
 
 log = logging.getLogger(__name__)
+
+FIRST = "first notification"
+
+
+def update_for(receiver: Receiver, message: Message, entry: Entry, reason: str) -> Update | None:
+    """For a receiver that keeps one message per incident: the message to update, or none to post.
+
+    A first notification is a new incident (the group had nothing firing that the receiver was
+    told of, e.g. after everything resolved): it gets a new message, and the last one stays as
+    the record of the incident before.
+    """
+    if receiver.api is None:
+        return None
+    return Update({} if reason == FIRST else entry.refs, message.context, frozenset(entry.firing))
 
 
 @dataclass
@@ -130,9 +144,11 @@ class SendStage:
             params=message.params,
             body_format=message.body_format,
             on_retry=retrying,
+            update=update_for(receiver, message, before, reason),
         )
         if result.ok:
             crash_point("after-request", kind)
+            done = replace(done, refs=result.refs if receiver.api is not None else before.refs)
             await self.nflog.put(done)
             self.counts.count_sent(interrupted)
             await self.history.record(
@@ -168,6 +184,7 @@ class SendStage:
             resolved=not firing,
             params=fb_message.params,
             body_format=fb_message.body_format,
+            update=update_for(fallback, fb_message, Entry(fallback.name, group.key), FIRST),
         )
         await self.history.record(
             "fallback",
@@ -181,7 +198,8 @@ class SendStage:
         )
         if fb.ok:
             # told through the fallback: don't page again every interval; the receiver catches up
-            await self.nflog.put(replace(done, via=fallback.name))
+            # (its message, if it keeps one, is still the one to update)
+            await self.nflog.put(replace(done, via=fallback.name, refs=before.refs))
             self.counts.fallback += 1
             self.counts.count_sent(interrupted)
         return fb.ok

@@ -273,7 +273,7 @@ class Notifier:
         if r is None:
             raise KeyError(receiver)
         if retries is not None:
-            r = Receiver(r.config.model_copy(update={"retries": retries}), r.urls)
+            r = Receiver(r.config.model_copy(update={"retries": retries}), r.urls, r.api)
         now = self.clock.now()
         sample = Alert(
             labels={"alertname": "AlertdTestNotification", "severity": "info", "receiver": receiver},

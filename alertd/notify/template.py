@@ -194,6 +194,7 @@ def build_context(
         "resolved": views_r,
         "alerts": views_f + views_r,
         "external_url": external_url,
+        "max_alerts": len(alerts),  # the renderer lowers it to what fits the receiver (alertd.notify.limits)
         "webhook": {
             "version": "4",
             "groupKey": group_key,
