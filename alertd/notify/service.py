@@ -4,7 +4,9 @@ Alertmanager's shape. The dispatcher (alertd.dispatch) puts alerts into aggregat
 route and group labels and flushes each on its timers; a flush runs the pipeline of stages, one
 module each:
 
-    inhibit -> time intervals -> silences -> note suppressed -> dedup -> claim (HA) -> dedup -> send
+    inhibit -> time intervals -> silences -> note suppressed -> escalate -> dedup -> claim (HA) -> dedup -> send
+
+(escalate runs dedup -> claim -> dedup -> send for each escalation step's receiver that is owed.)
 
 Every suppression, send, retry, failure and dead letter is written to history. Before sending,
 a replica claims the group in the store, so two replicas sharing a Redis store page once. This
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from alertd.notify import stage
 from alertd.notify.claim import Claims, ClaimStage
 from alertd.notify.dedup import DedupStage
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
+from alertd.notify.escalate import EscalateStage
 from alertd.notify.history import History
 from alertd.notify.mute import InhibitStage, Muter, NoteSuppressed, SilenceStage, TimeMuteStage, route_muted
 from alertd.notify.render import Renderer
@@ -112,16 +115,34 @@ class Notifier:
         )
         self.templates = templates
         self.renderer = Renderer(templates, lambda: self.config.api.external_url)
-        dedup = DedupStage(self.nflog, self.replica, self.dispatcher.forget_resolved)
         # Built anew on reload; a flush in flight finishes with the stages it started with.
         self.pipeline: list[stage.Stage] = [
             InhibitStage(inhibitor),
             TimeMuteStage(intervals),
             SilenceStage(self.silences),
             NoteSuppressed(self.history),
+            EscalateStage(
+                store=self.store,
+                nflog=self.nflog,
+                history=self.history,
+                receivers=self.receivers.get,
+                # a step's receiver leaves the group's resolved alerts to the route's receiver
+                deliver=lambda before_send: self._delivery(lambda group, resolved: None, before_send),
+            ),
+            *self._delivery(self.dispatcher.forget_resolved),
+        ]
+        self.dispatcher.rebind(root)
+
+    def _delivery(
+        self, forget: Callable[[AlertGroup, list[Alert]], None], *before_send: stage.Stage
+    ) -> list[stage.Stage]:
+        """What the group owes a receiver, sent once (HA claim) and recorded."""
+        dedup = DedupStage(self.nflog, self.replica, forget)
+        return [
             dedup,  # read before claiming: most flushes have nothing to say
             ClaimStage(self.claims),
             dedup,  # the other replica may have sent just before this one got the claim
+            *before_send,
             SendStage(
                 nflog=self.nflog,
                 history=self.history,
@@ -130,10 +151,9 @@ class Notifier:
                 replica=self.replica,
                 counts=self.counts,
                 receivers=self.receivers.get,
-                forget=self.dispatcher.forget_resolved,
+                forget=forget,
             ),
         ]
-        self.dispatcher.rebind(root)
 
     def receiver_names(self) -> list[str]:
         return sorted(self.receivers)
@@ -178,12 +198,12 @@ class Notifier:
         """Flush every group whose timer is due (tests call this after moving a virtual clock)."""
         await self.dispatcher.flush_due(wait=wait)
 
-    async def _flush(self, group: AlertGroup) -> None:
+    async def _flush(self, group: AlertGroup, timer: bool = True) -> None:
         receiver = self.receivers.get(group.receiver)
         if receiver is None:
             log.error("route %s names unknown receiver %r", group.route.id, group.receiver)
             return
-        await stage.run(self.pipeline, stage.Flush.of(group, receiver, self.clock.now()))
+        await stage.run(self.pipeline, stage.Flush.of(group, receiver, self.clock.now(), timer=timer))
 
     # The dispatcher's state, as the API, the daemon and tests read it.
     @property
@@ -255,6 +275,7 @@ class Notifier:
                     "group_interval": r.group_interval,
                     "repeat_interval": r.repeat_interval,
                     "muted_by": route_muted(self.intervals, r, now),
+                    "escalate": [{"after": s.after, "receiver": s.receiver} for s in r.escalate],
                     "next_flush": g.next_flush if g else None,
                 }
             )
