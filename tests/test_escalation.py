@@ -23,8 +23,10 @@ from alertd.notify.service import Notifier
 from alertd.notify.stage import Flush, Suppression
 from alertd.silence.silences import Silences
 from alertd.store.base import HistoryQuery, Store
+from alertd.store.buffered import BufferedStore
 from alertd.store.open import open_store
 from alertd.yamlfile import FileError
+from tests.conftest import RedisServer
 from tests.notify_fixtures import T0, Sink, Stepper, make_alert, sink_posts
 
 M = 60.0
@@ -230,6 +232,26 @@ async def test_two_replicas_on_one_redis_send_each_step_once(
         assert got[name] == ["[FIRING:1] QueueLong", "[RESOLVED] QueueLong"], (name, got)
     assert await escalated(redis_store) == [("manager", STEP2, 2), ("secondary", STEP1, 1)]
     assert len(await redis_store.history(HistoryQuery(kind="sent"))) == 6
+
+
+async def test_through_a_store_outage_the_route_pages_and_the_step_still_does(
+    sink: Sink, redis_server: RedisServer, clock: VirtualClock
+) -> None:
+    store = BufferedStore(open_store(redis_server.url), clock, url=redis_server.url)
+    await store.open()
+    try:
+        redis_server.kill()  # down before the incident: the escalation record cannot be read
+        n = Notifier(load_config(text=policy(sink)), store, clock)
+        run = Stepper(n, clock)
+        await run.until(STEP1 - 1, [FIRING])
+        assert [r["path"] for r in sink.requests] == ["/primary"]
+        # the step goes out on its second, the incident read from the notification log's cache
+        await run.until(STEP1, [FIRING])
+        assert [r["path"] for r in sink.requests] == ["/primary", "/secondary"]
+        await run.until(STEP1 + 5 * M, [FIRING])
+        assert len(sink.requests) == 2
+    finally:
+        await store.close()
 
 
 # -- the pieces, table-driven --------------------------------------------------------------

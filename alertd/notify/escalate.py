@@ -29,7 +29,7 @@ from alertd.notify import stage
 from alertd.notify.delivery import Receiver
 from alertd.notify.history import History
 from alertd.notify.stage import Flush
-from alertd.store.base import Store
+from alertd.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,10 @@ class EscalateStage:
     async def __call__(self, flush: Flush) -> Flush | None:
         steps = flush.group.route.escalate
         if steps:
-            await self.escalate(flush, steps)
+            try:
+                await self.escalate(flush, steps)
+            except Exception:  # a bug here must not stop the route's own page
+                log.exception("escalation of group %s failed", flush.group.key)
         return flush if flush.timer else None  # a wake-up was for the steps alone
 
     async def escalate(self, flush: Flush, steps: tuple[Step, ...]) -> None:
@@ -141,11 +144,22 @@ class EscalateStage:
             if not done:
                 held.update(a.fingerprint for a in flush.resolved)  # its resolved notice is still owed
         group.held = held
+        if incident.since is not None and not flush.firing:
+            # nothing fires: the route's receiver may be told everything resolved in this flush,
+            # which ends the incident; the group may then be gone, so see to it when the flush ends
+            flush.on_release(lambda: self.incident_over(group.receiver, group.key))
 
     async def incident(self, flush: Flush) -> Incident:
         """The group's incident as the route receiver's log entry and this flush say it is now."""
         group = flush.group
-        doc = await self.store.get(KIND, group.key)
+        try:
+            doc = await self.store.get(KIND, group.key)
+        except StoreUnavailable:
+            # fail open, as the notification log does through an outage (its cache answers): the
+            # incident is taken from that log, so a step still pages (a late one rather than none)
+            doc, writable = None, False
+        else:
+            writable = True
         before = Incident(doc.get("since"), doc.get("acked_at")) if doc else Incident()
         primary = await self.nflog.get(group.receiver, group.key)
         if not told_firing(primary):
@@ -166,12 +180,19 @@ class EscalateStage:
                     sorted(a.fingerprint for a in flush.firing),
                     {"silenced_by": by, "since": after.since},
                 )
-        if after != before:
+        if after != before and writable:
             if after.since is None:
                 await self.store.delete(KIND, group.key)
             else:
                 await self.store.put(KIND, group.key, asdict(after), flush.now + RETENTION)
         return after
+
+    async def incident_over(self, receiver: str, key: str) -> None:
+        try:
+            if not told_firing(await self.nflog.get(receiver, key)):
+                await self.store.delete(KIND, key)
+        except Exception as e:  # a store outage: the next incident's first flush closes it anyway
+            log.warning("could not close the incident of %s: %s", key, e)
 
     async def send(
         self,
