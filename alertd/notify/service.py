@@ -127,33 +127,11 @@ class Notifier:
                 history=self.history,
                 receivers=self.receivers.get,
                 # a step's receiver leaves the group's resolved alerts to the route's receiver
-                deliver=lambda before_send: self._delivery(lambda group, resolved: None, before_send),
+                deliver=lambda before_send: delivery(self, lambda group, resolved: None, before_send),
             ),
-            *self._delivery(self.dispatcher.forget_resolved),
+            *delivery(self, self.dispatcher.forget_resolved),
         ]
         self.dispatcher.rebind(root)
-
-    def _delivery(
-        self, forget: Callable[[AlertGroup, list[Alert]], None], *before_send: stage.Stage
-    ) -> list[stage.Stage]:
-        """What the group owes a receiver, sent once (HA claim) and recorded."""
-        dedup = DedupStage(self.nflog, self.replica, forget)
-        return [
-            dedup,  # read before claiming: most flushes have nothing to say
-            ClaimStage(self.claims),
-            dedup,  # the other replica may have sent just before this one got the claim
-            *before_send,
-            SendStage(
-                nflog=self.nflog,
-                history=self.history,
-                renderer=self.renderer,
-                clock=self.clock,
-                replica=self.replica,
-                counts=self.counts,
-                receivers=self.receivers.get,
-                forget=forget,
-            ),
-        ]
 
     def receiver_names(self) -> list[str]:
         return sorted(self.receivers)
@@ -325,3 +303,27 @@ class Notifier:
             {"attempts": result.attempts},
         )
         return [result]
+
+
+def delivery(
+    n: Notifier, forget: Callable[[AlertGroup, list[Alert]], None], *before_send: stage.Stage
+) -> list[stage.Stage]:
+    """The stages that send a group what it owes one receiver, once (HA claim), and record it:
+    the route's receiver's, and each escalation step's (alertd.notify.escalate)."""
+    dedup = DedupStage(n.nflog, n.replica, forget)
+    return [
+        dedup,  # read before claiming: most flushes have nothing to say
+        ClaimStage(n.claims),
+        dedup,  # the other replica may have sent just before this one got the claim
+        *before_send,
+        SendStage(
+            nflog=n.nflog,
+            history=n.history,
+            renderer=n.renderer,
+            clock=n.clock,
+            replica=n.replica,
+            counts=n.counts,
+            receivers=n.receivers.get,
+            forget=forget,
+        ),
+    ]
