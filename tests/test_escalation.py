@@ -100,6 +100,8 @@ async def test_unacknowledged_each_step_pages_at_its_second_and_the_resolve_reac
     got = posts(sink)
     assert got["secondary"] == got["manager"] == ["[FIRING:1] QueueLong"]
     assert got["primary"] == ["[FIRING:1] QueueLong"]  # no extra page to the route's receiver
+    (route,) = n.explain(FIRING.labels, clock.now())["routes"]  # the alert's explain view shows the policy
+    assert route["escalate"] == [{"after": 900.0, "receiver": "secondary"}, {"after": 2700.0, "receiver": "manager"}]
     (first_step,) = sink_posts(sink, "/secondary")
     assert "escalated: unacknowledged 15m after the first page" in first_step["message"]
 
