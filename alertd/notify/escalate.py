@@ -218,10 +218,13 @@ class EscalateStage:
             route_muted=flush.route_muted,
         )
         reason = f"escalated: unacknowledged {format_duration(step.after)} after the first page"
-        next_flush = group.next_flush
+        timer = group.next_flush
         out = await stage.run(self.deliver(StepReason(reason)), sub)
-        # dedup and claim may move the group's timer for this receiver; never later than the route's
-        group.next_flush = min(next_flush, group.next_flush)
+        if group.next_flush != timer:
+            # dedup or claim asked to look again soon (another replica holds this send): a
+            # wake-up does that for the step, and the route's receiver keeps its own timer
+            group.wake(group.next_flush)
+            group.next_flush = timer
         if out is not None and fire and not told_firing(entry) and sub.plan is not None and sub.plan.to_fire:
             detail: dict[str, Any] = {
                 "step": number,
