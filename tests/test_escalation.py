@@ -114,6 +114,24 @@ async def test_unacknowledged_each_step_pages_at_its_second_and_the_resolve_reac
     assert await store.get("escalation", group.key) is None  # the incident is over
 
 
+async def test_a_wake_up_sends_the_due_step_only_and_everyone_else_keeps_the_groups_pace(
+    sink: Sink, store: Store, clock: VirtualClock, silences: Silences
+) -> None:
+    n = Notifier(load_config(text=policy(sink)), store, clock, silences=silences)
+    run = Stepper(n, clock)
+    await run.until(STEP2 - 30, [FIRING])
+    late = make_alert("QueueLong", queue="b", severity="critical", starts_at=clock.now())
+    regular = FIRST_PAGE + 12 * 4 * M  # the group's next flush after step 2
+    await run.until(regular - 1, [FIRING, late])  # step 2's wake-up is in between
+    got = posts(sink)
+    assert got["manager"] == ["[FIRING:2] QueueLong"]  # its first page: the group as it is now
+    assert got["primary"] == got["secondary"] == ["[FIRING:1] QueueLong"]  # not told early of b
+    await run.until(regular, [FIRING, late])
+    got = posts(sink)
+    assert got["primary"][-1] == got["secondary"][-1] == "[FIRING:2] QueueLong", got
+    assert len(got["manager"]) == 1
+
+
 async def test_an_acknowledgement_at_20m_stops_the_policy_and_the_resolve_reaches_who_was_paged(
     sink: Sink, store: Store, clock: VirtualClock, silences: Silences
 ) -> None:

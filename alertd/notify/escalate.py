@@ -135,6 +135,8 @@ class EscalateStage:
                 due = incident.due_at(step)
                 assert due is not None
                 group.wake(due)
+            if not flush.timer and state != "due":
+                continue  # a wake-up sends a step's first page; the rest keeps the group's pace
             if state in ("paged", "due"):
                 done = await self.send(flush, receiver, step, number, incident, entry, fire=True)
             elif entry is not None and flush.resolved:
@@ -143,7 +145,8 @@ class EscalateStage:
                 done = True
             if not done:
                 held.update(a.fingerprint for a in flush.resolved)  # its resolved notice is still owed
-        group.held = held
+        if flush.timer:
+            group.held = held
         if incident.since is not None and not flush.firing:
             # nothing fires: the route's receiver may be told everything resolved in this flush,
             # which ends the incident; the group may then be gone, so see to it when the flush ends
