@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -18,7 +19,8 @@ from alertd.clock import VirtualClock
 from alertd.config import load_config
 from alertd.dispatch.route import Step
 from alertd.matchers import parse_matchers
-from alertd.notify.escalate import Incident, acknowledged, step_state
+from alertd.nflog import Entry
+from alertd.notify.escalate import EscalateStage, Incident, acknowledged, step_state
 from alertd.notify.service import Notifier
 from alertd.notify.stage import Flush, Suppression
 from alertd.silence.silences import Silences
@@ -295,6 +297,64 @@ STEP = Step(15 * M, "secondary")
 )
 def test_step_state(incident: Incident, now: float, paged: bool, expected: str) -> None:
     assert step_state(STEP, incident, now, paged) == expected
+
+
+SINCE = T0 + 100 * M
+
+
+def told(receiver: str, alert: Alert, at: float) -> Entry:
+    return Entry(receiver, "", [alert.fingerprint], [], at, "first notification", starts={alert.fingerprint: T0})
+
+
+@pytest.mark.parametrize(
+    ("case", "now", "told_before", "record", "silenced", "timer", "sent", "wake", "goes_on"),
+    [
+        ("no incident yet: the page is about to go", SINCE, [], None, False, True, [], SINCE + 15 * M, True),
+        ("step 1 not due", SINCE + 10 * M, ["primary"], None, False, True, [], SINCE + 15 * M, True),
+        ("step 1 due", SINCE + 15 * M, ["primary"], None, False, True, ["secondary"], SINCE + 45 * M, True),
+        ("step 1 on a wake-up", SINCE + 15 * M, ["primary"], None, False, False, ["secondary"], SINCE + 45 * M, False),
+        ("both due late", SINCE + 50 * M, ["primary"], None, False, True, ["manager", "secondary"], None, True),
+        ("step 1 sent: step 2", SINCE + 45 * M, ["primary", "secondary"], None, False, True, ["manager"], None, True),
+        ("acknowledged earlier", SINCE + 50 * M, ["primary"], SINCE + 5 * M, False, True, [], None, True),
+        ("acknowledged now", SINCE + 15 * M, ["primary"], None, True, True, [], None, True),
+    ],
+)
+async def test_the_escalation_stage(
+    sink: Sink,
+    store: Store,
+    clock: VirtualClock,
+    case: str,
+    now: float,
+    told_before: list[str],
+    record: float | None,
+    silenced: bool,
+    timer: bool,
+    sent: list[str],
+    wake: float | None,
+    goes_on: bool,
+) -> None:
+    """The stage alone (the notifier's own, its delivery stages real): which steps it sends, when
+    it asks to be woken, and whether the flush goes on to the route's receiver."""
+    n = Notifier(load_config(text=policy(sink)), store, clock)
+    (escalate,) = [s for s in n.pipeline if isinstance(s, EscalateStage)]
+    n.put([FIRING])
+    (group,) = n.groups()
+    for receiver in told_before:
+        await n.nflog.put(
+            replace(told(receiver, FIRING, SINCE if receiver == "primary" else SINCE + 15 * M), group_key=group.key)
+        )
+    if record is not None:
+        await store.put("escalation", group.key, {"since": SINCE, "acked_at": record})
+    flush = Flush.of(group, n.receivers["primary"], now, timer=timer)
+    if silenced:
+        flush.suppressed = {FIRING.fingerprint: Suppression("silenced", ["s1"])}
+    out = await escalate(flush)
+    assert sorted(p["path"].strip("/") for p in sink.requests) == sent, case
+    assert group.wake_at == wake, case
+    assert (out is not None) == goes_on, case
+    if silenced:
+        assert (await store.get("escalation", group.key) or {}).get("acked_at") == now
+        assert len(await store.history(HistoryQuery(kind="escalation_stopped"))) == 1
 
 
 def group_flush(*alerts: Alert, suppressed: dict[str, str] | None = None) -> Flush:
