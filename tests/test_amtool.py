@@ -149,12 +149,27 @@ time_intervals:
 """
 
 
-@pytest.mark.parametrize("source", ["defaults", "deploy/alertd.yaml", "edges"])
+# alertd's own escalation policy (docs/routing.md): not an Alertmanager field, so left out
+ESCALATION = """
+receivers: [{name: primary}, {name: secondary}, {name: manager}]
+route:
+  receiver: primary
+  escalate: [{after: 10m, receiver: manager}]
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: primary
+      escalate:
+        - {after: 15m, receiver: secondary}
+        - {after: 45m, receiver: manager}
+"""
+
+
+@pytest.mark.parametrize("source", ["defaults", "deploy/alertd.yaml", "edges", "escalation"])
 def test_check_config_accepts_the_routing_of_every_shipped_config(source: str, tmp_path: Path) -> None:
     """The defaults (no route: the console), the deploy example, and what Alertmanager words
     otherwise: `...` beside other labels, a wrapping weekday range, quotes and backslashes."""
-    if source == "edges":
-        (tmp_path / "alertd.yaml").write_text(EDGES)
+    if source in ("edges", "escalation"):
+        (tmp_path / "alertd.yaml").write_text(EDGES if source == "edges" else ESCALATION)
         config = load_config(tmp_path / "alertd.yaml")
     else:
         config = Config() if source == "defaults" else load_config(ROOT / source)
@@ -168,6 +183,8 @@ def test_check_config_accepts_the_routing_of_every_shipped_config(source: str, t
             [AMTOOL, "config", "routes", f"--config.file={path}"], capture_output=True, text=True, timeout=60
         )
         assert r'{x=~"a\"b|c.*",y!="q\\z"}  receiver: b c' in routed.stdout, routed.stdout
+    if source == "escalation":
+        assert "escalate" not in path.read_text() and " - 4 receivers" in checked.stdout
 
 
 def test_config_show_prints_alertmanager_durations_and_names(alertd: ThreadedHarness) -> None:

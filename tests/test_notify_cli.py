@@ -64,6 +64,27 @@ def test_notify_test_unknown_receiver_or_unset_variable_is_exit_2(tmp_path: Path
     assert out.returncode == 2 and "environment variable NOT_SET_ANYWHERE is not set" in out.stderr
 
 
+def test_routes_test_shows_the_escalation_policy(tmp_path: Path) -> None:
+    (tmp_path / "alertd.yaml").write_text("""
+receivers: [{name: primary}, {name: secondary}, {name: manager}]
+route:
+  receiver: primary
+  routes:
+    - matchers: ['severity="critical"']
+      escalate:
+        - {after: 15m, receiver: secondary}
+        - {after: 45m, receiver: manager}
+""")
+    out = alertd("routes", "test", "alertname=QueueLong", "severity=critical", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "  escalate unless acknowledged: secondary after 15m, manager after 45m" in out.stdout.splitlines()
+    out = alertd("routes", "test", "alertname=QueueLong", "severity=critical", "-o", "json", cwd=tmp_path)
+    (route,) = json.loads(out.stdout)["routes"]
+    assert route["escalate"] == [{"after": "15m", "receiver": "secondary"}, {"after": "45m", "receiver": "manager"}]
+    out = alertd("routes", "test", "alertname=QueueLong", "severity=info", "-o", "json", cwd=tmp_path)
+    assert json.loads(out.stdout)["routes"][0]["escalate"] == []  # the root's: none
+
+
 def test_routes_test_shows_the_path_and_verify_catches_a_broken_template(tmp_path: Path) -> None:
     (tmp_path / "bad.j2").write_text("{% block title %}{{ status }{% endblock %}")
     (tmp_path / "alertd.yaml").write_text("""

@@ -63,6 +63,7 @@ def routes_test(args: argparse.Namespace) -> int:
                 "repeat_interval": format_duration(r.repeat_interval),
                 "active_time_intervals": list(r.active_time_intervals),
                 "mute_time_intervals": list(r.mute_time_intervals),
+                "escalate": [{"after": format_duration(s.after), "receiver": s.receiver} for s in r.escalate],
             }
             for r in routes
         ]
@@ -78,6 +79,10 @@ def routes_test(args: argparse.Namespace) -> int:
         if r.mute_time_intervals or r.active_time_intervals:
             active, mute = ", ".join(r.active_time_intervals) or "-", ", ".join(r.mute_time_intervals) or "-"
             print(f"  time intervals: active {active}; mute {mute}")
+        if r.escalate:
+            # measured from the incident's first page to the route's receiver (docs/routing.md)
+            steps = ", ".join(f"{s.receiver} after {format_duration(s.after)}" for s in r.escalate)
+            print(f"  escalate unless acknowledged: {steps}")
     if args.output == "text":
         print(f"fingerprint {fingerprint}")
     if args.verify_receivers:

@@ -6,6 +6,7 @@ imports back: timeinterval <- config <- dispatch / inhibit / silence <- notify <
 from alertd.config.routing import (
     BUILTIN_TEMPLATES,
     CONSOLE_RECEIVER,
+    EscalationStep,
     InhibitRuleConfig,
     ReceiverConfig,
     RouteConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_PATHS",
     "ApiConfig",
     "Config",
+    "EscalationStep",
     "EventsConfig",
     "HaConfig",
     "InhibitRuleConfig",

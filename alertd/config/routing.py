@@ -8,6 +8,8 @@ modelled beside their evaluation, in alertd.timeinterval (as in Alertmanager).
 
 from __future__ import annotations
 
+import itertools
+
 from pydantic import Field, field_validator, model_validator
 
 from alertd.matchers import MatcherError, parse_matcher
@@ -65,6 +67,26 @@ class ReceiverConfig(Strict):
         return self
 
 
+class EscalationStep(Strict):
+    """One step of a route's escalation policy: page `receiver` too if the incident is still
+    firing and unacknowledged `after` its first page (alertd.notify.escalate)."""
+
+    after: Seconds = Field(gt=0)
+    receiver: str = Field(min_length=1)
+
+
+def _check_steps(v: list[EscalationStep]) -> list[EscalationStep]:
+    # a policy reads top to bottom in time; the same receiver twice would be paged once anyway
+    for before, step in itertools.pairwise(v):
+        if step.after <= before.after:
+            raise ValueError(f"each step's `after` must be later than the one before ({step.receiver!r})")
+    names = [s.receiver for s in v]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"receiver {name!r} is in the escalation policy twice")
+    return v
+
+
 class RouteConfig(Strict):
     receiver: str | None = None
     matchers: list[str] = []
@@ -77,9 +99,13 @@ class RouteConfig(Strict):
     repeat_interval: Seconds | None = Field(None, gt=0)
     active_time_intervals: list[str] = []
     mute_time_intervals: list[str] = []
+    # not Alertmanager's: the receivers paged too while an incident stays unacknowledged
+    # (docs/routing.md); not inherited by child routes, like the time intervals
+    escalate: list[EscalationStep] = []
     routes: list[RouteConfig] = []
 
     _matchers = field_validator("matchers")(_check_matchers)
+    _steps = field_validator("escalate")(_check_steps)
 
 
 class InhibitRuleConfig(Strict):

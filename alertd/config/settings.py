@@ -211,6 +211,15 @@ def _cross_check(cfg: Config, doc: Document) -> list[Problem]:
         if route.receiver is not None and route.receiver not in known:
             hint = f" (defined: {', '.join(sorted(known))})"
             problems.append(doc.problem((*loc, "receiver"), f"no receiver named {route.receiver!r}{hint}"))
+        for j, step in enumerate(route.escalate):
+            if step.receiver not in known:
+                hint = f" (defined: {', '.join(sorted(known))})"
+                where = (*loc, "escalate", j, "receiver")
+                problems.append(doc.problem(where, f"no receiver named {step.receiver!r}{hint}"))
+            elif step.receiver == route.receiver:
+                problems.append(
+                    doc.problem((*loc, "escalate", j, "receiver"), f"{step.receiver!r} is the route's own receiver")
+                )
         for field in ("active_time_intervals", "mute_time_intervals"):
             for j, name in enumerate(getattr(route, field)):
                 if name not in intervals:

@@ -3,6 +3,8 @@
 A new group waits group_wait (and never less than the start delay after start), then flushes
 every group_interval while it has alerts; what a flush does - mute, dedup, send - is the
 notification pipeline's business, handed in as `flush`. This module knows nothing of receivers.
+A stage may also ask for a group to be woken between its timers (`AlertGroup.wake`: an
+escalation step due): that flush is told it is a wake-up (`timer=False`) and moves no timer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from alertd.dispatch.route import Route
 
 log = logging.getLogger(__name__)
 
-Flush = Callable[[AlertGroup], Awaitable[None]]
+Flush = Callable[[AlertGroup, bool], Awaitable[None]]  # (group, timer): False for a wake-up
 
 
 class Dispatcher:
@@ -113,6 +115,8 @@ class Dispatcher:
         its resolved notice to the next flush.
         """
         for a in resolved:
+            if a.fingerprint in group.held:
+                continue  # another receiver of the group still owes its notice
             current = group.alerts.get(a.fingerprint)
             if current is not None and current.state is AlertState.RESOLVED and current.ends_at == a.ends_at:
                 del group.alerts[a.fingerprint]
@@ -124,7 +128,7 @@ class Dispatcher:
         """Flush each group when its timer is due, for ever (the notifier's background task)."""
         while True:
             now = self.clock.now()
-            due = [g.next_flush for g in self.groups_by_key.values() if g.key not in self._inflight]
+            due = [g.due_at() for g in self.groups_by_key.values() if g.key not in self._inflight]
             wait = max(0.0, min(due) - now) if due else 3600.0
             self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(wait))
@@ -139,7 +143,7 @@ class Dispatcher:
         now = self.clock.now()
         started = []
         for group in list(self.groups_by_key.values()):
-            if group.next_flush <= now and group.key not in self._inflight:
+            if group.due(now) and group.key not in self._inflight:
                 task = asyncio.create_task(self._flush(group))
                 self._inflight[group.key] = task
                 task.add_done_callback(functools.partial(self._done, group.key))
@@ -168,10 +172,14 @@ class Dispatcher:
 
     async def _flush(self, group: AlertGroup) -> None:
         now = self.clock.now()
-        group.last_flush = now
-        group.next_flush = now + group.route.group_interval
+        timer = group.next_flush <= now
+        if group.wake_at is not None and group.wake_at <= now:
+            group.wake_at = None  # the stage that asked sets it again if it needs another
+        if timer:
+            group.last_flush = now
+            group.next_flush = now + group.route.group_interval
         try:
-            await self._flush_group(group)
+            await self._flush_group(group, timer)
         except Exception:  # a bug in one group's flush must not stop the others
             log.exception("notification for group %s failed", group.key)
         if not group.alerts:

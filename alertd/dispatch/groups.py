@@ -27,6 +27,22 @@ class AlertGroup:
     last_flush: float | None = None
     # fingerprint -> silenced | inhibited | muted, as last recorded: history notes changes, not every flush
     suppressed: dict[str, str] = field(default_factory=dict)
+    # a moment a stage must look at the group (an escalation step falls due), between its timers:
+    # the dispatcher flushes it then without moving next_flush, so the receiver's pace is unchanged
+    wake_at: float | None = None
+    # resolved alerts another receiver of the group (an escalation step) still owes a notice:
+    # they stay in the group when the route's receiver is done with them
+    held: set[str] = field(default_factory=set)
+
+    def wake(self, at: float) -> None:
+        """Be flushed at `at` (or sooner, if something else asked for sooner)."""
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def due(self, now: float) -> bool:
+        return self.next_flush <= now or (self.wake_at is not None and self.wake_at <= now)
+
+    def due_at(self) -> float:
+        return self.next_flush if self.wake_at is None else min(self.next_flush, self.wake_at)
 
     @property
     def receiver(self) -> str:

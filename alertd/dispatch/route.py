@@ -19,6 +19,14 @@ DEFAULT_GROUP_INTERVAL = 300.0
 DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
 
 
+@dataclass(frozen=True)
+class Step:
+    """An escalation step: `receiver` is paged too `after` seconds after the incident's first page."""
+
+    after: float
+    receiver: str
+
+
 @dataclass
 class Route:
     receiver: str
@@ -32,6 +40,7 @@ class Route:
     mute_time_intervals: tuple[str, ...]
     id: str  # stable while the config is unchanged: the path of matchers from the root
     routes: list[Route] = field(default_factory=list)
+    escalate: tuple[Step, ...] = ()  # in order of `after` (alertd.notify.escalate)
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
         """The routes (leaves of the walk) this label set reaches."""
@@ -89,6 +98,7 @@ def build_route(cfg: RouteConfig, parent: Route | None = None, index: str = "") 
         active_time_intervals=tuple(cfg.active_time_intervals),
         mute_time_intervals=tuple(cfg.mute_time_intervals),
         id=(parent.id + "/" if parent else "") + (index or "root") + "{" + ",".join(cfg.matchers) + "}",
+        escalate=tuple(Step(s.after, s.receiver) for s in cfg.escalate),  # not inherited
     )
     route.routes = [build_route(c, route, str(i)) for i, c in enumerate(cfg.routes)]
     return route

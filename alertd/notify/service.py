@@ -4,7 +4,9 @@ Alertmanager's shape. The dispatcher (alertd.dispatch) puts alerts into aggregat
 route and group labels and flushes each on its timers; a flush runs the pipeline of stages, one
 module each:
 
-    inhibit -> time intervals -> silences -> note suppressed -> dedup -> claim (HA) -> dedup -> send
+    inhibit -> time intervals -> silences -> note suppressed -> escalate -> dedup -> claim (HA) -> dedup -> send
+
+(escalate runs dedup -> claim -> dedup -> send for each escalation step's receiver that is owed.)
 
 Every suppression, send, retry, failure and dead letter is written to history. Before sending,
 a replica claims the group in the store, so two replicas sharing a Redis store page once. This
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from alertd.notify import stage
 from alertd.notify.claim import Claims, ClaimStage
 from alertd.notify.dedup import DedupStage
 from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deliver, resolve_receiver
+from alertd.notify.escalate import EscalateStage
 from alertd.notify.history import History
 from alertd.notify.mute import InhibitStage, Muter, NoteSuppressed, SilenceStage, TimeMuteStage, route_muted
 from alertd.notify.render import Renderer
@@ -112,26 +115,21 @@ class Notifier:
         )
         self.templates = templates
         self.renderer = Renderer(templates, lambda: self.config.api.external_url)
-        dedup = DedupStage(self.nflog, self.replica, self.dispatcher.forget_resolved)
         # Built anew on reload; a flush in flight finishes with the stages it started with.
         self.pipeline: list[stage.Stage] = [
             InhibitStage(inhibitor),
             TimeMuteStage(intervals),
             SilenceStage(self.silences),
             NoteSuppressed(self.history),
-            dedup,  # read before claiming: most flushes have nothing to say
-            ClaimStage(self.claims),
-            dedup,  # the other replica may have sent just before this one got the claim
-            SendStage(
+            EscalateStage(
+                store=self.store,
                 nflog=self.nflog,
                 history=self.history,
-                renderer=self.renderer,
-                clock=self.clock,
-                replica=self.replica,
-                counts=self.counts,
                 receivers=self.receivers.get,
-                forget=self.dispatcher.forget_resolved,
+                # a step's receiver leaves the group's resolved alerts to the route's receiver
+                deliver=lambda before_send: delivery(self, lambda group, resolved: None, before_send),
             ),
+            *delivery(self, self.dispatcher.forget_resolved),
         ]
         self.dispatcher.rebind(root)
 
@@ -178,12 +176,12 @@ class Notifier:
         """Flush every group whose timer is due (tests call this after moving a virtual clock)."""
         await self.dispatcher.flush_due(wait=wait)
 
-    async def _flush(self, group: AlertGroup) -> None:
+    async def _flush(self, group: AlertGroup, timer: bool = True) -> None:
         receiver = self.receivers.get(group.receiver)
         if receiver is None:
             log.error("route %s names unknown receiver %r", group.route.id, group.receiver)
             return
-        await stage.run(self.pipeline, stage.Flush.of(group, receiver, self.clock.now()))
+        await stage.run(self.pipeline, stage.Flush.of(group, receiver, self.clock.now(), timer=timer))
 
     # The dispatcher's state, as the API, the daemon and tests read it.
     @property
@@ -255,6 +253,7 @@ class Notifier:
                     "group_interval": r.group_interval,
                     "repeat_interval": r.repeat_interval,
                     "muted_by": route_muted(self.intervals, r, now),
+                    "escalate": [{"after": s.after, "receiver": s.receiver} for s in r.escalate],
                     "next_flush": g.next_flush if g else None,
                 }
             )
@@ -304,3 +303,27 @@ class Notifier:
             {"attempts": result.attempts},
         )
         return [result]
+
+
+def delivery(
+    n: Notifier, forget: Callable[[AlertGroup, list[Alert]], None], *before_send: stage.Stage
+) -> list[stage.Stage]:
+    """The stages that send a group what it owes one receiver, once (HA claim), and record it:
+    the route's receiver's, and each escalation step's (alertd.notify.escalate)."""
+    dedup = DedupStage(n.nflog, n.replica, forget)
+    return [
+        dedup,  # read before claiming: most flushes have nothing to say
+        ClaimStage(n.claims),
+        dedup,  # the other replica may have sent just before this one got the claim
+        *before_send,
+        SendStage(
+            nflog=n.nflog,
+            history=n.history,
+            renderer=n.renderer,
+            clock=n.clock,
+            replica=n.replica,
+            counts=n.counts,
+            receivers=n.receivers.get,
+            forget=forget,
+        ),
+    ]

@@ -42,11 +42,14 @@ class Flush:
     suppressed: dict[str, Suppression] = field(default_factory=dict)  # fingerprint -> why not sent
     route_muted: list[str] = field(default_factory=list)  # time intervals muting the whole route
     plan: Plan | None = None  # what the receiver is owed, once dedup has read the log
+    # False when the dispatcher woke the group between its timers for a stage's own deadline (an
+    # escalation step): that stage acts and stops the flush, so the receiver's pace is unchanged
+    timer: bool = True
     _releases: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, group: AlertGroup, receiver: Receiver, now: float) -> Flush:
+    def of(cls, group: AlertGroup, receiver: Receiver, now: float, *, timer: bool = True) -> Flush:
         alerts = list(group.alerts.values())
         return cls(
             group,
@@ -54,6 +57,7 @@ class Flush:
             now,
             [a for a in alerts if a.state is AlertState.FIRING],
             [a for a in alerts if a.state is AlertState.RESOLVED],
+            timer=timer,
         )
 
     @property
