@@ -75,7 +75,7 @@ def test_store_killed_during_an_incident_the_page_and_the_resolved_notice_still_
     daemon = alertd_process(cfg, port)
     api = daemon.api
     broker = redis.Redis.from_url(redis_url)
-    channel = f"{unique}:/13.celeryev/"
+    channel = f"{unique}:/{redis_url.rsplit('/', 1)[1]}.celeryev/"
 
     redis_server.kill()
     # the silence refresh (every second) is the first to find the store gone
@@ -166,7 +166,7 @@ def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_
         wait_until(not_ready, timeout=30, what="alertd up, not ready: its store is down")
         assert f"store {redis_server.url} unreachable" in readyz(port)[1]
         broker = redis.Redis.from_url(redis_url)
-        fail_task(broker, f"{unique}:/13.celeryev/", "t.blind-start")
+        fail_task(broker, f"{unique}:/{redis_url.rsplit('/', 1)[1]}.celeryev/", "t.blind-start")
         wait_until(lambda: hook_posts(http_sink), timeout=15, what="the page from an alertd started without its store")
         assert hook_posts(http_sink)[0]["title"] == "[FIRING:1] TaskFailed"
 
