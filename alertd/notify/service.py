@@ -36,7 +36,7 @@ from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deli
 from alertd.notify.escalate import EscalateStage
 from alertd.notify.history import History
 from alertd.notify.mute import InhibitStage, Muter, NoteSuppressed, SilenceStage, TimeMuteStage, route_muted
-from alertd.notify.render import Renderer
+from alertd.notify.render import Links, Renderer, no_links
 from alertd.notify.send import SendCounts, SendStage
 from alertd.notify.template import Templates
 from alertd.store.base import Store
@@ -66,6 +66,8 @@ class AlertStatus:
 
 
 class Notifier:
+    links: Links = no_links  # each notification's ack and silence links: the daemon sets alertd.ack.links
+
     def __init__(self, config: Config, store: Store, clock: Clock, *, silences: Muter | None = None, replica: str = ""):
         self.store = store
         self.clock = clock
@@ -114,7 +116,7 @@ class Notifier:
             intervals,
         )
         self.templates = templates
-        self.renderer = Renderer(templates, lambda: self.config.api.external_url)
+        self.renderer = Renderer(templates, lambda: self.config.api.external_url, lambda g, now: self.links(g, now))
         # Built anew on reload; a flush in flight finishes with the stages it started with.
         self.pipeline: list[stage.Stage] = [
             InhibitStage(inhibitor),
