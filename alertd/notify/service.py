@@ -66,12 +66,11 @@ class AlertStatus:
 
 
 class Notifier:
-    links: Links = no_links  # each notification's ack and silence links: the daemon sets alertd.ack.links
-
     def __init__(self, config: Config, store: Store, clock: Clock, *, silences: Muter | None = None, replica: str = ""):
         self.store = store
         self.clock = clock
         self.silences = silences
+        self.links: Links = no_links  # each notification's ack and silence links: the daemon sets alertd.ack.links
         self.replica = replica or "alertd"
         self.nflog = NotificationLog(store)
         self.history = History(store, clock)
