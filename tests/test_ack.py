@@ -335,3 +335,40 @@ async def test_replicas_on_one_store_share_the_link_secret(tmp_path: Path, redis
     verify(b.secret, "ack", q(urllib.parse.urlsplit(link).query), T0 + 1)
     await store_a.close()
     await store_b.close()
+
+
+async def test_replicas_sharing_a_redis_store_end_an_ack_once(
+    tmp_path: Path, sink: Sink, redis_url: str, unique: str
+) -> None:
+    store = f"{redis_url}?prefix=alertd-ack-{unique}:"
+    cfg_a = with_external_url(write_config(_mkdir(tmp_path / "a"), store=store, sink=sink))
+    cfg_b = with_external_url(write_config(_mkdir(tmp_path / "b"), store=store, sink=sink))
+    gen_a, gen_b = start_harness(cfg_a, start=T0), start_harness(cfg_b, start=T0)
+    a, b = await gen_a.__anext__(), await gen_b.__anext__()
+    try:
+        for h in (a, b):  # both replicas evaluate the same events
+            h.fail_task()
+            await h.step(0.1)
+        r = await a.call("POST", "/api/alertd/v1/acks", {"group": GROUP}, token=SILENCE_TOKEN)
+        assert r.status == 201
+        await b.daemon.silences.refresh()
+        assert b.daemon.acks.active_by_fingerprint()[fingerprint(CHARGE)].id == r.body["id"]
+        for h in (a, b):
+            await h.step(601)  # resolve_after 10m
+        for h in (a, b):
+            await h.step(1)
+        ended = [
+            e
+            for e in await a.get("/api/alertd/v1/history", params={"kind": "api"})
+            if e["reason"] == "silence expired"
+        ]
+        assert [e["author"] for e in ended] == ["alertd (acked alerts resolved)"]
+        assert (await b.get("/api/alertd/v1/acks"))["acks"][0]["ended"] == "resolved"
+    finally:
+        await gen_a.aclose()
+        await gen_b.aclose()
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
