@@ -103,9 +103,8 @@ class Daemon(ApiView):
             max_silences=config.silences.max_silences,
             max_silence_bytes=config.silences.max_silence_bytes,
         )
-        self.acking = Acknowledgement(config, self.silences, self.store, self.clock, self.replica)
         self.notifier = Notifier(config, self.store, self.clock, silences=self.silences, replica=self.replica)
-        self.notifier.links = self.acking.links.links
+        self.acking = Acknowledgement(config, self.silences, self.store, self.clock, self.replica, self.notifier)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
         self.registry.register(AlertingCollector(self))

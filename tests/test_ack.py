@@ -120,6 +120,14 @@ async def paged(h: Harness, sink: Sink, task: str = "billing.charge") -> int:
     return len(pages(sink))
 
 
+async def told_acked(h: Harness, sink: Sink, n: int, by: str) -> int:
+    """The receiver told of the firing alerts hears once that they were acked; returns the pages so far."""
+    await h.daemon.acking.settle()
+    assert len(pages(sink)) == n + 1, pages(sink)
+    assert pages(sink)[-1]["message"].startswith(f"(acknowledged by {by}")
+    return n + 1
+
+
 async def v2_silence(h: Harness, sid: str) -> dict[str, Any]:
     return next(s for s in await h.get("/api/v2/silences") if s["id"] == sid)
 
@@ -145,6 +153,8 @@ async def test_an_api_ack_mutes_the_group_until_it_resolves_then_the_next_failur
     assert [(m["name"], m["value"], m["isEqual"]) for m in s["matchers"]] == [("alertname", "TaskFailed", True)]
     # a week at most, unless resolved sooner
     assert ack["ends_at"] == pytest.approx(h.clock.now() + 7 * 86400)
+    n = await told_acked(h, sink, n, "ops: on it")
+    assert "billing.charge failed" in pages(sink)[-1]["message"]
 
     for _ in range(10):  # repeat_interval 3 s: acked, nothing repeats
         h.fail_task()  # still failing: still the same alert, still acked
@@ -197,6 +207,7 @@ async def test_an_ack_by_fingerprint_with_a_deadline(acking: Harness, sink: Sink
     )
     assert r.status == 201, r.text
     assert r.body["ends_at"] == pytest.approx(h.clock.now() + 30) and r.body["group"] == ""
+    n = await told_acked(h, sink, n, "ops")
     for _ in range(20):
         h.fail_task()
         await h.step(1)
@@ -262,12 +273,15 @@ async def test_a_notifications_ack_link_shows_a_page_then_its_post_acks(acking: 
     n = len(pages(sink))
     r = await h.call("POST", local(h, ack_url), "by=ana", token=None, headers=FORM)
     assert r.status == 200 and "acknowledged by ana (link)" in r.text, r.text
+    n = await told_acked(h, sink, n, "ana (link)")
     acks = (await h.get("/api/alertd/v1/acks"))["acks"]
     assert [(a["acked_by"], a["group"], a["fingerprints"]) for a in acks] == [
         ("ana (link)", GROUP, [fingerprint(CHARGE)])
     ]
     r = await h.call("POST", local(h, ack_url), "", token=None, headers=FORM)  # a second click: one ack
     assert r.status == 200 and len(h.daemon.silences.query()) == 1
+    await h.daemon.acking.settle()
+    assert len(pages(sink)) == n  # and one notice
     for _ in range(10):
         h.fail_task()
         await h.step(1)
@@ -358,9 +372,7 @@ async def test_replicas_sharing_a_redis_store_end_an_ack_once(
         for h in (a, b):
             await h.step(1)
         ended = [
-            e
-            for e in await a.get("/api/alertd/v1/history", params={"kind": "api"})
-            if e["reason"] == "silence expired"
+            e for e in await a.get("/api/alertd/v1/history", params={"kind": "api"}) if e["reason"] == "silence expired"
         ]
         assert [e["author"] for e in ended] == ["alertd (acked alerts resolved)"]
         assert (await b.get("/api/alertd/v1/acks"))["acks"][0]["ended"] == "resolved"
@@ -372,3 +384,19 @@ async def test_replicas_sharing_a_redis_store_end_an_ack_once(
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+async def test_an_ack_before_the_first_page_sends_nothing(acking: Harness, sink: Sink) -> None:
+    """Acked within group_wait: the receiver never heard of it, so neither page nor notice."""
+    h = acking
+    h.fail_task()
+    await h.step(0.1)
+    r = await h.call("POST", "/api/alertd/v1/acks", {"fingerprints": [fingerprint(CHARGE)]}, token=SILENCE_TOKEN)
+    assert r.status == 201, r.text
+    await h.daemon.acking.settle()
+    for _ in range(5):
+        h.fail_task()
+        await h.step(1)
+    assert pages(sink) == []
+    kinds = {e["kind"] for e in await h.get("/api/alertd/v1/history")}
+    assert "acknowledged" not in kinds and "silenced" in kinds

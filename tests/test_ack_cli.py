@@ -24,10 +24,12 @@ def test_ack_a_group_from_the_cli_and_its_pages_stop(threaded_api: ThreadedHarne
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["acked_by"] == "ops" and out["comment"] == "on it" and out["group"] == GROUP
+    t.run(t.h.daemon.acking.settle())
+    assert pages(t) == 2  # the receiver hears it was acked, once
     for _ in range(8):
         t.h.fail_task()
         t.run(t.h.step(1))
-    assert pages(t) == 1  # repeat_interval 3 s: acked, nothing repeats
+    assert pages(t) == 2  # repeat_interval 3 s: acked, nothing repeats
     listed = cli(t, "ack", "--list", token=READ_TOKEN)
     assert listed.returncode == 0 and out["id"] in listed.stdout and "on it" in listed.stdout
     by_fp = cli(t, "ack", "0123456789abcdef")  # a fingerprint of nothing firing

@@ -11,7 +11,7 @@ end an ack in the same second: ending an ended ack is a no-op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from alertd.ack import model
 from alertd.ack.model import Ack, AckError
@@ -30,6 +30,7 @@ class Acks:
         self.clock = clock
         self.max_duration = max_duration
         self._seen: set[str] = set()  # fingerprints of live acks this process's engine has reported
+        self.on_new: Callable[[Ack], None] | None = None  # told of each new ack (the "acknowledged" notice)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -77,12 +78,15 @@ class Acks:
             now,
             ends_at,
             created_by=by,
-            comment=model.COMMENT_PREFIX + (comment or "acknowledged"),
+            comment=model.COMMENT_PREFIX + comment if comment else model.NO_COMMENT,
             author=by,
             annotations=model.ack_annotations(group, firing),
         )
         ack = Ack.of(self.silences.get(sid), now)
         assert ack is not None
+        ack.new = True
+        if self.on_new is not None:
+            self.on_new(ack)
         return ack
 
     async def end_resolved(self, alerts: Iterable[Alert]) -> list[str]:

@@ -19,6 +19,7 @@ from alertd.matchers import Matcher
 from alertd.silence.silences import ACK, ACK_FINGERPRINTS, Silence, SilenceError, State
 
 COMMENT_PREFIX = "ACK: "
+NO_COMMENT = "ACK"  # an ack's silence comment when none was given (a silence needs one)
 GROUP = "alertd.ack.group"
 ENDED = "alertd.ack.ended"
 
@@ -37,13 +38,14 @@ class Ack:
     comment: str
     ends_at: float
     state: State
-    ended: str  # "resolved" when alertd ended it, "" while active or when ended otherwise
+    ended: str  # "resolved" when alertd ended it, "deadline" when its end came, "" while active
+    new: bool = False  # made just now (not an ack that already covered these alerts)
 
     @classmethod
     def of(cls, s: Silence, now: float) -> Ack | None:
         if s.bound is None:
             return None
-        comment = s.comment.removeprefix(COMMENT_PREFIX)
+        comment = "" if s.comment == NO_COMMENT else s.comment.removeprefix(COMMENT_PREFIX)
         state = s.state(now)
         ended = s.annotations.get(ENDED, "") or ("deadline" if state is State.EXPIRED else "")
         return cls(

@@ -16,7 +16,7 @@ export function ackTag(fp) {
   const a = acks.byFp.get(fp);
   if (!a) return "";
   return h("span", { class: "tag acked", title: `ack ${a.id}` },
-    `acked by ${a.acked_by} ${ago(a.acked_at * 1000)}${a.comment && a.comment !== "acknowledged" ? `: ${a.comment}` : ""}`);
+    `acked by ${a.acked_by} ${ago(a.acked_at * 1000)}${a.comment ? `: ${a.comment}` : ""}`);
 }
 
 // An Ack button for these alerts' firing, unacked, unsilenced ones; none for the read role or nothing to ack
