@@ -22,6 +22,7 @@ from alertd.api.wire import BadRequest, parse_time, rfc3339
 from alertd.auth import Role
 from alertd.durations import parse_duration
 from alertd.matchers import Matcher
+from alertd.rfc3339 import writable
 
 PREFIX = "/api/alertd/v1"
 
@@ -98,14 +99,19 @@ async def post_ack(request: web.Request) -> web.Response:
 
 
 def _until(body: dict[str, Any], now: float) -> float | None:
+    until = None
     if body.get("until") is not None:
-        return parse_time(body["until"], "until")
-    if body.get("for") is not None:
+        until = parse_time(body["until"], "until")
+    elif body.get("for") is not None:
+        if not isinstance(body["for"], str):
+            raise BadRequest('for: expected a duration such as "4h"')
         try:
-            return now + parse_duration(body["for"])
+            until = now + parse_duration(body["for"])
         except ValueError as e:
             raise BadRequest(f"for: {e}") from None
-    return None
+    if until is not None and not writable(until):
+        raise BadRequest("until: past 9999-12-31T23:59:59Z, which RFC 3339 cannot write")
+    return until
 
 
 # -- signed links --------------------------------------------------------------------------
