@@ -400,3 +400,41 @@ async def test_an_ack_before_the_first_page_sends_nothing(acking: Harness, sink:
     assert pages(sink) == []
     kinds = {e["kind"] for e in await h.get("/api/alertd/v1/history")}
     assert "acknowledged" not in kinds and "silenced" in kinds
+
+
+async def test_an_ack_expired_by_hand_says_so(acking: Harness, sink: Sink) -> None:
+    h = acking
+    await paged(h, sink)
+    r = await h.call("POST", "/api/alertd/v1/acks", {"group": GROUP}, token=SILENCE_TOKEN)
+    assert (await h.call("DELETE", f"/api/v2/silence/{r.body['id']}", token=SILENCE_TOKEN)).status == 200
+    assert [(a["state"], a["ended"]) for a in (await h.get("/api/alertd/v1/acks"))["acks"]] == [("expired", "expired")]
+
+
+@pytest.mark.parametrize("template", ["slack", "email", "generic", "json", "pagerduty"])
+def test_the_built_in_templates_show_the_links_only_when_there_are_some(template: str) -> None:
+    from alertd.alert import Alert
+    from alertd.notify.template import Templates, build_context
+
+    alert = Alert(labels=CHARGE, annotations={"summary": "billing.charge failed"}, starts_at=T0)
+    ctx = build_context(
+        receiver="hook",
+        group_key=GROUP,
+        group_labels={"alertname": "TaskFailed"},
+        firing=[alert],
+        resolved=[],
+        reason="first notification",
+        external_url=EXTERNAL,
+        now=T0 + 60,
+    )
+    templates = Templates(None, None)
+    bare = templates.render(template, {**ctx, "ack_url": "", "silence_url": ""})
+    links = {"ack_url": f"{EXTERNAL}/link/ack?g=x&e=1&s=ab", "silence_url": f"{EXTERNAL}/link/silence?g=x&e=1&s=cd"}
+    shown = templates.render(template, {**ctx, **links})
+    for r in (bare, shown):
+        assert "Acknowledge" not in r.title
+    assert "/link/" not in bare.body + (bare.html or "")
+    if template in ("slack", "email", "generic"):
+        text = shown.body + (shown.html or "")
+        assert "/link/ack?" in text and "/link/silence?" in text and "Acknowledge" in text
+    else:  # a program's JSON and PagerDuty's summary stay as they were
+        assert (shown.title, shown.body) == (bare.title, bare.body)

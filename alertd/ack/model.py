@@ -38,7 +38,7 @@ class Ack:
     comment: str
     ends_at: float
     state: State
-    ended: str  # "resolved" when alertd ended it, "deadline" when its end came, "" while active
+    ended: str  # "resolved" (by alertd), "deadline" (its end came), "expired" (by someone); "" while live
     new: bool = False  # made just now (not an ack that already covered these alerts)
 
     @classmethod
@@ -47,7 +47,8 @@ class Ack:
             return None
         comment = "" if s.comment == NO_COMMENT else s.comment.removeprefix(COMMENT_PREFIX)
         state = s.state(now)
-        ended = s.annotations.get(ENDED, "") or ("deadline" if state is State.EXPIRED else "")
+        # alertd marks the ends it makes; an expiry by hand is written at its own moment (updated_at)
+        ended = s.annotations.get(ENDED, "") or ("expired" if s.updated_at >= s.ends_at else "deadline")
         return cls(
             s.id,
             s.annotations.get(GROUP, ""),

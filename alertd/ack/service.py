@@ -17,7 +17,7 @@ from alertd.config import Config
 from alertd.notify.acked import tell_acknowledged
 from alertd.notify.service import Notifier
 from alertd.silence.silences import Silences
-from alertd.store.base import Store
+from alertd.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Acknowledgement:
             if self.links.secret is None and self.store_up():  # started while the store was down
                 await self.open()
             await self.acks.end_resolved(alerts)
+        except StoreUnavailable:
+            pass  # the store logged its outage once; retried next tick
         except Exception as e:
             log.warning("acknowledgements: %s (retried next tick)", e)
         return alerts

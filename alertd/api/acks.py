@@ -129,7 +129,8 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
         f"<body style='font-family: sans-serif; max-width: 40em; margin: 2em auto'><h2>{html.escape(title)}</h2>"
         f"{body}</body></html>"
     )
-    return web.Response(text=doc, status=status, content_type="text/html", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}  # the link is its own password
+    return web.Response(text=doc, status=status, content_type="text/html", headers=headers)
 
 
 REFUSED = "This link is not valid: it was altered, or it has expired. Nothing was changed."
