@@ -234,8 +234,11 @@ async def test_a_restarted_daemon_keeps_an_ack_whose_alerts_it_restored(tmp_path
         assert h.daemon.acks.active_by_fingerprint()[fingerprint(CHARGE)].id == ack_id
 
 
-async def test_an_ack_whose_alerts_this_process_never_saw_is_kept(tmp_path: Path, sink: Sink) -> None:
-    """A daemon started without the saved alert state (absent is not resolved) keeps the ack."""
+async def test_an_ack_whose_alerts_this_process_never_saw_is_kept_until_they_fire_anew(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """A daemon started without the saved alert state (absent is not resolved) keeps the ack,
+    until the alert fires again: a new episode, which pages."""
     cfg = with_external_url(write_config(tmp_path, store=f"sqlite:///{tmp_path}/state.db", sink=sink))
     async for h in start_harness(cfg, start=T0):
         await paged(h, sink)
@@ -246,6 +249,10 @@ async def test_an_ack_whose_alerts_this_process_never_saw_is_kept(tmp_path: Path
         for _ in range(5):
             await h.step(1)
         assert (await h.get("/api/alertd/v1/acks"))["acks"][0]["state"] == "active"
+        # the task fails again: an episode that started after the ack is news, and pages
+        n = await paged(h, sink)
+        assert (await h.get("/api/alertd/v1/acks"))["acks"][0]["ended"] == "resolved"
+        assert n == 3  # the first page, the acknowledged notice, this one
 
 
 # -- signed links --------------------------------------------------------------------------

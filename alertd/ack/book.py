@@ -1,16 +1,18 @@
 """Making acks, listing them, and ending each one when the engine says its alerts resolved.
 
 An ack ends (its silence expires, `amtool silence query --expired` shows it) once none of its
-alerts is firing *and* this process's engine has itself seen each of them: an alert merely absent
-(a daemon restarted without its saved state, whose engine has not re-raised it) is not known to
-be over, so its ack stays until its deadline. Restored alerts are held firing by the engine until
-their data is back, so a restart with its state keeps acks too. Replicas sharing a store may both
-end an ack in the same second: ending an ended ack is a no-op.
+alerts is firing the episode that was acked *and* this process's engine has itself seen each of
+them: an alert merely absent (a daemon restarted without its saved state, whose engine has not
+re-raised it) is not known to be over, so its ack stays until the alert fires anew or its
+deadline. Restored alerts are held firing by the engine until their data is back, so a restart
+with its state keeps acks too. Replicas sharing a store may both end an ack in the same second:
+ending an ended ack is a no-op.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from alertd.ack import model
@@ -84,7 +86,6 @@ class Acks:
         )
         ack = Ack.of(self.silences.get(sid), now)
         assert ack is not None
-        ack.new = True
         if self.on_new is not None:
             self.on_new(ack)
         return ack
@@ -100,16 +101,20 @@ class Acks:
             self._seen.clear()
             return []
         wanted = {fp for a in live for fp in a.fingerprints}
-        firing = set()
+        firing_since: dict[str, float] = {}  # fingerprint -> start of the episode firing now
         for alert in alerts:
             if alert.fingerprint in wanted:
                 self._seen.add(alert.fingerprint)
                 if alert.state is AlertState.FIRING:
-                    firing.add(alert.fingerprint)
+                    firing_since[alert.fingerprint] = alert.starts_at
         self._seen &= wanted  # only what live acks need: bounded by them
         ended = []
         for a in live:
-            if any(fp in firing or fp not in self._seen for fp in a.fingerprints):
+            if any(fp not in self._seen for fp in a.fingerprints):
+                continue
+            # still the episode that was acked (it started before the ack): not over. One that
+            # started after is news, even if this process never saw the acked one end.
+            if any(firing_since.get(fp, math.inf) <= a.acked_at for fp in a.fingerprints):
                 continue
             if await self._end(a.id, now):
                 ended.append(a.id)

@@ -39,7 +39,6 @@ class Ack:
     ends_at: float
     state: State
     ended: str  # "resolved" (by alertd), "deadline" (its end came), "expired" (by someone); "" while live
-    new: bool = False  # made just now (not an ack that already covered these alerts)
 
     @classmethod
     def of(cls, s: Silence, now: float) -> Ack | None:
