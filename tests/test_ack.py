@@ -445,3 +445,24 @@ def test_the_built_in_templates_show_the_links_only_when_there_are_some(template
         assert "/link/ack?" in text and "/link/silence?" in text and "Acknowledge" in text
     else:  # a program's JSON and PagerDuty's summary stay as they were
         assert (shown.title, shown.body) == (bare.title, bare.body)
+
+
+async def test_the_link_secret_comes_from_the_file_else_the_environment_else_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alertd.ack.links import ENV, LinkSigner
+
+    (tmp_path / "secret").write_text("from-the-file\n")
+    monkeypatch.setenv(ENV, "from-the-environment")
+    assert LinkSigner(lambda: EXTERNAL, lambda: 60.0, secret_file=tmp_path / "secret").secret == b"from-the-file"
+    assert LinkSigner(lambda: EXTERNAL, lambda: 60.0).secret == b"from-the-environment"
+    monkeypatch.delenv(ENV)
+    signer = LinkSigner(lambda: EXTERNAL, lambda: 60.0)
+    assert signer.secret is None and signer.url("ack", GROUP, T0) == ""  # no key yet: no links
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    await store.open()
+    await signer.load(store, "r1", T0)
+    again = LinkSigner(lambda: EXTERNAL, lambda: 60.0)
+    await again.load(store, "r2", T0)
+    assert signer.secret is not None and len(signer.secret) == 64 and again.secret == signer.secret
+    await store.close()
