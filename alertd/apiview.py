@@ -9,6 +9,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alertd.ack.book import Acks
+from alertd.ack.links import LinkSigner
+from alertd.ack.service import Acknowledgement
 from alertd.alert import Alert
 from alertd.api.context import ApiContext
 from alertd.config.settings import ApiConfig
@@ -31,6 +34,15 @@ class ApiView:
     store: BufferedStore
     health: StreamHealth
     _store_open: bool
+    acking: Acknowledgement
+
+    @property
+    def acks(self) -> Acks:
+        return self.acking.acks
+
+    @property
+    def links(self) -> LinkSigner:
+        return self.acking.links
 
     def alerts(self) -> list[Alert]:
         return self.engine.alerts()

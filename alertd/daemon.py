@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from alertd import __version__
+from alertd.ack.service import Acknowledgement
 from alertd.alert import Alert
 from alertd.apiview import ApiView, serve
 from alertd.auth import Auth, Logins
@@ -103,6 +104,7 @@ class Daemon(ApiView):
             max_silence_bytes=config.silences.max_silence_bytes,
         )
         self.notifier = Notifier(config, self.store, self.clock, silences=self.silences, replica=self.replica)
+        self.acking = Acknowledgement(config, self.silences, self.store, self.clock, self.replica, self.notifier)
         self.registry = CollectorRegistry()
         self.registry.register(ObserverCollector(self.observer, self.series, self.clock, self.health))
         self.registry.register(AlertingCollector(self))
@@ -133,6 +135,7 @@ class Daemon(ApiView):
             log.error("started without the saved state (%s): silences apply once it is back", self.store.describe())
         else:
             await self.silences.load()
+            await self.acking.open()
             saved = await self.store.get("rule_state", "engine")
             if saved:
                 self.engine.import_state(saved)
@@ -206,7 +209,7 @@ class Daemon(ApiView):
         now = self.clock.now()
         started = time.perf_counter()
         changed = self.engine.tick(now)
-        self.notifier.put(self.engine.alerts())
+        self.notifier.put(await self.acking.tick(self.engine.alerts()))  # resolved alerts end their acks first
         await self.notifier.flush_due(wait=False)  # sends run on; the tick does not wait for them
         self._metrics.tick_seconds.set(time.perf_counter() - started)
         if changed or now - self._last_persist >= PERSIST_SECONDS:
@@ -290,7 +293,7 @@ class Daemon(ApiView):
             return list(e.problems)
         except (ValueError, OSError) as e:  # a receiver URL Apprise refuses, an unreadable tokens file
             return [Problem(self.config.source, None, "", redact_text(str(e)))]
-        self.config = effective
+        self.config = self.acking.config = effective
         log.info("configuration reloaded from %s", self.config.source)
         if later:
             log.warning("%s: changed %s: these take effect after a restart", self.config.source, ", ".join(later))

@@ -51,6 +51,7 @@ def test_version_imports_no_heavy_package(tmp_path: Path) -> None:
         ["silence", "add", 'alertname="X"', "--comment", "deploy"],
         ["silence", "expire", "0000"],
         ["alert", "query"],
+        ["ack", "x", "-m", "on it"],
     ],
 )
 def test_api_commands_import_neither_celery_apprise_nor_aiohttp(tmp_path: Path, argv: list[str]) -> None:

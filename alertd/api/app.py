@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alertd.api import console, periodic, v1, v2
+from alertd.ack.links import PATH as LINK_PATH
+from alertd.api import acks, console, periodic, v1, v2
 from alertd.api.context import ApiContext
 from alertd.api.http import CTX, PRINCIPAL, Handler, error, needs
 from alertd.api.wire import BadRequest
@@ -93,7 +94,8 @@ def _as_spec_error(response: web.StreamResponse) -> web.StreamResponse:
 
 
 def _is_page(path: str) -> bool:
-    return path == "/" or path.startswith("/ui/")
+    # a notification's signed link is its own permission (alertd.api.acks checks the signature)
+    return path == "/" or path.startswith("/ui/") or path.startswith(LINK_PATH)
 
 
 def _cors_headers(request: web.Request, ctx: ApiContext) -> dict[str, str]:
@@ -172,6 +174,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     app.router.add_post("/-/reload", reload)
     v2.add_routes(app)
     v1.add_routes(app)
+    acks.add_routes(app)
     console.add_routes(app)
     periodic.add_routes(app)
     return app

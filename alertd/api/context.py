@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from alertd.ack.book import Acks
+from alertd.ack.links import LinkSigner
 from alertd.alert import Alert
 from alertd.auth import Auth, Logins
 from alertd.clock import Clock
@@ -36,6 +38,13 @@ class ApiContext(Protocol):
     observer: Observer
     series: SeriesStore
     engine: Engine
+
+    @property
+    def acks(self) -> Acks: ...
+
+    @property
+    def links(self) -> LinkSigner:
+        """Signs and checks the notifications' ack and silence links."""
 
     @property
     def store(self) -> Store:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alertd import __version__
 
 # Order is the order `alertd --help` lists them: the three user moments first.
-COMMANDS = ("run", "check", "test", "silence", "alert", "periodic", "routes", "notify", "capture", "token")
+COMMANDS = ("run", "check", "test", "silence", "ack", "alert", "periodic", "routes", "notify", "capture", "token")
 
 
 def build_parser() -> argparse.ArgumentParser:

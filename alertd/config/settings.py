@@ -111,6 +111,16 @@ class SilencesConfig(Section):
     max_silence_bytes: int = Field(32 * 1024, ge=0)  # one silence as stored (matchers, comment, ...)
 
 
+class AcksConfig(Section):
+    """Acknowledgements (docs/acknowledge.md)."""
+
+    max_duration: Seconds = Field(7 * 86400.0, gt=0)  # an ack with no `until` ends by then (its resolve ends it sooner)
+    link_ttl: Seconds = Field(86400.0, gt=0)  # how long a notification's ack / silence link works
+    link_silence_for: Seconds = Field(7200.0, gt=0)  # how long a notification's silence link silences
+    # the links' HMAC key: a file holding it, else $ALERTD_LINK_SECRET, else one generated and kept in the store
+    link_secret_file: str | None = None
+
+
 class HaConfig(Section):
     replica: str = ""  # defaults to $ALERTD_REPLICA, else hostname:API port (stable across restarts)
     claim_ttl: Seconds = 60.0
@@ -127,6 +137,7 @@ class Config(Section):
     sampler: SamplerConfig = SamplerConfig()
     observe: ObserveConfig = ObserveConfig()
     silences: SilencesConfig = SilencesConfig()
+    acks: AcksConfig = AcksConfig()
     ha: HaConfig = HaConfig()
     periodic: PeriodicConfig = PeriodicConfig()  # docs/periodic.md
     receivers: list[ReceiverConfig] = []

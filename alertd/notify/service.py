@@ -36,7 +36,7 @@ from alertd.notify.delivery import DeliveryResult, Receiver, ReceiverError, deli
 from alertd.notify.escalate import EscalateStage
 from alertd.notify.history import History
 from alertd.notify.mute import InhibitStage, Muter, NoteSuppressed, SilenceStage, TimeMuteStage, route_muted
-from alertd.notify.render import Renderer
+from alertd.notify.render import Links, Renderer, no_links
 from alertd.notify.send import SendCounts, SendStage
 from alertd.notify.template import Templates
 from alertd.store.base import Store
@@ -70,6 +70,7 @@ class Notifier:
         self.store = store
         self.clock = clock
         self.silences = silences
+        self.links: Links = no_links  # each notification's ack and silence links: the daemon sets alertd.ack.links
         self.replica = replica or "alertd"
         self.nflog = NotificationLog(store)
         self.history = History(store, clock)
@@ -114,7 +115,7 @@ class Notifier:
             intervals,
         )
         self.templates = templates
-        self.renderer = Renderer(templates, lambda: self.config.api.external_url)
+        self.renderer = Renderer(templates, lambda: self.config.api.external_url, lambda g, now: self.links(g, now))
         # Built anew on reload; a flush in flight finishes with the stages it started with.
         self.pipeline: list[stage.Stage] = [
             InhibitStage(inhibitor),

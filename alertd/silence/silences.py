@@ -27,15 +27,21 @@ from typing import Any
 
 import orjson
 
+from alertd.alert import fingerprint
 from alertd.clock import Clock
 from alertd.matchers import Matcher, matches_all
+from alertd.silence.maintenance import Maintenance
 from alertd.store.base import HistoryEntry, Store
-from alertd.timeinterval import CompiledInterval, TimeIntervalSpec, compile_interval
 
 log = logging.getLogger(__name__)
 
 SILENCE = "silence"
 MAINTENANCE = "maintenance"
+# An acknowledgement (alertd.ack) is a silence with these annotations: inside alertd it mutes only
+# the alerts it was made for, by fingerprint (a new alert its matchers match still pages); tools
+# that read only matchers see it as the group's silence.
+ACK = "alertd.ack"
+ACK_FINGERPRINTS = "alertd.ack.fingerprints"
 
 
 class SilenceError(ValueError):
@@ -62,6 +68,12 @@ class Silence:
     comment: str = ""
     updated_at: float = 0.0
     annotations: dict[str, str] = field(default_factory=dict)  # Alertmanager 0.32+: free-form key/values
+    # an ack's fingerprints (None: an ordinary silence), parsed once: mutes() asks per alert
+    bound: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.annotations.get(ACK) == "true":
+            self.bound = frozenset(f for f in self.annotations.get(ACK_FINGERPRINTS, "").split(",") if f)
 
     def state(self, now: float) -> State:
         if now >= self.ends_at:
@@ -93,52 +105,6 @@ class Silence:
             comment=d.get("comment", ""),
             updated_at=float(d.get("updated_at", 0.0)),
             annotations=dict(d.get("annotations") or {}),  # absent in silences stored before 0.32's API
-        )
-
-
-@dataclass
-class Maintenance:
-    id: str
-    matchers: list[Matcher]
-    intervals: list[dict[str, Any]]  # Alertmanager time-interval specs, as given
-    comment: str = ""
-    created_by: str = ""
-    created_at: float = 0.0
-    expired_at: float | None = None
-    _compiled: list[CompiledInterval] = field(default_factory=list, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._compiled = [compile_interval(TimeIntervalSpec(**spec)) for spec in self.intervals]
-
-    def active(self, now: float) -> bool:
-        return self.expired_at is None and any(i.contains(now) for i in self._compiled)
-
-    def state(self, now: float) -> str:
-        if self.expired_at is not None:
-            return "expired"
-        return "active" if self.active(now) else "scheduled"
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "matchers": [m.to_api() for m in self.matchers],
-            "time_intervals": self.intervals,
-            "comment": self.comment,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "expired_at": self.expired_at,
-        }
-
-    @classmethod
-    def from_doc(cls, d: Mapping[str, Any]) -> Maintenance:
-        return cls(
-            id=d["id"],
-            matchers=[Matcher.from_api(m) for m in d["matchers"]],
-            intervals=list(d.get("time_intervals") or []),
-            comment=d.get("comment", ""),
-            created_by=d.get("created_by", ""),
-            created_at=float(d.get("created_at", 0.0)),
-            expired_at=d.get("expired_at"),
         )
 
 
@@ -208,10 +174,18 @@ class Silences:
     # -- the pipeline's question -----------------------------------------------------------
 
     def mutes(self, labels: Mapping[str, str], now: float) -> list[str]:
-        """IDs of active silences and maintenance windows matching these labels."""
-        out = [
-            s.id for s in self._silences.values() if s.state(now) is State.ACTIVE and matches_all(s.matchers, labels)
-        ]
+        """IDs of active silences and maintenance windows matching these labels (an ack: only
+        the label sets it was made for)."""
+        out = []
+        fp = ""
+        for s in self._silences.values():
+            if s.state(now) is not State.ACTIVE or not matches_all(s.matchers, labels):
+                continue
+            if s.bound is not None:
+                fp = fp or fingerprint(labels)
+                if fp not in s.bound:
+                    continue
+            out.append(s.id)
         out += [m.id for m in self._maintenance.values() if m.active(now) and matches_all(m.matchers, labels)]
         return sorted(out)
 

@@ -2,6 +2,7 @@
 import { $, api, state, showError, canWrite, CONSOLE } from "./core.js";
 import { h, fmt, num, time, timeAt, ago, spark, duration } from "./fmt.js";
 import { loadOverview, loadTasks, loadWorkers, loadQueues, bindTasks, openTaskFromUrl } from "./console.js";
+import { loadAcks, ackTag, ackButton } from "./ack.js";
 
 const POLL_MS = 5000;
 const chip = (k, v) => h("span", { class: "chip", "data-label": k }, `${k}="${v}"`);
@@ -117,10 +118,11 @@ function valueChart(fp) {
 
 function alertCard(a) {
   const st = a.status || {};
-  const why = (st.silencedBy || []).length ? h("span", { class: "tag silenced" }, `silenced by ${st.silencedBy.join(", ")}`)
+  const acked = ackTag(a.fingerprint);
+  const why = acked || ((st.silencedBy || []).length ? h("span", { class: "tag silenced" }, `silenced by ${st.silencedBy.join(", ")}`)
     : (st.inhibitedBy || []).length ? h("span", { class: "tag inhibited" }, `inhibited by ${st.inhibitedBy.length}`)
     : (st.mutedBy || []).length ? h("span", { class: "tag muted" }, `muted: ${st.mutedBy.join(", ")}`)
-    : h("span", { class: "tag firing" }, "firing");
+    : h("span", { class: "tag firing" }, "firing"));
   const labels = Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => chip(k, v));
   const details = h("div", { class: "explain", hidden: "" });
   const explainButton = h("button", { class: "explain-this", onclick: () => toggleExplain(a.fingerprint, details) }, "Why here?");
@@ -129,7 +131,7 @@ function alertCard(a) {
   return h("div", { class: "alert", "data-fingerprint": a.fingerprint },
     h("div", { class: "alert-head" }, h("strong", {}, a.labels.alertname || "(no name)"), why, " since ", time(a.startsAt),
       h("span", { class: "receivers" }, (a.receivers || []).map((r) => h("span", { class: "receiver" }, `→ ${r.name}`))),
-      h("span", { class: "actions" }, explainButton, actions)),
+      h("span", { class: "actions" }, explainButton, ackButton([a], refresh), actions)),
     h("div", { class: "summary" }, (a.annotations && a.annotations.summary) || ""),
     // held as one alert by the rule's `flapping` option: say so, or the quiet page looks wrong
     a.annotations && a.annotations.flapping ? h("div", { class: "flapping" }, a.annotations.flapping) : "",
@@ -178,7 +180,7 @@ async function loadAlerts() {
   if (!$("#show-inhibited").checked) params.set("inhibited", "false");
   const [alerts, groups, all, values] = await Promise.all([
     api("GET", `/api/v2/alerts?${params}`), api("GET", "/api/v2/alerts/groups"),
-    api("GET", "/api/alertd/v1/alerts"), api("GET", `${CONSOLE}/alert-values`)]);
+    api("GET", "/api/alertd/v1/alerts"), api("GET", `${CONSOLE}/alert-values`), loadAcks()]);
   state.alertValues = values;
   learnLabels(all);
   const by = $("#group-by").value;
@@ -210,7 +212,8 @@ async function loadAlerts() {
     box.append(h("div", { class: `group card${closed ? " collapsed" : ""}`, "data-group": key },
       h("div", { class: "group-head", onclick: () => { if (collapsed.has(key)) collapsed.delete(key); else collapsed.add(key); loadAlerts().catch(showError); } },
         h("span", { class: "fold" }, closed ? "▸" : "▾"), g.head,
-        h("span", { class: "muted" }, `${g.alerts.length} alert${g.alerts.length === 1 ? "" : "s"}${suppressed ? `, ${suppressed} suppressed` : ""}`)),
+        h("span", { class: "muted" }, `${g.alerts.length} alert${g.alerts.length === 1 ? "" : "s"}${suppressed ? `, ${suppressed} suppressed` : ""}`),
+        ackButton(g.alerts, refresh, "Ack group")),
       closed ? "" : g.alerts.map(alertCard)));
   }
   if (!cards.size) box.append(h("p", { class: "ok" }, words.length ? "No alert matches the filter." : "Nothing is firing."));
