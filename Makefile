@@ -25,13 +25,13 @@ run: $(VENV)/.installed-run
 	@scripts/services.sh redis
 	$(BIN)/alertd run
 
-# The offline tests first, in two processes (pyproject's addopts); then the tests that use the
+# The offline tests first, a process per core (tests/conftest.py); then the tests that use the
 # brokers and workers, one at a time, so their real timings have the machine to themselves.
 # Both halves run even when the first fails; either failing fails the target.
 test: $(VENV)/.installed-test
 	@scripts/services.sh all
 	@$(BIN)/pytest -m "not broker"; offline=$$?; \
-	$(BIN)/pytest -m broker -n 0; brokers=$$?; \
+	$(BIN)/pytest -m broker; brokers=$$?; \
 	test $$offline -eq 0 && test $$brokers -eq 0
 
 check: $(VENV)/.installed-run

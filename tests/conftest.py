@@ -27,8 +27,6 @@ from tests.waiting import wait_until
 pytest_plugins = ["tests.notify_fixtures", "tests.daemon_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# One database under pytest-xdist too: the tests that use it are one xdist group, so one process
-# runs them, whichever it is (several name db 13's event channel, "/13.celeryev/...", outright).
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS", "redis://127.0.0.1:6379/13")
 AMQP_URL = os.environ.get("ALERTD_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -246,7 +244,6 @@ BROKER_FIXTURES = {"redis_url", "amqp_url", "redis_server", "celery_worker_facto
 WORKER_FIXTURES = {"celery_worker_factory", "celery_app"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
@@ -254,6 +251,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.broker)
         if names & WORKER_FIXTURES:
             item.add_marker(pytest.mark.worker)
-        if item.get_closest_marker("broker"):
-            # one process runs them all, in order: real timings and the shared local brokers
-            item.add_marker(pytest.mark.xdist_group("broker"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns -n into its worker processes
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`pytest -m "not broker"` (the offline part) runs in a process per core, up to four, unless
+    -n says otherwise: nothing in it shares a broker or a clock with another test. Everything
+    else runs in one process, in order: the broker tests' timings are real, they share the local
+    Redis database and RabbitMQ, and a test on a stopped or loaded machine must not race another.
+    (xdist's --dist loadgroup would keep them together, but pytest 9.2 no longer lets it tag
+    node ids, so the split is by selection.)"""
+    if hasattr(config, "workerinput") or config.getoption("markexpr", "").strip() != "not broker":
+        return  # (an xdist worker runs this hook too)
+    if getattr(config.option, "numprocesses", "unset") is None and not getattr(config.option, "tx", None):
+        config.option.numprocesses = max(1, min(4, len(os.sched_getaffinity(0))))
