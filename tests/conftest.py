@@ -24,7 +24,7 @@ import redis
 from tests.waiting import wait_until
 
 # Fixtures of one area, shared by its test modules (an aiohttp sink for receivers, ...).
-pytest_plugins = ["tests.notify_fixtures", "tests.daemon_fixtures"]
+pytest_plugins = ["tests.notify_fixtures", "tests.daemon_fixtures", "tests.slack_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ALERTD_TEST_REDIS", "redis://127.0.0.1:6379/13")

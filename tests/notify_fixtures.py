@@ -1,13 +1,17 @@
-"""Real endpoints for delivery tests: an aiohttp sink that records what receivers send."""
+"""Real endpoints for delivery tests: an aiohttp sink that records what receivers send, and the
+requests Apprise's plugins for outside services would send, captured at their transport."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
+import requests.adapters
 from aiohttp import web
 
 from tests.conftest import free_port
@@ -237,3 +241,39 @@ route:
 def sink_posts(sink: Sink, path: str) -> list[dict[str, Any]]:
     """JSON bodies Apprise's json:// plugin posted to `path` (title, message, type)."""
     return [r["json"] for r in sink.requests if r["path"] == path]
+
+
+class Captured:
+    """Requests the real Apprise plugins would have sent (Slack, PagerDuty, Telegram, Teams...),
+    answered as each service answers a success."""
+
+    def __init__(self) -> None:
+        self.requests: list[requests.PreparedRequest] = []
+
+    def to(self, host: str) -> list[requests.PreparedRequest]:
+        return [r for r in self.requests if host in (r.url or "")]
+
+    def json(self, i: int = -1) -> Any:
+        return json.loads(body_of(self.requests[i]))
+
+
+def body_of(r: requests.PreparedRequest) -> bytes:
+    return r.body if isinstance(r.body, bytes) else str(r.body or "").encode()
+
+
+@pytest.fixture
+def https(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
+    """Intercept at requests' transport adapter: the plugin code runs for real, nothing leaves the host."""
+    captured = Captured()
+
+    def send(self: Any, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        captured.requests.append(request)
+        r = requests.Response()
+        url = request.url or ""
+        r.status_code = 202 if "pagerduty" in url else 200
+        r._content = b"ok" if "slack" in url else b'{"ok": true, "status": "success", "result": {}}'
+        r.url, r.request = url, request
+        return r
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    yield captured

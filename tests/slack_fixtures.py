@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.conftest import free_port
@@ -107,6 +108,14 @@ def _over_limits(body: dict[str, Any]) -> str:
         if b["type"] == "context" and (len(b["elements"]) > 10 or any(len(e["text"]) > 3000 for e in b["elements"])):
             return "invalid_blocks"
     return ""
+
+
+@pytest.fixture
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
+    """A local Slack API, and the bot token the receivers' `${SLACK_BOT_TOKEN}` names."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    async with fake_slack() as s:
+        yield s
 
 
 @asynccontextmanager

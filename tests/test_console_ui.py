@@ -157,7 +157,7 @@ def test_console_tabs_filters_cards_and_maintenance_window(
 
     # -- overview, tasks, workers, queues, rules, health: real numbers
     # the failure tile is the ratio over the last sample step (3 buckets, 3 s here): tasks ran
-    # at the start, so a slow run of the steps above left that step empty ("–"); run a few now
+    # at the start, so a slow run of the steps above left that step empty (a dash); run a few now
     app.send_task("t.fail", queue=queue)
     app.send_task("t.add", args=(9, 1), queue=queue)
     page.click('button[data-tab="overview"]')

@@ -8,12 +8,10 @@ import asyncio
 import email
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from aiosmtpd.controller import Controller
 
 from alertd.alert import Alert, AlertState
@@ -23,7 +21,7 @@ from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
 from tests.conftest import free_port
-from tests.notify_fixtures import Sink
+from tests.notify_fixtures import Captured, Sink
 from tests.waiting import T0
 
 SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
@@ -59,35 +57,6 @@ async def run_groups(notifier: Notifier, clock: Any, alerts: list[Alert], second
 
 
 ROUTE = "route: {receiver: %s, group_by: [alertname], group_wait: 1s, group_interval: 1m}\n"
-
-
-class Captured:
-    """Requests the real Apprise plugins would have sent to Slack / PagerDuty."""
-
-    def __init__(self) -> None:
-        self.requests: list[requests.PreparedRequest] = []
-
-    def json(self, i: int = -1) -> Any:
-        body = self.requests[i].body
-        return json.loads(body.decode() if isinstance(body, bytes) else str(body))
-
-
-@pytest.fixture
-def https(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
-    """Intercept at requests' transport adapter: the plugin code runs for real, nothing leaves the host."""
-    captured = Captured()
-
-    def send(self: Any, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
-        captured.requests.append(request)
-        r = requests.Response()
-        r.status_code = 200 if "pagerduty" not in (request.url or "") else 202
-        r._content = b"ok" if "slack" in (request.url or "") else b'{"status": "success"}'
-        r.url = request.url or ""
-        r.request = request
-        return r
-
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
-    yield captured
 
 
 async def test_slack_plugin_payload(store: SqliteStore, https: Captured) -> None:

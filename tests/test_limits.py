@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import email
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
-import pytest
-import requests
 from aiosmtpd.controller import Controller
 
 from alertd.alert import Alert
@@ -25,7 +21,8 @@ from alertd.notify.service import Notifier
 from alertd.notify.template import Rendered
 from alertd.store.sqlite import SqliteStore
 from tests.conftest import free_port
-from tests.slack_fixtures import BOT_TOKEN, FakeSlack, fake_slack, slack_receiver
+from tests.notify_fixtures import Captured, body_of
+from tests.slack_fixtures import FakeSlack, slack_receiver
 from tests.test_delivery import PD_API, PD_INTEGRATION, SLACK_TOKEN, Mailbox
 from tests.waiting import T0
 
@@ -60,44 +57,6 @@ def big_group() -> list[Alert]:
     ]
 
 
-class Transport:
-    """Requests Apprise's plugins would have sent, answered as each service answers success."""
-
-    def __init__(self) -> None:
-        self.requests: list[requests.PreparedRequest] = []
-
-    def to(self, host: str) -> list[requests.PreparedRequest]:
-        return [r for r in self.requests if host in (r.url or "")]
-
-
-def body_of(r: requests.PreparedRequest) -> bytes:
-    return r.body if isinstance(r.body, bytes) else str(r.body or "").encode()
-
-
-@pytest.fixture
-def transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[Transport]:
-    captured = Transport()
-
-    def send(self: Any, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
-        captured.requests.append(request)
-        r = requests.Response()
-        url = request.url or ""
-        r.status_code = 202 if "pagerduty" in url else 200
-        r._content = b"ok" if "slack" in url else b'{"ok": true, "status": "success", "result": {}}'
-        r.url, r.request = url, request
-        return r
-
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
-    yield captured
-
-
-@pytest.fixture
-async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
-    async with fake_slack() as s:
-        yield s
-
-
 async def page(text: str, store: SqliteStore) -> Notifier:
     clock = VirtualClock(start=T0)
     n = Notifier(load_config(text=text + f"api: {{external_url: '{EXTERNAL}'}}\n"), store, clock)
@@ -115,9 +74,9 @@ route: {{receiver: {name}, group_by: [alertname], group_wait: 30s}}
 """
 
 
-async def test_slack_webhook_within_slacks_limits(store: SqliteStore, transport: Transport) -> None:
+async def test_slack_webhook_within_slacks_limits(store: SqliteStore, https: Captured) -> None:
     await page(one("slack", f"https://hooks.slack.com/services/{SLACK_TOKEN}", "slack"), store)
-    (req,) = transport.to("hooks.slack.com")
+    (req,) = https.to("hooks.slack.com")
     assert len(body_of(req)) <= limits.SLACK_TEXT
     (attachment,) = json.loads(body_of(req))["attachments"]
     assert attachment["title"] == "[FIRING:200] CeleryTaskFailureRateHigh"
@@ -137,9 +96,9 @@ async def test_native_slack_within_slacks_limits(store: SqliteStore, slack: Fake
     assert more["text"]["text"] == f"+180 more: <{EXTERNAL}|all alerts in alertd>"
 
 
-async def test_pagerduty_within_its_limits(store: SqliteStore, transport: Transport) -> None:
+async def test_pagerduty_within_its_limits(store: SqliteStore, https: Captured) -> None:
     await page(one("pd", f"pagerduty://{PD_INTEGRATION}@{PD_API}", "pagerduty"), store)
-    (req,) = transport.to("pagerduty")
+    (req,) = https.to("pagerduty")
     assert len(body_of(req)) <= limits.PAGERDUTY_EVENT
     event = json.loads(body_of(req))["payload"]
     assert len(event["summary"]) <= limits.PAGERDUTY_SUMMARY
@@ -189,9 +148,9 @@ def test_each_receiver_kind_knows_its_limits() -> None:
     assert both.body == limits.TELEGRAM.body and both.title == limits.EMAIL_SUBJECT and both.message is not None
 
 
-async def test_telegram_carries_the_notification_within_4096(store: SqliteStore, transport: Transport) -> None:
+async def test_telegram_carries_the_notification_within_4096(store: SqliteStore, https: Captured) -> None:
     await page(one("tg", f"tgram://{TELEGRAM_BOT}/-100123456", "generic"), store)
-    (req,) = transport.to("api.telegram.org")
+    (req,) = https.to("api.telegram.org")
     assert req.url == f"https://api.telegram.org/bot{TELEGRAM_BOT}/sendMessage"
     doc = json.loads(body_of(req))
     assert str(doc["chat_id"]) == "-100123456" and len(doc["text"]) <= limits.TELEGRAM_TEXT
@@ -199,11 +158,9 @@ async def test_telegram_carries_the_notification_within_4096(store: SqliteStore,
     assert "billing.charge_000 fails" in doc["text"] and "more firing: https://alertd.example.com" in doc["text"]
 
 
-async def test_teams_workflows_carries_the_notification_within_its_payload(
-    store: SqliteStore, transport: Transport
-) -> None:
+async def test_teams_workflows_carries_the_notification_within_its_payload(store: SqliteStore, https: Captured) -> None:
     await page(one("teams", TEAMS_URL, "generic"), store)
-    (req,) = transport.to("logic.azure.com")
+    (req,) = https.to("logic.azure.com")
     assert "/workflows/a1b2c3d4e5f6/triggers/manual/paths/invoke" in (req.url or "")
     assert len(body_of(req)) <= limits.TEAMS_PAYLOAD
     (card,) = json.loads(body_of(req))["attachments"]  # an Adaptive Card: the texts are its TextBlocks

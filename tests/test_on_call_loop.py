@@ -18,17 +18,10 @@ import pytest
 from alertd.silence.silences import State
 from tests.api_fixtures import Harness, start_harness, write_config
 from tests.notify_fixtures import Sink
-from tests.slack_fixtures import BOT_TOKEN, FakeSlack, fake_slack
+from tests.slack_fixtures import FakeSlack
 
 EXTERNAL = "https://alertd.example"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
-    async with fake_slack() as s:
-        yield s
 
 
 @pytest.fixture

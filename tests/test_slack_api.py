@@ -25,17 +25,10 @@ from alertd.store.redis import RedisStore
 from alertd.store.sqlite import SqliteStore
 from alertd.yamlfile import FileError
 from tests.notify_fixtures import Stepper, make_alert
-from tests.slack_fixtures import BOT_TOKEN, CHANNEL_ID, FakeSlack, fake_slack, slack_receiver
+from tests.slack_fixtures import BOT_TOKEN, CHANNEL_ID, FakeSlack, slack_receiver
 from tests.waiting import T0
 
 pytestmark = pytest.mark.broker  # the HA test uses the local Redis
-
-
-@pytest.fixture
-async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
-    async with fake_slack() as s:
-        yield s
 
 
 @pytest.fixture
