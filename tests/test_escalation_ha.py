@@ -9,13 +9,11 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REDIS_URL, free_port
-from tests.daemon_fixtures import FAIL_RULES, producer, wait_until, write_setup
+from tests.daemon_fixtures import FAIL_RULES, Deployment, wait_until
 from tests.notify_fixtures import ThreadedSink
 
 pytestmark = pytest.mark.broker
@@ -31,9 +29,9 @@ def posts(sink: ThreadedSink, path: str) -> list[dict[str, Any]]:
 
 
 def test_a_replica_killed_mid_policy_leaves_the_survivor_to_send_the_step_once_on_time(
-    tmp_path: Path, unique: str, http_sink: ThreadedSink, alertd_process: Any
+    deployment: Deployment,
 ) -> None:
-    keyprefix = f"escalate-{unique}:"
+    http_sink: ThreadedSink = deployment.sink
     # the step's receiver is written below `hook`, the receiver write_setup defines
     route = f"""  - name: secondary
     apprise: ["{http_sink.url(path="/secondary")}"]
@@ -46,26 +44,19 @@ route:
   repeat_interval: 1h
   escalate: [{{after: {AFTER:g}s, receiver: secondary}}]
 """
-    replicas = []
-    for name in ("a", "b"):
-        d = tmp_path / name
-        d.mkdir()
-        port = free_port()
-        cfg = write_setup(
-            d,
-            broker=REDIS_URL,
-            store=f"{REDIS_URL}?prefix={keyprefix}",
-            sink_url=http_sink.url(),
-            port=port,
+    replicas = [
+        deployment.alertd(
+            name=name,
+            store=f"{deployment.broker}?prefix=escalate-{deployment.unique}:",  # one store, shared
             rules=FAIL_RULES.replace("resolve_after: 10m", "resolve_after: 14s"),
             route=route,
-            keyprefix=keyprefix,
             hook={"send_resolved_immediately": True},  # the resolve need not wait out group_interval
             extra="ha: {claim_ttl: 10s}",
         )
-        replicas.append(alertd_process(cfg, port, name))
+        for name in ("a", "b")
+    ]
 
-    app = producer(REDIS_URL, keyprefix)
+    app = deployment.producer()
     with app.connection_for_write() as conn:
         events = app.events.Dispatcher(conn, hostname="celery@escalate")
         task_id = str(uuid.uuid4())
