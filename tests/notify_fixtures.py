@@ -4,6 +4,8 @@ requests Apprise's plugins for outside services would send, captured at their tr
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -277,3 +279,27 @@ def https(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
     yield captured
+
+
+class Mailbox:
+    """A real SMTP server's inbox (aiosmtpd); `url` is the Apprise mailto:// URL that reaches it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[email.message.Message] = []
+        self.url = f"mailto://127.0.0.1:{port}?from=alertd@example.com&to=oncall@example.com&mode=insecure"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox(free_port())
+    smtp = Controller(box, hostname="127.0.0.1", port=box.port)
+    smtp.start()
+    yield box
+    smtp.stop()

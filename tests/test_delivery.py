@@ -5,14 +5,12 @@ slow receivers, and secrets kept out of logs and history."""
 from __future__ import annotations
 
 import asyncio
-import email
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from alertd.alert import Alert, AlertState
 from alertd.clock import VirtualClock, WallClock
@@ -20,8 +18,7 @@ from alertd.config import load_config
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.conftest import free_port
-from tests.notify_fixtures import Captured, Sink
+from tests.notify_fixtures import Captured, Mailbox, Sink
 from tests.waiting import T0
 
 SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
@@ -123,31 +120,14 @@ receivers: [{{name: hook, apprise: ["{sink.url()}"], template: json, retries: 0}
     }
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-async def test_email_subject_html_and_plain_text(store: SqliteStore) -> None:
-    box = Mailbox()
-    port = free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
-        url = f"mailto://127.0.0.1:{port}?from=alertd@example.com&to=oncall@example.com&mode=insecure"
-        cfg = load_config(
-            text=f"receivers: [{{name: mail, apprise: ['{url}'], template: email, retries: 0}}]\n" + ROUTE % "mail"
-        )
-        clock = VirtualClock(start=T0)
-        n = Notifier(cfg, store, clock)
-        await run_groups(n, clock, [firing()], 2)
-    finally:
-        smtp.stop()
-    (msg,) = box.messages
+async def test_email_subject_html_and_plain_text(store: SqliteStore, mailbox: Mailbox) -> None:
+    cfg = load_config(
+        text=f"receivers: [{{name: mail, apprise: ['{mailbox.url}'], template: email, retries: 0}}]\n" + ROUTE % "mail"
+    )
+    clock = VirtualClock(start=T0)
+    n = Notifier(cfg, store, clock)
+    await run_groups(n, clock, [firing()], 2)
+    (msg,) = mailbox.messages
     assert msg["Subject"] == "[FIRING:1] CeleryTaskFailureRateHigh" and msg["To"] == "oncall@example.com"
     parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
     assert "billing.charge fails 12.0% of runs" in parts["text/html"] and "<h2" in parts["text/html"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import email
 import json
 
-from aiosmtpd.controller import Controller
-
 from alertd.alert import Alert
 from alertd.clock import VirtualClock
 from alertd.config import load_config
@@ -20,10 +18,9 @@ from alertd.notify.limits import Limits, fit, receiver_limits
 from alertd.notify.service import Notifier
 from alertd.notify.template import Rendered
 from alertd.store.sqlite import SqliteStore
-from tests.conftest import free_port
-from tests.notify_fixtures import Captured, body_of
+from tests.notify_fixtures import Captured, Mailbox, body_of
 from tests.slack_fixtures import FakeSlack, slack_receiver
-from tests.test_delivery import PD_API, PD_INTEGRATION, SLACK_TOKEN, Mailbox
+from tests.test_delivery import PD_API, PD_INTEGRATION, SLACK_TOKEN
 from tests.waiting import T0
 
 TELEGRAM_BOT = "123456789:AABCeFGhIJKLmnOPqrStuvWXYzaBcDeFgHI"
@@ -106,17 +103,9 @@ async def test_pagerduty_within_its_limits(store: SqliteStore, https: Captured) 
     assert "(+199 more)" in event["summary"] or event["summary"].endswith("…")
 
 
-async def test_email_within_its_limits(store: SqliteStore) -> None:
-    box = Mailbox()
-    port = free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
-        url = f"mailto://127.0.0.1:{port}?from=alertd@example.com&to=oncall@example.com&mode=insecure"
-        await page(one("mail", url, "email"), store)
-    finally:
-        smtp.stop()
-    (msg,) = box.messages
+async def test_email_within_its_limits(store: SqliteStore, mailbox: Mailbox) -> None:
+    await page(one("mail", mailbox.url, "email"), store)
+    (msg,) = mailbox.messages
     subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
     assert subject == "[FIRING:200] CeleryTaskFailureRateHigh" and len(subject) <= limits.EMAIL_SUBJECT
     parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
