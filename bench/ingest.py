@@ -244,18 +244,18 @@ def consume_celery(url: str, expected: int, with_state: bool = False) -> None:
 class Daemon:
     """`alertd run` with the default rule pack, in a directory of its own (this tree's code)."""
 
-    def __init__(self, url: str, tmp: Path) -> None:
+    def __init__(self, url: str, tmp: Path, root: Path = ROOT) -> None:
         self.port = free_port()
         cfg = tmp / f"alertd-{self.port}.yaml"
         cfg.write_text(
             f'broker: "{url}"\n'
-            f"rule_files: [{ROOT / 'rules'}/*.yaml]\n"
+            f"rule_files: [{root / 'rules'}/*.yaml]\n"
             f"store: sqlite:///{tmp / f'state-{self.port}.db'}\n"
             f"api: {{listen: 127.0.0.1:{self.port}}}\n"
             "sampler: {queues: [], inspect: false}\n"
         )
         self.log = (tmp / f"alertd-{self.port}.log").open("wb")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         # ALERTD_BENCH_PYTHON="python -m pyinstrument -o out.txt" runs the daemon under a profiler.
         python = os.environ.get("ALERTD_BENCH_PYTHON", "").split() or [sys.executable]
         self.proc = subprocess.Popen(
@@ -343,9 +343,11 @@ def publish(url: str, msgs: list[tuple[str, bytes]]) -> None:
     r.close()
 
 
-def run_daemon_drain(url: str, tmp: Path, msgs: list[tuple[str, bytes]], expected: int) -> tuple[int, float, float]:
+def run_daemon_drain(
+    url: str, tmp: Path, msgs: list[tuple[str, bytes]], expected: int, root: Path = ROOT
+) -> tuple[int, float, float]:
     """`alertd run`: paused, the stream published (Redis buffers it), resumed; done when its API counts it all."""
-    daemon = Daemon(url, tmp)
+    daemon = Daemon(url, tmp, root)
     try:
         daemon.wait_connected()
         time.sleep(0.5)  # its first rule tick and sampler round are done: the drain is what is timed
@@ -429,6 +431,11 @@ def main() -> None:
         help="consumers to run",
     )
     ap.add_argument("--rounds", type=int, default=1, help="times each consumer drains the stream (median kept)")
+    ap.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also drain with `alertd run` from a checkout of COMMIT (a git worktree, removed after), same rounds",
+    )
     ap.add_argument("--sampler-queues", type=int, default=50, help="queues for the sampler round (0: skip)")
     ap.add_argument("--consumer", choices=["alertd", "celery", "celery-state"])
     ap.add_argument("--url")
@@ -472,10 +479,22 @@ def main() -> None:
             flush=True,
         )
         rates: dict[str, list[float]] = {}
+        modes = list(args.only)
+        if args.before:
+            before = Path(tmp) / "before"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
+                check=True,
+                capture_output=True,
+            )
+            LABELS["alertd-run-before"] = f"alertd run, default rules, at {args.before}"
+            modes.append("alertd-run-before")
         for round_ in range(1, args.rounds + 1):
-            for mode in args.only:
+            for mode in modes:
                 if mode == "alertd-run":
                     n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected)
+                elif mode == "alertd-run-before":
+                    n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected, before)
                 else:
                     n, secs, rss = run(mode, url, msgs, expected)
                 rates.setdefault(mode, []).append(n / secs)
@@ -488,13 +507,18 @@ def main() -> None:
         if args.rounds > 1:
             for mode, rate in results.items():
                 print(f"median {LABELS[mode]:46s} {rate:>9,.0f} events/s")
-        for mode in ("alertd", "alertd-run"):
+        for mode in ("alertd", "alertd-run", "alertd-run-before"):
             if mode in results and "celery" in results:
                 print(f"ratio {mode} / bare EventReceiver: {results[mode] / results['celery']:.2f}x")
+        if "alertd-run" in results and "alertd-run-before" in results:
+            speedup = results["alertd-run"] / results["alertd-run-before"]
+            print(f"ratio alertd-run / alertd-run at {args.before}: {speedup:.2f}x")
         if args.sampler_queues:
             sampler_rounds(url, args.sampler_queues)
     finally:
         server.kill()
+        if args.before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "before")])
         shutil.rmtree(tmp, ignore_errors=True)
 
 
