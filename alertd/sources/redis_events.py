@@ -156,16 +156,16 @@ class RedisEventSource:
                 continue
             batch: list[dict[str, Any]] = []
             for channel, data in msgs:
-                self._decode_into(channel, data, batch)
+                try:
+                    batch.extend(decode_message(data))
+                except ValueError as e:
+                    self._malformed(channel, e)
             health.messages += len(msgs)
             if batch:
                 health.received(batch, self.clock.now())
                 self.handler(batch)
 
-    def _decode_into(self, channel: bytes, data: bytes, batch: list[dict[str, Any]]) -> None:
-        try:
-            batch.extend(decode_message(data))
-        except ValueError as e:
-            self.health.malformed += 1
-            if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
-                log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
+    def _malformed(self, channel: bytes, e: ValueError) -> None:
+        self.health.malformed += 1
+        if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
+            log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
