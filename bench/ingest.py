@@ -6,7 +6,16 @@ and resumed once it is all buffered, so its own speed is what is measured. The p
 sends the same realistic stream to both: task events batched in task.multi messages as workers
 send them, plus heartbeats. Printed: events/s for each, the ratio, and the consumer's RSS growth.
 
-    .venv/bin/python bench/ingest.py [--events 200000]
+Consumers:
+  celery        Celery's bare EventReceiver counting events (the baseline)
+  celery-state  EventReceiver feeding celery.events.state.State (what Flower does)
+  alertd        alertd's fast path feeding the observer while the default rule pack ticks every second
+  alertd-run    `alertd run` itself with the default rule pack, its API polled for the count
+
+Rounds interleave the consumers (as bench/ingest_amqp.py does), so a burst of other work on the
+machine lands on all of them rather than on one; the median of each is what the ratios use.
+
+    .venv/bin/python bench/ingest.py [--events 200000] [--rounds 3] [--only celery alertd-run]
 """
 
 from __future__ import annotations
@@ -18,12 +27,15 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import redis
@@ -229,6 +241,66 @@ def consume_celery(url: str, expected: int, with_state: bool = False) -> None:
     print(f"RESULT {seen[0]} {elapsed:.4f} {rss_mib() - base:.1f}", flush=True)
 
 
+class Daemon:
+    """`alertd run` with the default rule pack, in a directory of its own (this tree's code)."""
+
+    def __init__(self, url: str, tmp: Path, root: Path = ROOT) -> None:
+        self.port = free_port()
+        cfg = tmp / f"alertd-{self.port}.yaml"
+        cfg.write_text(
+            f'broker: "{url}"\n'
+            f"rule_files: [{root / 'rules'}/*.yaml]\n"
+            f"store: sqlite:///{tmp / f'state-{self.port}.db'}\n"
+            f"api: {{listen: 127.0.0.1:{self.port}}}\n"
+            "sampler: {queues: [], inspect: false}\n"
+        )
+        self.log = (tmp / f"alertd-{self.port}.log").open("wb")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        # ALERTD_BENCH_PYTHON="python -m pyinstrument -o out.txt" runs the daemon under a profiler.
+        python = os.environ.get("ALERTD_BENCH_PYTHON", "").split() or [sys.executable]
+        self.proc = subprocess.Popen(
+            [*python, "-m", "alertd", "-c", str(cfg), "--log-level", "warning", "run"],
+            cwd=tmp,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def stream(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/alertd/v1/health", timeout=5) as r:
+            return dict(orjson.loads(r.read())["stream"])
+
+    def wait_connected(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.flush()
+                tail = Path(self.log.name).read_text(errors="replace")[-2000:]
+                raise SystemExit(f"alertd exited with {self.proc.returncode}:\n{tail}")
+            try:
+                if self.stream()["connected"]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("alertd did not connect")
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
 # -- driver -----------------------------------------------------------------------------------
 
 
@@ -253,6 +325,14 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
     # unlimited), so what is measured after SIGCONT is the consumer's own speed, not the
     # publisher's (on 2 CPUs the Python publisher is slower than alertd).
     os.kill(proc.pid, signal.SIGSTOP)
+    publish(url, msgs)
+    os.kill(proc.pid, signal.SIGCONT)
+    line = proc.stdout.readline().split()
+    proc.wait(60)
+    return int(line[1]), float(line[2]), float(line[3])
+
+
+def publish(url: str, msgs: list[tuple[str, bytes]]) -> None:
     r = redis.Redis.from_url(url)
     pipe = r.pipeline(transaction=False)
     for i, (rk, raw) in enumerate(msgs, 1):
@@ -260,10 +340,31 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
         if i % 1000 == 0:
             pipe.execute()
     pipe.execute()
-    os.kill(proc.pid, signal.SIGCONT)
-    line = proc.stdout.readline().split()
-    proc.wait(60)
-    return int(line[1]), float(line[2]), float(line[3])
+    r.close()
+
+
+def run_daemon_drain(
+    url: str, tmp: Path, msgs: list[tuple[str, bytes]], expected: int, root: Path = ROOT
+) -> tuple[int, float, float]:
+    """`alertd run`: paused, the stream published (Redis buffers it), resumed; done when its API counts it all."""
+    daemon = Daemon(url, tmp, root)
+    try:
+        daemon.wait_connected()
+        time.sleep(0.5)  # its first rule tick and sampler round are done: the drain is what is timed
+        base = daemon.rss_mib()
+        before = daemon.stream()["events"]
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        publish(url, msgs)
+        resumed = time.time()
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+        while (stream := daemon.stream())["events"] - before < expected:
+            if stream["reconnects"] or not stream["connected"]:
+                raise SystemExit(f"alertd run lost its subscription during the drain: {stream['last_error']}")
+            time.sleep(0.05)
+        # the newest batch's receive time, on the daemon's clock: polling granularity not counted
+        return int(stream["events"]) - before, float(stream["last_event_at"]) - resumed, daemon.rss_mib() - base
+    finally:
+        daemon.stop()
 
 
 def sampler_rounds(url: str, n_queues: int = 50, rounds: int = 10) -> None:
@@ -311,15 +412,29 @@ def sampler_rounds(url: str, n_queues: int = 50, rounds: int = 10) -> None:
     client.close()
 
 
+LABELS = {
+    "celery": "Celery EventReceiver, counting (baseline)",
+    "celery-state": "Celery EventReceiver + State (Flower's way)",
+    "alertd": "alertd: fast path + observer + default rules",
+    "alertd-run": "alertd run, default rules",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument(
         "--only",
         nargs="*",
-        choices=["celery", "celery-state", "alertd"],
-        default=["celery", "celery-state", "alertd"],
+        choices=list(LABELS),
+        default=["celery", "celery-state", "alertd", "alertd-run"],
         help="consumers to run",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="times each consumer drains the stream (median kept)")
+    ap.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also drain with `alertd run` from a checkout of COMMIT (a git worktree, removed after), same rounds",
     )
     ap.add_argument("--sampler-queues", type=int, default=50, help="queues for the sampler round (0: skip)")
     ap.add_argument("--consumer", choices=["alertd", "celery", "celery-state"])
@@ -360,24 +475,50 @@ def main() -> None:
         expected = count_events(msgs)
         print(
             f"{len(msgs)} messages, {expected} events (task.multi batches of 8, heartbeats), Python "
-            f"{sys.version.split()[0]}, {os.cpu_count()} CPUs"
+            f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+            flush=True,
         )
-        results = {}
-        labels = {
-            "celery": "Celery EventReceiver, counting (baseline)",
-            "celery-state": "Celery EventReceiver + State (Flower's way)",
-            "alertd": "alertd: fast path + observer + default rules",
-        }
-        for mode in args.only:
-            n, secs, rss = run(mode, url, msgs, expected)
-            results[mode] = n / secs
-            print(f"{labels[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} events/s, RSS +{rss:.0f} MiB")
-        if "alertd" in results and "celery" in results:
-            print(f"ratio alertd / bare EventReceiver: {results['alertd'] / results['celery']:.2f}x")
+        rates: dict[str, list[float]] = {}
+        modes = list(args.only)
+        if args.before:
+            before = Path(tmp) / "before"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.before],
+                check=True,
+                capture_output=True,
+            )
+            LABELS["alertd-run-before"] = f"alertd run, default rules, at {args.before}"
+            modes.append("alertd-run-before")
+        for round_ in range(1, args.rounds + 1):
+            for mode in modes:
+                if mode == "alertd-run":
+                    n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected)
+                elif mode == "alertd-run-before":
+                    n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected, before)
+                else:
+                    n, secs, rss = run(mode, url, msgs, expected)
+                rates.setdefault(mode, []).append(n / secs)
+                print(
+                    f"round {round_}: {LABELS[mode]:46s} {n:>9d} events in {secs:6.2f}s = {n / secs:>9,.0f} "
+                    f"events/s, RSS +{rss:.0f} MiB, load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+        results = {mode: statistics.median(r) for mode, r in rates.items()}
+        if args.rounds > 1:
+            for mode, rate in results.items():
+                print(f"median {LABELS[mode]:46s} {rate:>9,.0f} events/s")
+        for mode in ("alertd", "alertd-run", "alertd-run-before"):
+            if mode in results and "celery" in results:
+                print(f"ratio {mode} / bare EventReceiver: {results[mode] / results['celery']:.2f}x")
+        if "alertd-run" in results and "alertd-run-before" in results:
+            speedup = results["alertd-run"] / results["alertd-run-before"]
+            print(f"ratio alertd-run / alertd-run at {args.before}: {speedup:.2f}x")
         if args.sampler_queues:
             sampler_rounds(url, args.sampler_queues)
     finally:
         server.kill()
+        if args.before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "before")])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -235,3 +235,22 @@ def test_an_entry_whose_schedule_raises_is_reported_and_the_others_checked(
     assert p.problems == ["solar: its next run cannot be computed: ImportError: No module named 'ephem'"]
     states = [(e["name"], e["state"]) for e in p.snapshot(clock.now())["entries"]]
     assert states == [("fine", "waiting"), ("solar", "error")]
+
+
+def test_task_events_are_not_enriched_for_the_checks_until_there_is_an_entry(
+    observer: Observer, clock: VirtualClock
+) -> None:
+    # With no schedule no event can be a run of an entry: each would be copied into an enriched
+    # dict for nothing (a quarter of the daemon's ingest). Once entries exist, runs are followed.
+    p = Periodic.watching(PeriodicConfig(), observer, clock)
+    assert not observer._watchers.by_type and not observer._watchers.all
+    p.set_entries([], clock.now())
+    assert not observer._watchers.by_type
+    p.set_entries([entry("nightly")], clock.now())
+    assert "task-sent" in observer._watchers.by_type
+    events = Events(clock)
+    u = events.uuid()
+    observer.on_events([sent(events, u)])
+    assert [r.uuid for r in p.entries["nightly"].runs] == [u]
+    p.set_entries([entry("nightly")], clock.now())
+    assert observer._watchers.by_type["task-sent"] == [p.on_event], "subscribed once"

@@ -127,14 +127,21 @@ class TaskTable:
         runtime = eta = None
         queue = exception = ""
         retries = pid = 0
+        # The common field values are taken as they are; any other goes through its reader in
+        # alertd.observe.fields, which converts it or rejects the event (the same as before).
         if state == "succeeded":
-            runtime = number(e, "runtime")
+            runtime = e.get("runtime")
+            if type(runtime) is not float or not -FAR < runtime < FAR:
+                runtime = number(e, "runtime")
         elif state == "failed" or state == "retried":
             exception = exception_class(e.get("exception"), e.get("traceback"))
         elif state == "sent" or state == "received":
-            eta = eta_seconds(e.get("eta"))
+            eta = e.get("eta")
+            if eta is not None:
+                eta = eta_seconds(eta)
             if state == "sent":
-                queue = text(e, "queue") or text(e, "routing_key")
+                q = e.get("queue")
+                queue = q if type(q) is str and q else text(e, "queue") or text(e, "routing_key")
             r = e.get("retries")
             if r is not None:
                 if not isinstance(r, int) or isinstance(r, bool):

@@ -109,8 +109,10 @@ class Periodic:
             ("django_celery_beat", config.django_celery_beat),
         )
         self.source = ",".join(name for name, on in sources if on)
-        if watch is not None:
-            watch(self.on_event, EVENT_TYPES)
+        # Subscribed once there is an entry (or a restored run) to match events to: until then no
+        # event can be a run of one, and the observer need not enrich every task event for us.
+        self._watch = watch
+        self._watching = False
 
     @classmethod
     def watching(cls, config: PeriodicConfig, observer: Observer, clock: Clock) -> Periodic:
@@ -135,6 +137,9 @@ class Periodic:
             if st.entry.enabled:
                 self._by_task.setdefault(st.entry.task, []).append(st)
         self.loaded_at = now
+        if not self._watching and self._watch is not None and (self._by_task or self._in_flight):
+            self._watch(self.on_event, EVENT_TYPES)
+            self._watching = True
 
     def _restored(self, e: Entry, now: float) -> EntryState:
         st = EntryState(e, since=now, runs=deque(maxlen=self.config.history))

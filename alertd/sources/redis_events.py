@@ -9,7 +9,6 @@ redis-py's), subscribes to `{global_keyprefix}/{db}.celeryev/*` over a lean RESP
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import logging
 from collections.abc import Callable
@@ -47,17 +46,21 @@ def decode_message(data: bytes) -> list[dict[str, Any]]:
         body = envelope["body"]
         props = envelope.get("properties") or {}
         if props.get("body_encoding") == "base64":
-            body = base64.b64decode(body, validate=False)
+            body = binascii.a2b_base64(body)  # base64.b64decode(body, validate=False) without its wrapper
         ctype = envelope.get("content-type", "application/json")
         if ctype != "application/json":
             raise ValueError(f"events must be JSON (Celery's default event_serializer), got {ctype}")
         payload = orjson.loads(body)
     except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error, AttributeError) as e:
         raise ValueError(f"not a kombu event message: {e}") from None
-    if isinstance(payload, dict):
+    if type(payload) is dict:  # what orjson makes: exactly dict and list
         return [payload]
-    if isinstance(payload, list) and all(isinstance(e, dict) for e in payload):
-        return payload
+    if type(payload) is list:
+        for event in payload:
+            if type(event) is not dict:
+                break
+        else:
+            return payload
     raise ValueError("event body is neither an object nor a list of objects")
 
 
@@ -153,16 +156,16 @@ class RedisEventSource:
                 continue
             batch: list[dict[str, Any]] = []
             for channel, data in msgs:
-                self._decode_into(channel, data, batch)
+                try:
+                    batch.extend(decode_message(data))
+                except ValueError as e:
+                    self._malformed(channel, e)
             health.messages += len(msgs)
             if batch:
                 health.received(batch, self.clock.now())
                 self.handler(batch)
 
-    def _decode_into(self, channel: bytes, data: bytes, batch: list[dict[str, Any]]) -> None:
-        try:
-            batch.extend(decode_message(data))
-        except ValueError as e:
-            self.health.malformed += 1
-            if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
-                log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
+    def _malformed(self, channel: bytes, e: ValueError) -> None:
+        self.health.malformed += 1
+        if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
+            log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
