@@ -38,7 +38,7 @@ Item = Event | Hook
 
 
 class Stepper:
-    """Moves `clock` through items, steps and checks; see the module's docstring."""
+    """Moves `clock` through items, steps and checks, once; see the module's docstring."""
 
     def __init__(
         self,
@@ -88,8 +88,8 @@ class Stepper:
             due = self._due(at)
             if until is not None and due > until:
                 break
-            # Events received together (one task.multi, one read) share a time: they stay one
-            # batch, as they were when recorded.
+            # Events due together stay one batch: in a replay those received together (one
+            # task.multi, one read), as they were when recorded; in a rule test, those of a step.
             if batch and (
                 not isinstance(item, dict)
                 or due != batch_due
@@ -98,7 +98,7 @@ class Stepper:
                 await self._deliver(batch, batch_at)
                 batch = []
             if not batch:
-                await self._advance(due)
+                await self._advance(due, inclusive=not self.at_step)
             if isinstance(item, dict):
                 batch_due = due
                 batch_at = at
@@ -129,12 +129,9 @@ class Stepper:
         """The first step of the grid at or after `t`."""
         return origin + math.ceil((t - origin) / self.step_seconds) * self.step_seconds
 
-    async def _advance(self, to: float, *, inclusive: bool | None = None) -> None:
-        """Move the clock to `to`, running each step due on the way (and at `to`, unless items
-        are delivered before the step of their time)."""
+    async def _advance(self, to: float, *, inclusive: bool) -> None:
+        """Move the clock to `to`, running each step due before it (and at it, if `inclusive`)."""
         clock = self.clock
-        if inclusive is None:
-            inclusive = not self.at_step
         if self.step is not None:
             origin = self._begin(to)
             while self._next_step is not None and (self._next_step < to or (inclusive and self._next_step == to)):
