@@ -66,6 +66,8 @@ class Stepper:
         self.at_step = at_step
         self.idle_until = idle_until
         self.max_batch = max_batch
+        # A yield per step and batch (a coroutine call even when it does not yield) is most of a
+        # rule test's time besides the engine, and there it lets nothing run.
         self.alone = alone
         self._origin = start  # of the grid; None until the first item
         self._next_step = start
@@ -84,6 +86,7 @@ class Stepper:
         self._checks = deque(sorted(checks, key=lambda c: c[0]))
         batch: list[Event] = []
         batch_due = batch_at = 0.0
+        reached: float | None = None  # advancing there again would do nothing
         for at, item in items:
             due = self._due(at)
             if until is not None and due > until:
@@ -97,8 +100,9 @@ class Stepper:
             ):
                 await self._deliver(batch, batch_at)
                 batch = []
-            if not batch:
+            if not batch and due != reached:
                 await self._advance(due, inclusive=not self.at_step)
+                reached = due
             if isinstance(item, dict):
                 batch_due = due
                 batch_at = at
@@ -116,8 +120,8 @@ class Stepper:
         """When an item at `at` is delivered."""
         if not self.at_step:
             return at
-        origin = self._begin(at)
-        return max(self._grid(at, origin), origin)
+        origin = self._origin if self._origin is not None else self._begin(at)
+        return origin if at <= origin else origin + math.ceil((at - origin) / self.step_seconds) * self.step_seconds
 
     def _begin(self, at: float) -> float:
         """The grid's origin, set by the first item when `start` is not given."""
@@ -125,29 +129,31 @@ class Stepper:
             self._origin = self._next_step = max(at, self.clock.now())
         return self._origin
 
-    def _grid(self, t: float, origin: float) -> float:
-        """The first step of the grid at or after `t`."""
-        return origin + math.ceil((t - origin) / self.step_seconds) * self.step_seconds
-
     async def _advance(self, to: float, *, inclusive: bool) -> None:
         """Move the clock to `to`, running each step due before it (and at it, if `inclusive`)."""
-        clock = self.clock
-        if self.step is not None:
+        clock, step, alone = self.clock, self.step, self.alone
+        if step is not None:
             origin = self._begin(to)
-            while self._next_step is not None and (self._next_step < to or (inclusive and self._next_step == to)):
-                at = self._next_step
+            at = self._next_step
+            assert at is not None  # set by _begin
+            while at < to or (inclusive and at == to):
                 if at > clock.now():
                     clock.set(at)
-                    await self._settle()
-                await self.step()
-                await self._settle()  # let what the step woke (group timers) run
-                while self._checks and self._checks[0][0] <= at:
-                    self._checks.popleft()[1]()
-                self._next_step = self._following(at, to, origin)
+                    if not alone:
+                        await asyncio.sleep(0)
+                await step()
+                if not alone:
+                    await asyncio.sleep(0)  # let what the step woke (group timers) run
+                checks = self._checks
+                while checks and checks[0][0] <= at:
+                    checks.popleft()[1]()
+                at = self._following(at, to, origin)
+            self._next_step = at
         if to > clock.now():
             clock.set(to)
             # Timers due by now fire before the items at this time, as live.
-            await self._settle()
+            if not alone:
+                await asyncio.sleep(0)
 
     def _following(self, at: float, to: float, origin: float) -> float:
         """The step after the one at `at`: the next on the grid, or the first that can see a
@@ -155,20 +161,17 @@ class Stepper:
         following = at + self.step_seconds
         if self.idle_until is None:
             return following
-        changes = [to]
-        if self._checks:
-            changes.append(self._checks[0][0])
+        change = to
+        if self._checks and self._checks[0][0] < change:
+            change = self._checks[0][0]
         idle = self.idle_until()
-        if idle is not None:
-            changes.append(idle)
-        return max(following, self._grid(min(changes), origin))
+        if idle is not None and idle < change:
+            change = idle
+        change = origin + math.ceil((change - origin) / self.step_seconds) * self.step_seconds
+        return following if following > change else change
 
     async def _deliver(self, batch: list[Event], at: float) -> None:
         self.on_events(batch, at)
         # Let whatever the clock or the batch woke (timers, rule ticks) run before the next one.
-        await self._settle()
-
-    async def _settle(self) -> None:
-        # A yield per step and batch is most of a rule test's time, and there it lets nothing run.
         if not self.alone:
             await asyncio.sleep(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,22 +86,23 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
     health.mark_connected(T0)
     evaluation.periodic.set_entries([e.entry() for e in case.periodic], T0)
 
-    # (time, kind, item): at the same time events come before samples, as they always have
-    timeline: list[tuple[float, int, Item]] = []
+    events: list[tuple[float, Item]] = []
     for k, item in enumerate(case.events):
         for r in range(item.repeat):
             for ev in expand(item, item.at + r * item.every, f"{k}.{r}"):
-                timeline.append((float(ev["local_received"]), 0, ev))
+                events.append((float(ev["local_received"]), ev))
     if case.events_file:
         first: float | None = None
         for at, captured in captured_events(path.parent / case.events_file, health):
             first = at if first is None else first
             received = T0 + at - first
-            timeline.append((received, 0, {**captured, "local_received": received}))
+            events.append((received, {**captured, "local_received": received}))
+    samples: list[tuple[float, Item]] = []
     for s in case.samples:
         for r in range(s.repeat):
-            timeline.append((T0 + s.at + r * s.every, 1, functools.partial(_sample, evaluation, store, s, r)))
-    timeline.sort(key=lambda x: (x[0], x[1]))
+            samples.append((T0 + s.at + r * s.every, functools.partial(_sample, evaluation, store, s, r)))
+    # A stable sort by time: at the same time events come before samples, as they always have.
+    timeline = sorted(events + samples, key=operator.itemgetter(0))
     expects = sorted(case.expect, key=lambda e: e.at)
     failures: list[str] = []
 
@@ -125,7 +127,7 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
     )
     checks = [(T0 + e.at, functools.partial(compare, e)) for e in expects]
     end = expects[-1].at if expects else 0.0
-    asyncio.run(stepper.run(((at, item) for at, _, item in timeline), until=T0 + end, checks=checks))
+    asyncio.run(stepper.run(timeline, until=T0 + end, checks=checks))
     return "\n".join(failures)
 
 
