@@ -14,12 +14,12 @@ Two choices differ between its callers, each on purpose:
   after its time, before that step runs: what happened by 5s is what the evaluation at 5s sees,
   as promtool's tests read.
 - Whether steps may be skipped. With `idle_until` (the rule-test runner passes the engine's next
-  group evaluation) nothing can change between the next item, the next check and that time, so
-  the clock goes straight to the first step on the grid at or after it: a 26-hour dead man's
-  switch takes a few thousand steps, not 93,600. A replay passes none and steps every
-  `step_seconds`: the daemon's tick also flushes the notifier, whose group and retry timers (and
-  silences, store retries) no single "next change" names, and a replay must do what the live
-  daemon did.
+  group evaluation) nothing can change before the earliest of the next item, the next check and
+  that time, so the clock goes straight to the first step on the grid at or after it: a 26-hour
+  dead man's switch takes a few thousand steps, not 93,600. A replay passes none and steps
+  every `step_seconds`: the daemon's tick also flushes the notifier, whose group and retry timers
+  (and silences, store retries) no single "next change" names, and a replay must do what the
+  live daemon did.
 """
 
 from __future__ import annotations

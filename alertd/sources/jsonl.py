@@ -180,11 +180,11 @@ class ReplaySource:
     time. On a VirtualClock (alertd/stepper.py steps it) the clock is set to each line's time
     before it is delivered, so windows, `for` and timers see the recording as it happened,
     deterministically and at full speed; `step` (the daemon's tick: rules, then notifications) is
-    then awaited every
-    `step_seconds` of recorded time in between, as the live tick loop would have run, and for
-    `tail` seconds after the last line. On the wall clock lines are delivered as fast as possible,
-    or paced by `speed` (2.0 = twice as fast as recorded). Lines are never rewritten: they keep
-    their recorded times (a line stamped before the clock is delivered at the clock's time).
+    then awaited every `step_seconds` of recorded time in between, as the live tick loop would
+    have run, and for `tail` seconds after the last line. On the wall clock lines are delivered
+    as fast as possible, or paced by `speed` (2.0 = twice as fast as recorded). Lines are never
+    rewritten: they keep their recorded times (a line stamped before the clock is delivered at
+    the clock's time).
     """
 
     def __init__(
