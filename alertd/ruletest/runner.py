@@ -8,7 +8,9 @@ checked in a fraction of a second, and a test means what the daemon would do.
 
 from __future__ import annotations
 
-import math
+import asyncio
+import functools
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +25,12 @@ from alertd.config import Config
 from alertd.durations import format_duration
 from alertd.evaluation import Evaluation, captured_events
 from alertd.matchers import RE2_OPTIONS
-from alertd.observe.observer import Observer
 from alertd.rules.engine import Engine
 from alertd.rules.loader import load_rules
 from alertd.ruletest.events import expand
 from alertd.ruletest.spec import T0, Expectation, SampleItem, TestCase, TestFile
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
-from alertd.sources.health import StreamHealth
+from alertd.stepper import Item, Stepper
 from alertd.yamlfile import FileError, load_yaml, validate
 
 
@@ -80,75 +81,59 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
     store = {"up": True}  # the daemon's own store_up gauge, which samples may turn down
     # Evaluated as `alertd run` evaluates, with its default settings (alertd.evaluation).
     evaluation = Evaluation(Config(), rules, clock, store_up=lambda: store["up"])
-    health, observer, engine = evaluation.health, evaluation.observer, evaluation.engine
+    health, engine = evaluation.health, evaluation.engine
     health.transport = "test"
     health.mark_connected(T0)
     evaluation.periodic.set_entries([e.entry() for e in case.periodic], T0)
 
-    timeline: list[tuple[float, int, Any]] = []
+    events: list[tuple[float, Item]] = []
     for k, item in enumerate(case.events):
         for r in range(item.repeat):
             for ev in expand(item, item.at + r * item.every, f"{k}.{r}"):
-                timeline.append((float(ev["local_received"]) - T0, 0, ev))
+                events.append((float(ev["local_received"]), ev))
     if case.events_file:
         first: float | None = None
         for at, captured in captured_events(path.parent / case.events_file, health):
             first = at if first is None else first
-            timeline.append((at - first, 0, {**captured, "local_received": T0 + at - first}))
+            received = T0 + at - first
+            events.append((received, {**captured, "local_received": received}))
+    samples: list[tuple[float, Item]] = []
     for s in case.samples:
         for r in range(s.repeat):
-            timeline.append((s.at + r * s.every, 1, (s, r)))
-    timeline.sort(key=lambda x: (x[0], x[1]))
+            samples.append((T0 + s.at + r * s.every, functools.partial(_sample, evaluation, store, s, r)))
+    # A stable sort by time: at the same time events come before samples, as they always have.
+    timeline = sorted(events + samples, key=operator.itemgetter(0))
     expects = sorted(case.expect, key=lambda e: e.at)
-    end = expects[-1].at if expects else 0.0
-
     failures: list[str] = []
-    i = 0
-    step = 0
-    while step <= end:
-        now = T0 + step
-        clock.set(now)
-        batch = []
-        while i < len(timeline) and timeline[i][0] <= step:
-            _, kind, payload = timeline[i]
-            if kind == 0:
-                batch.append(payload)
-            else:
-                if batch:
-                    _deliver(evaluation, batch)
-                    batch = []
-                _sample(observer, health, payload, now)
-                if payload[0].store is not None:
-                    store["up"] = payload[0].store == "up"
-            i += 1
-        if batch:
-            _deliver(evaluation, batch)
-        engine.tick(now)
-        while expects and expects[0].at <= step:
-            exp = expects.pop(0)
-            msg = _compare(exp, engine)
-            if msg:
-                failures.append(f"at {format_duration(exp.at)}:\n{msg}")
-        # Nothing changes between the next item, the next expectation and the next evaluation of
-        # a rule group: go straight there, a second at a time as the daemon would see it, so a
-        # 26-hour dead man's switch takes a few thousand steps instead of 93,600.
-        upcoming = [end]
-        if i < len(timeline):
-            upcoming.append(math.ceil(timeline[i][0]))
-        if expects:
-            upcoming.append(math.ceil(expects[0].at))
-        if engine.next_eval:
-            upcoming.append(math.ceil(min(engine.next_eval.values()) - T0))
-        step = max(step + 1, int(min(upcoming)))
+
+    def compare(exp: Expectation) -> None:
+        msg = _compare(exp, engine)
+        if msg:
+            failures.append(f"at {format_duration(exp.at)}:\n{msg}")
+
+    async def step() -> None:
+        engine.tick(clock.now())
+
+    # Items are evaluated at the step of their time; the engine says when its next group is due,
+    # so the stepper skips the seconds where nothing can change (alertd/stepper.py).
+    stepper = Stepper(
+        clock,
+        evaluation.deliver,
+        step=step,
+        start=T0,
+        at_step=True,
+        idle_until=lambda: min(engine.next_eval.values(), default=None),
+        alone=True,
+    )
+    checks = [(T0 + e.at, functools.partial(compare, e)) for e in expects]
+    end = expects[-1].at if expects else 0.0
+    asyncio.run(stepper.run(timeline, until=T0 + end, checks=checks))
     return "\n".join(failures)
 
 
-def _deliver(evaluation: Evaluation, batch: list[dict[str, Any]]) -> None:
-    evaluation.deliver(batch, max(float(e["local_received"]) for e in batch))
-
-
-def _sample(observer: Observer, health: StreamHealth, payload: tuple[SampleItem, int], now: float) -> None:
-    s, r = payload
+def _sample(evaluation: Evaluation, store: dict[str, bool], s: SampleItem, r: int) -> None:
+    """The r-th repeat of a test's sample, taken now (at the step it is due)."""
+    observer, health, now = evaluation.observer, evaluation.health, evaluation.clock.now()
     if s.queue is not None:
         observer.on_queue_sample(QueueSample(s.queue, s.messages, s.consumers, now))
     if s.worker is not None:
@@ -161,6 +146,8 @@ def _sample(observer: Observer, health: StreamHealth, payload: tuple[SampleItem,
         health.mark_disconnected(now, "test")
     elif s.stream == "up":
         health.mark_connected(now)
+    if s.store is not None:
+        store["up"] = s.store == "up"
 
 
 def _fmt(labels: dict[str, str]) -> str:

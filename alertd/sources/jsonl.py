@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import orjson
 from alertd.clock import Clock, VirtualClock
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
+from alertd.stepper import Item, Stepper
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +177,14 @@ class ReplaySource:
     Events go to `handler` (the observer's on_events), samples to `on_queue`/`on_worker`/`on_broker`
     (the observer's on_*_sample, as the Sampler calls them; not given: skipped), stream marks to
     `health` (mark_connected / mark_disconnected, as the live source does), each at its recorded
-    time. On a VirtualClock the clock is set to each line's time before it is delivered, so
-    windows, `for` and timers see the recording as it happened, deterministically and at full
-    speed; `step` (the daemon's tick: rules, then notifications) is then awaited every
-    `step_seconds` of recorded time in between, as the live tick loop would have run, and for
-    `tail` seconds after the last line. On the wall clock lines are delivered as fast as possible,
-    or paced by `speed` (2.0 = twice as fast as recorded). Lines are never rewritten: they keep
-    their recorded times (a line stamped before the clock is delivered at the clock's time).
+    time. On a VirtualClock (alertd/stepper.py steps it) the clock is set to each line's time
+    before it is delivered, so windows, `for` and timers see the recording as it happened,
+    deterministically and at full speed; `step` (the daemon's tick: rules, then notifications) is
+    then awaited every `step_seconds` of recorded time in between, as the live tick loop would
+    have run, and for `tail` seconds after the last line. On the wall clock lines are delivered
+    as fast as possible, or paced by `speed` (2.0 = twice as fast as recorded). Lines are never
+    rewritten: they keep their recorded times (a line stamped before the clock is delivered at
+    the clock's time).
     """
 
     def __init__(
@@ -221,7 +224,6 @@ class ReplaySource:
         self.health.transport = "replay"
         self.health.broker = str(path)
         self._task: asyncio.Task[None] | None = None
-        self._next_step: float | None = None
 
     async def start(self) -> None:
         if not self.path.is_file():
@@ -243,63 +245,61 @@ class ReplaySource:
         await asyncio.wait_for(self.done.wait(), timeout)
 
     async def _run(self) -> None:
-        virtual = self.clock if isinstance(self.clock, VirtualClock) else None
-        # Events received together (one task.multi, one read) share a time: they stay one batch
-        # whenever time matters, as they were when recorded.
-        by_time = virtual is not None or self.speed is not None
-        health = self.health
-        health.mark_connected(self.clock.now())
-        batch: list[dict[str, Any]] = []
-        batch_at = 0.0
-        first: tuple[float, float] | None = None  # (recorded time, wall time) of the first line
+        self.health.mark_connected(self.clock.now())
         try:
-            for lineno, item in read_lines(self.path):
-                at = item_time(item) if item is not None else None
-                if isinstance(item, dict) or item is None:
-                    health.messages += 1
-                if item is None or at is None:
-                    skip_malformed(health, self.path, lineno)
-                    continue
-                if batch and (
-                    not isinstance(item, dict) or (by_time and at != batch_at) or len(batch) >= self.max_batch
-                ):
-                    await self._deliver(batch, batch_at)
-                    batch = []
-                if not batch:
-                    if virtual is not None:
-                        await self._advance(virtual, at)
-                    elif self.speed is not None:
-                        first = first or (at, self.clock.now())
-                        await self.clock.sleep(first[1] + (at - first[0]) / self.speed - self.clock.now())
-                if isinstance(item, dict):
-                    if not batch:
-                        batch_at = at
-                    batch.append(item)
-                else:
-                    self._record(item)
-            if batch:
-                await self._deliver(batch, batch_at)
-            if virtual is not None and self.step is not None and self._next_step is not None:
-                await self._advance(virtual, self._next_step - self.step_seconds + self.tail)
+            if isinstance(self.clock, VirtualClock):
+                stepper = Stepper(
+                    self.clock,
+                    self._handle,
+                    step=self.step,
+                    step_seconds=self.step_seconds,
+                    max_batch=self.max_batch,
+                )
+                await stepper.run(self._items(), tail=self.tail)
+            else:
+                await self._run_wall()
         finally:
             self.done.set()
 
-    async def _advance(self, virtual: VirtualClock, at: float) -> None:
-        """Move the virtual clock to `at`, running each step due on the way."""
-        if self.step is not None:
-            if self._next_step is None:
-                self._next_step = max(at, virtual.now())
-            while self._next_step <= at:
-                if self._next_step > virtual.now():
-                    virtual.set(self._next_step)
-                    await asyncio.sleep(0)
-                await self.step()
-                await asyncio.sleep(0)  # let what the step woke (group timers) run
-                self._next_step += self.step_seconds
-        if at > virtual.now():
-            virtual.set(at)
-            # Timers due by now fire before the lines at this time, as live.
-            await asyncio.sleep(0)
+    def _items(self) -> Iterator[tuple[float, Item]]:
+        """(recorded time, event or hook delivering a record) of each line; others skipped."""
+        health = self.health
+        for lineno, item in read_lines(self.path):
+            at = item_time(item) if item is not None else None
+            if isinstance(item, dict) or item is None:
+                health.messages += 1
+            if item is None or at is None:
+                skip_malformed(health, self.path, lineno)
+            elif isinstance(item, dict):
+                yield at, item
+            else:
+                yield at, functools.partial(self._record, item)
+
+    async def _run_wall(self) -> None:
+        """On the wall clock: as fast as possible, or paced by `speed`. Not virtual time."""
+        # Events received together (one task.multi, one read) share a time: they stay one batch
+        # when time matters (paced), as they were when recorded.
+        paced = self.speed
+        batch: list[dict[str, Any]] = []
+        batch_at = 0.0
+        first: tuple[float, float] | None = None  # (recorded time, wall time) of the first line
+        for at, item in self._items():
+            if batch and (
+                not isinstance(item, dict) or (paced is not None and at != batch_at) or len(batch) >= self.max_batch
+            ):
+                await self._deliver(batch, batch_at)
+                batch = []
+            if not batch and paced is not None:
+                first = first or (at, self.clock.now())
+                await self.clock.sleep(first[1] + (at - first[0]) / paced - self.clock.now())
+            if isinstance(item, dict):
+                if not batch:
+                    batch_at = at
+                batch.append(item)
+            else:
+                item()
+        if batch:
+            await self._deliver(batch, batch_at)
 
     def _record(self, record: Record) -> None:
         if isinstance(record, StreamMark):
@@ -318,9 +318,12 @@ class ReplaySource:
         elif self.on_broker is not None:
             self.on_broker(record)
 
-    async def _deliver(self, batch: list[dict[str, Any]], at: float) -> None:
+    def _handle(self, batch: list[dict[str, Any]], at: float) -> None:
         self.health.events += len(batch)
         self.health.last_event_at = at
         self.handler(batch)
+
+    async def _deliver(self, batch: list[dict[str, Any]], at: float) -> None:
+        self._handle(batch, at)
         # Let whatever the clock or the batch woke (timers, rule ticks) run before the next one.
         await asyncio.sleep(0)
