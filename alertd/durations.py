@@ -57,9 +57,10 @@ def format_duration(seconds: float) -> str:
     if seconds < 1:
         ms = round(seconds * 1000)
         return f"{ms}ms" if ms else "0s"
-    rest = round(seconds)
+    # whole milliseconds, as Prometheus writes durations (5.5 -> 5s500ms, never a rounded 6s)
+    rest = round(seconds * 1000)
     out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
         if rest >= size:
             out.append(f"{rest // size}{unit}")
             rest %= size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from alertd.clock import VirtualClock
@@ -114,3 +115,34 @@ def test_a_timer_due_by_a_line_fires_before_the_line() -> None:
 
     asyncio.run(main())
     assert seen == [("timer", 2, None), ("events", 2, None)]
+
+
+RULE = """
+groups:
+  - name: t
+    interval: 1s
+    rules:
+      - alert: TaskFailed
+        event: task-failed
+        by: [task]
+        resolve_after: 10m
+"""
+
+
+def test_a_rule_tests_last_expectation_at_a_fractional_time_is_checked(tmp_path: Path) -> None:
+    """A wrong expectation must fail wherever it stands: the last one at 5.5 s was never compared
+    (the run stopped at 5 s), so a test that expects the opposite of the truth passed."""
+    from alertd.ruletest.runner import run_test_files
+
+    (tmp_path / "rules.yaml").write_text(RULE)
+    (tmp_path / "t_test.yaml").write_text("""
+rule_files: [rules.yaml]
+tests:
+  - name: wrong on purpose
+    events:
+      - {at: 1s, type: task-failed, task: a}
+    expect:
+      - {at: 5.5s, alerts: []}
+""")
+    (result,) = run_test_files([tmp_path / "t_test.yaml"])
+    assert not result.ok and "at 5s500ms" in result.message, result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import operator
 import time
 from collections.abc import Sequence
@@ -126,7 +127,9 @@ def _run_case(path: Path, case: TestCase, rules: Any, line: int) -> str:
         alone=True,
     )
     checks = [(T0 + e.at, functools.partial(compare, e)) for e in expects]
-    end = expects[-1].at if expects else 0.0
+    # to the step at or after the last expectation: one at 150.5 s is compared after the 151 s step
+    # (stopping at 150.5 ran no step past 150, and never compared it)
+    end = math.ceil(expects[-1].at) if expects else 0.0
     asyncio.run(stepper.run(timeline, until=T0 + end, checks=checks))
     return "\n".join(failures)
 
