@@ -116,7 +116,8 @@ def load_yaml(path: str | Path, text: str | None = None) -> Document:
         raise FileError([Problem(name, line, "", said)]) from None
     lines: dict[Loc, int] = {}
     problems: list[Problem] = []
-    data = _build(node, (), lines, problems, name) if node is not None else None
+    # one constructor for the document's scalars: a loader costs more to make than a scalar to build
+    data = _build(node, (), lines, problems, name, _StrictLoader("")) if node is not None else None
     if problems:
         raise FileError(problems)
     return Document(name, data, lines)
@@ -168,7 +169,9 @@ def syntax_hint(e: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
     return out(at, "")
 
 
-def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], name: str) -> Any:
+def _build(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], name: str, loader: yaml.SafeLoader
+) -> Any:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -176,18 +179,17 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Prob
             key = (
                 yaml.load(yaml.serialize(knode), Loader=_StrictLoader)
                 if not isinstance(knode, yaml.ScalarNode)
-                else _StrictLoader(knode.value).construct_object(knode)
+                else loader.construct_object(knode)
             )
             sub = (*loc, key if isinstance(key, str | int) else str(key))
             if key in out:
                 problems.append(Problem(name, knode.start_mark.line + 1, dotted(sub), "duplicate key"))
                 continue
             lines[sub] = knode.start_mark.line + 1
-            out[key] = _build(vnode, sub, lines, problems, name)
+            out[key] = _build(vnode, sub, lines, problems, name, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*loc, i), lines, problems, name) for i, item in enumerate(node.value)]
-    loader = _StrictLoader("")
+        return [_build(item, (*loc, i), lines, problems, name, loader) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

@@ -6,9 +6,11 @@ template must not reach Python internals. Syntax errors surface at load time wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateSyntaxError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -19,12 +21,20 @@ ENV = SandboxedEnvironment(undefined=Undefined, autoescape=False, keep_trailing_
 ENV.filters.update(FILTERS)
 
 
+# A reload compiles the same templates again, a rule pack holds many alike, and Jinja's compile is
+# the slowest part of loading rules: compiled templates are kept by their source (they are
+# immutable, and rendering one is safe from anywhere).
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> JinjaTemplate:
+    return ENV.from_string(source)
+
+
 class Template:
     """A compiled label or annotation; plain strings skip Jinja entirely."""
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._compiled = ENV.from_string(source) if ("{{" in source or "{%" in source) else None
+        self._compiled = _compiled(source) if ("{{" in source or "{%" in source) else None
 
     def render(self, labels: dict[str, str], value: float | None, details: Mapping[str, Any] | None = None) -> str:
         """`details`: what the observer adds for this alert (e.g. the tasks a lost worker took)."""
@@ -36,6 +46,7 @@ class Template:
             return f"<template error: {e}>"
 
 
+@functools.lru_cache(maxsize=4096)
 def check_template(source: str) -> str | None:
     """None when the template compiles; else the error, for the loader's message."""
     unknown = unknown_name(ENV, source) if ("{{" in source or "{%" in source) else None
