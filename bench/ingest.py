@@ -244,7 +244,8 @@ def consume_celery(url: str, expected: int, with_state: bool = False) -> None:
 class Daemon:
     """`alertd run` with the default rule pack, in a directory of its own (this tree's code)."""
 
-    def __init__(self, url: str, tmp: Path, root: Path = ROOT) -> None:
+    def __init__(self, url: str, tmp: Path, root: Path = ROOT, extra: str = "") -> None:
+        """`extra`: more of alertd.yaml (bench/ingest_amqp.py's `events:` section)."""
         self.port = free_port()
         cfg = tmp / f"alertd-{self.port}.yaml"
         cfg.write_text(
@@ -252,7 +253,7 @@ class Daemon:
             f"rule_files: [{root / 'rules'}/*.yaml]\n"
             f"store: sqlite:///{tmp / f'state-{self.port}.db'}\n"
             f"api: {{listen: 127.0.0.1:{self.port}}}\n"
-            "sampler: {queues: [], inspect: false}\n"
+            "sampler: {queues: [], inspect: false}\n" + extra
         )
         self.log = (tmp / f"alertd-{self.port}.log").open("wb")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}

@@ -33,13 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
-from ingest import count_events, free_port, messages, rss_mib
+from ingest import Daemon, count_events, messages, rss_mib
 from pamqp import body as pamqp_body
 from pamqp import commands, frame, header
 
@@ -254,66 +253,6 @@ def consume_aiormq(url: str, expected: int) -> None:
     asyncio.run(main())
 
 
-# -- the daemon -------------------------------------------------------------------------------
-
-
-class Daemon:
-    """`alertd run` with the default rule pack, in a directory of its own."""
-
-    def __init__(self, url: str, tmp: Path, events: str) -> None:
-        self.port = free_port()
-        cfg = tmp / f"alertd-{self.port}.yaml"
-        cfg.write_text(
-            f'broker: "{url}"\n'
-            f"rule_files: [{ROOT / 'rules'}/*.yaml]\n"
-            f"store: sqlite:///{tmp / f'state-{self.port}.db'}\n"
-            f"api: {{listen: 127.0.0.1:{self.port}}}\n"
-            f"events: {events}\n"
-            "sampler: {queues: [], inspect: false}\n"
-        )
-        self.log = (tmp / f"alertd-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "alertd"), "-c", str(cfg), "--log-level", "warning", "run"],
-            cwd=tmp,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stream(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/alertd/v1/health", timeout=5) as r:
-            return dict(orjson.loads(r.read())["stream"])
-
-    def wait_connected(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.flush()
-                tail = Path(self.log.name).read_text(errors="replace")[-2000:]
-                raise SystemExit(f"alertd exited with {self.proc.returncode}:\n{tail}")
-            try:
-                if self.stream()["connected"]:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("alertd did not connect")
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-
 # -- driver -----------------------------------------------------------------------------------
 
 
@@ -346,7 +285,7 @@ async def publish_all(url: str, frames: list[bytes]) -> None:
 def run_daemon_drain(url: str, tmp: Path, frames: list[bytes], expected: int) -> tuple[int, float, float]:
     """`alertd run` on a durable queue: paused, the stream queued, resumed; done when its API counts it all."""
     queue = f"alertd-bench-{uuid.uuid4().hex[:8]}"
-    daemon = Daemon(url + PAUSE_HEARTBEAT, tmp, f"{{durable_queue: {queue}, durable_queue_ttl: 1h}}")
+    daemon = Daemon(url + PAUSE_HEARTBEAT, tmp, extra=f"events: {{durable_queue: {queue}, durable_queue_ttl: 1h}}\n")
     try:
         daemon.wait_connected()
         base = daemon.rss_mib()
@@ -383,7 +322,7 @@ def sustained_loss_check(url: str, tmp: Path, stream: list[tuple[str, bytes]], r
     chosen = (stream * (n_messages // len(stream) + 1))[:n_messages]
     events = count_events_raw(chosen)
     frames = publish_frames(chosen)
-    daemon = Daemon(url, tmp, "{}")
+    daemon = Daemon(url, tmp)
     try:
         daemon.wait_connected()
         before = daemon.stream()["events"]
