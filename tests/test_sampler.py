@@ -108,7 +108,7 @@ async def test_dead_broker_gives_a_failed_sample_quickly() -> None:
     clock = WallClock()
     started = clock.now()
     await s.sample_once()
-    assert clock.now() - started < 10
+    assert clock.now() - started < 3  # the broker is probed first: no broadcast retries its publish for seconds
     assert got.broker and not got.broker[-1].ok and got.broker[-1].error
     assert got.queues == {}
     await s.stop()

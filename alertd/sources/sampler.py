@@ -127,6 +127,11 @@ class Sampler:
         at = self.clock.now()
         stats: dict[str, Any] = {}
         active_queues: dict[str, Any] = {}
+        # The broker first: a dead one fails the round at once (one quick retry for a blip),
+        # where the two broadcasts below would each retry their publish for seconds before the
+        # queue lengths found it dead too.
+        with self.app.connection_for_read() as probe:
+            probe.ensure_connection(max_retries=1, interval_start=0.2, timeout=self.inspect_timeout)
         if self.inspect:
             inspector = self.app.control.inspect(timeout=self.inspect_timeout)
             try:
