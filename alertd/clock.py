@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -20,18 +20,43 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def wakes_at(self, task: asyncio.Task[Any]) -> float | None:
+        """When `task`'s sleep on this clock ends (None: it is not sleeping on it). Shutdown asks:
+        a send asleep in a long retry backoff has nothing to finish and need not be waited for."""
+        ...
 
-class WallClock:
+
+class _Sleepers:
+    """Which tasks sleep on a clock, and until when."""
+
+    def __init__(self) -> None:
+        self._until: dict[asyncio.Task[Any], float] = {}
+
+    def wakes_at(self, task: asyncio.Task[Any]) -> float | None:
+        return self._until.get(task)
+
+    async def _sleep(self, until: float, sleep: Awaitable[None]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._until[task] = until
+        try:
+            await sleep
+        finally:
+            if task is not None:
+                self._until.pop(task, None)
+
+
+class WallClock(_Sleepers):
     """The real clock."""
 
     def now(self) -> float:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        await self._sleep(self.now() + max(0.0, seconds), asyncio.sleep(max(0.0, seconds)))
 
 
-class VirtualClock:
+class VirtualClock(_Sleepers):
     """A clock that moves only when told to.
 
     `sleep` returns once `advance`/`set` has moved the clock past the deadline, so async code
@@ -39,6 +64,7 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
+        super().__init__()
         self._now = start
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
 
@@ -65,7 +91,7 @@ class VirtualClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((self._now + seconds, fut))
-        await fut
+        await self._sleep(self._now + seconds, fut)
 
     def _wake(self) -> None:
         still: list[tuple[float, asyncio.Future[None]]] = []

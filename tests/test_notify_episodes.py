@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,10 @@ async def test_a_graceful_stop_hands_its_claim_to_the_other_replica_at_once(sink
     clock.advance(GROUP_WAIT)
     await r1.flush_due(wait=False)
     await first_request(sink)
+    stopping = time.monotonic()
     await r1.stop()  # SIGTERM mid-backoff: the send is given up and so is its claim
+    # at once: a send asleep in a 10-minute backoff has nothing to finish in the 5 s drain
+    assert time.monotonic() - stopping < 2.5
     sink.status = 200
     clock.advance(1)
     await r2.flush_due()

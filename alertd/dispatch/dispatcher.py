@@ -157,14 +157,21 @@ class Dispatcher:
             await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
 
     async def drain(self, timeout: float) -> None:
-        """At shutdown: give flushes in flight `timeout`, then cancel the rest."""
-        if not self._inflight:
-            return
-        await asyncio.wait(list(self._inflight.values()), timeout=timeout)
-        left = list(self._inflight.values())
-        for t in left:
+        """At shutdown: give flushes in flight `timeout`, then cancel the rest. A flush asleep on
+        the clock past that (a send in a long retry backoff) is not waited for: its attempt is
+        logged, and a restart or the other replica retries it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self._inflight and (left := end - loop.time()) > 0:
+            horizon = self.clock.now() + left
+            busy = [t for t in self._inflight.values() if (w := self.clock.wakes_at(t)) is None or w <= horizon]
+            if not busy:
+                break
+            await asyncio.wait(busy, timeout=min(left, 0.1), return_when=asyncio.FIRST_COMPLETED)
+        left_tasks = list(self._inflight.values())
+        for t in left_tasks:
             t.cancel()
-        await asyncio.gather(*left, return_exceptions=True)
+        await asyncio.gather(*left_tasks, return_exceptions=True)
 
     def _done(self, key: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(key, None)
