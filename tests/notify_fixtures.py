@@ -303,3 +303,16 @@ def mailbox() -> Iterator[Mailbox]:
     smtp.start()
     yield box
     smtp.stop()
+
+
+async def through_backoffs(notifier: Any, clock: Any) -> None:
+    """Until the notifier's sends are done, wake each retry backoff at its deadline on the virtual
+    clock. Time stands still while an attempt is in flight: only a sleeper due within a backoff's
+    bound (60 s) is woken, so a claim's renewal far off (ha.claim_ttl) is left alone."""
+    from alertd.notify.delivery import MAX_BACKOFF
+
+    while notifier._inflight:
+        await asyncio.sleep(0.01)
+        deadline = clock.next_deadline()
+        if deadline is not None and deadline - clock.now() <= MAX_BACKOFF:
+            clock.set(deadline)

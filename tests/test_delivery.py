@@ -18,7 +18,7 @@ from alertd.config import load_config
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.notify_fixtures import Captured, Mailbox, Sink
+from tests.notify_fixtures import Captured, Mailbox, Sink, through_backoffs
 from tests.waiting import T0
 
 SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
@@ -143,10 +143,12 @@ receivers:
   - {{name: backup, apprise: ["{sink2.url()}"], retries: 0}}
 {ROUTE % "primary"}"""
     )
-    clock = WallClock()
+    clock = VirtualClock(start=T0)
     n = Notifier(cfg, store, clock)
-    # real clock, but backoff of 1 s then 2 s is short
-    await run_groups(n, clock, [firing()], 0)
+    n.put([firing()])
+    clock.advance(1)  # group_wait
+    await n.flush_due(wait=False)
+    await through_backoffs(n, clock)  # the backoffs (1 s, then 2 s) on the virtual clock
     assert len(sink.requests) == 3  # first try + 2 retries
     assert len(sink2.requests) == 1 and "[FIRING:1]" in sink2.titles()[0]
     kinds = [e.kind for e in await store.history(HistoryQuery())]
@@ -225,8 +227,12 @@ async def test_a_receiver_that_fails_five_times_then_recovers_gets_the_notificat
 receivers: [{{name: hook, apprise: ["{sink.url()}"], retries: 5, retry_backoff: 0.05s}}]
 {ROUTE % "hook"}"""
     )
-    n = Notifier(cfg, store, WallClock())
-    await run_groups(n, WallClock(), [firing()], 0)
+    clock = VirtualClock(start=T0)
+    n = Notifier(cfg, store, clock)
+    n.put([firing()])
+    clock.advance(1)  # group_wait
+    await n.flush_due(wait=False)
+    await through_backoffs(n, clock)
     assert len(sink.requests) == 6  # five 500s, then the 200
     assert len({r["body"] for r in sink.requests}) == 1  # the same notification each time
     (sent,) = await store.history(HistoryQuery(kind="sent"))

@@ -18,11 +18,10 @@ import pytest
 from alertd.alert import AlertState
 from alertd.clock import VirtualClock
 from alertd.config import load_config
-from alertd.notify.delivery import MAX_BACKOFF
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.notify_fixtures import T0, Sink, Stepper, make_alert, one_receiver, sink_posts
+from tests.notify_fixtures import T0, Sink, Stepper, make_alert, one_receiver, sink_posts, through_backoffs
 
 
 @pytest.fixture
@@ -59,14 +58,9 @@ async def test_every_retry_is_in_history_and_backoff_doubles_up_to_its_bound(
     n.put([make_alert("QueueLong", queue="a")])
     clock.advance(30)
     await n.flush_due(wait=False)
-    # The backoff sleeps on the virtual clock: wake each sleep at its deadline until the send is
-    # done. Time stands still while an attempt is in flight (a fixed step per real interval made
-    # a slow attempt look like a longer backoff).
-    while n._inflight:
-        await asyncio.sleep(0.01)
-        deadline = clock.next_deadline()
-        if deadline is not None and deadline - clock.now() <= MAX_BACKOFF:
-            clock.set(deadline)
+    # The backoff sleeps on the virtual clock: each sleep is woken at its deadline (a fixed step
+    # per real interval made a slow attempt look like a longer backoff).
+    await through_backoffs(n, clock)
     retries = await store.history(HistoryQuery(kind="retry"))
     assert [e.detail["attempt"] for e in reversed(retries)] == [1, 2, 3, 4]
     assert [e.detail["next_in"] for e in reversed(retries)] == [20, 40, 60, 60]  # doubling, capped at 60 s
