@@ -11,7 +11,6 @@ the next good run resolves it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections import OrderedDict, deque
@@ -21,6 +20,7 @@ from typing import Any
 
 from alertd.clock import Clock
 from alertd.observe.observer import Observer
+from alertd.offloop import in_daemon_thread
 from alertd.periodic.config import PeriodicConfig
 from alertd.periodic.entries import Entry, same_call
 from alertd.periodic.runs import FINAL, FINISHED, RUNNING, WAITING, Run
@@ -164,7 +164,7 @@ class Periodic:
             return
         while True:
             try:
-                entries, problems = await asyncio.to_thread(self.loader)
+                entries, problems = await in_daemon_thread(self.loader, name="alertd-periodic-schedule")
             except Exception as e:  # a broken app module: keep the entries read before, say why
                 self.problems = [str(e)]
                 log.error("periodic: schedule not read: %s", e)

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 
 from alertd.clock import Clock
+from alertd.offloop import in_daemon_thread
 from alertd.redact import redact_text
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
 
@@ -106,7 +107,8 @@ class Sampler:
         """One round; never raises (a failed round is a BrokerSample with ok=False)."""
         started = self.clock.now()
         try:
-            queue_samples, worker_samples = await asyncio.to_thread(self._sample_blocking)
+            # a daemon thread: a stop mid-round (the broadcasts wait a second each) is not held
+            queue_samples, worker_samples = await in_daemon_thread(self._sample_blocking, name="alertd-sampler")
         except Exception as e:  # any transport error: the broker is down or refusing us
             error = redact_text(str(e) or type(e).__name__)
             log.warning("broker sample failed: %s", error)
