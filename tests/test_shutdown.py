@@ -6,29 +6,14 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
-from typing import Any
 
-from tests.conftest import free_port
-from tests.daemon_fixtures import write_setup
+from tests.daemon_fixtures import Deployment
 
 
-def test_sigterm_mid_sample_exits_at_once(
-    tmp_path: Path, redis_url: str, unique: str, http_sink: Any, alertd_process: Any
-) -> None:
-    port = free_port()
+def test_sigterm_mid_sample_exits_at_once(deployment: Deployment) -> None:
     # the setup's sampler: a round every 2 s, inspect on with its 1 s timeout, and no worker on
-    # this private key prefix to answer: each round waits out both broadcasts, so one is always
-    # under way
-    cfg = write_setup(
-        tmp_path,
-        broker=redis_url,
-        store="sqlite:///state.db",
-        sink_url=http_sink.url(),
-        port=port,
-        keyprefix=f"{unique}:",
-    )
-    daemon = alertd_process(cfg, port)
+    # this deployment to answer: each round waits out both broadcasts, so one is always under way
+    daemon = deployment.alertd()
     time.sleep(1.5)
     started = time.monotonic()
     daemon.kill(signal.SIGTERM)
