@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from alertd.clock import VirtualClock
 from alertd.observe.exposition import BUCKETS, ObserverCollector
 from alertd.observe.observer import Observer
+from alertd.observe.reorder import SENT_GRACE
 from alertd.observe.series import SeriesStore
 from alertd.samples import QueueSample, WorkerSample
 from alertd.sources.health import StreamHealth
@@ -67,6 +68,7 @@ def test_task_counters_use_celery_exporter_names_and_labels(
     clock.advance(1)
     observer.on_events([events.failed(u, exception="ExceptionWithTraceback()", traceback=TIMEOUT_TRACEBACK)])
     observer.on_events([events.received(v, "t.retry_once"), events.started(v), events.retried(v)])
+    clock.advance(SENT_GRACE)  # v's task-sent never comes: its events are applied after the grace
     s = scrape(observer, series, clock, health)
 
     assert s[("celery_task_sent_total", task_labels("t.add", "q", ""))] == 4.0  # no worker has it yet

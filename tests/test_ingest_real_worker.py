@@ -7,7 +7,9 @@ heartbeat window; a dead Redis is reconnected to by itself, and the gap shows in
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ from celery import Celery
 
 from alertd.clock import WallClock
 from alertd.observe.observer import Observer
+from alertd.observe.reorder import SENT_GRACE
 from alertd.observe.series import SeriesStore
 from alertd.sources import open_event_source
 from alertd.sources.health import StreamHealth
@@ -41,12 +44,22 @@ def producer() -> Iterator[Callable[..., Celery]]:
         app.close()
 
 
-def make_pipeline(broker: str, **source_kw: Any) -> tuple[Observer, SeriesStore, StreamHealth, Any]:
+def make_pipeline(
+    broker: str, sent_grace: float = SENT_GRACE, **source_kw: Any
+) -> tuple[Observer, SeriesStore, StreamHealth, Any]:
     clock = WallClock()
     series = SeriesStore(bucket_seconds=1, retention_seconds=600)
     health = StreamHealth()
     # restart_grace 1 s: a worker that said goodbye reads offline after 1 s, not the default 2 min
-    observer = Observer(series, clock, worker_lost_after=3.0, heartbeat_misses=1.5, restart_grace=1.0, health=health)
+    observer = Observer(
+        series,
+        clock,
+        worker_lost_after=3.0,
+        heartbeat_misses=1.5,
+        restart_grace=1.0,
+        health=health,
+        sent_grace=sent_grace,
+    )
     source = open_event_source(broker, observer.on_events, clock, health, **source_kw)
     return observer, series, health, source
 
@@ -60,13 +73,18 @@ def per_task(series: SeriesStore, metric: str, now: float, queue: str) -> dict[s
 
 
 async def run_task_mix(celery_app: Celery, queue: str, series: SeriesStore) -> None:
+    now = WallClock().now
+    # Once the stream has carried a task-sent, a task whose worker events overtake its own
+    # task-sent waits for it (alertd.observe.reorder); before the first one nothing can tell
+    # whether task-sent events are on. A first task, so that every task of the mix is covered.
+    celery_app.send_task("t.sleep", (0,), queue=queue)
+    await wait_for(lambda: per_task(series, "tasks_sent", now(), queue) == {"t.sleep": 1}, what="a first task-sent")
     for i in range(3):
         celery_app.send_task("t.add", (i, i), queue=queue)
     for _ in range(2):
         celery_app.send_task("t.fail", ("nope",), queue=queue)
     celery_app.send_task("t.retry_once", queue=queue)
     celery_app.send_task("t.timeout", (5.0,), queue=queue)
-    now = WallClock().now
 
     def done() -> bool:
         ok = per_task(series, "tasks_succeeded", now(), queue)
@@ -86,7 +104,8 @@ def assert_task_mix(series: SeriesStore, queue: str, worker: CeleryWorker) -> No
     assert all(labels[2] == worker.hostname for labels in failed)
     retried = {labels[0]: labels[3] for labels in series.sums("tasks_retried", 600, now) if labels[1] == queue}
     assert retried == {"t.retry_once": "ConnectionError"}
-    assert per_task(series, "tasks_sent", now, queue) == {"t.add": 3, "t.fail": 2, "t.retry_once": 2, "t.timeout": 1}
+    sent = {"t.sleep": 1, "t.add": 3, "t.fail": 2, "t.retry_once": 2, "t.timeout": 1}
+    assert per_task(series, "tasks_sent", now, queue) == sent
     runtimes = series.distributions("task_runtime_seconds", 600, now)
     add_runtime = runtimes[("t.add", queue, worker.hostname)]
     assert add_runtime.count == 3 and 0 <= add_runtime.max < 1.0
@@ -153,6 +172,61 @@ async def test_rabbitmq_worker_events(
             lambda: observer.gauges(WallClock().now())["worker_offline"].get((worker.hostname,)) == 1.0,
             what="worker-offline",
         )
+    finally:
+        await source.stop()
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+async def test_a_task_sent_that_reaches_us_after_its_worker_events_labels_all_of_them(
+    broker: str, request: pytest.FixtureRequest, unique: str, celery_worker_factory: Any, producer: Any
+) -> None:
+    # The producer publishes task-sent on its own connection after the task's message: a worker
+    # may run the task before that event reaches us. Here it is made to come last on purpose.
+    url = request.getfixturevalue(f"{broker}_url")
+    observer, series, _health, source = make_pipeline(url, sent_grace=30.0)  # a slow machine's margin
+    await source.start()
+    try:
+        await source.wait_connected(15)
+        queue = f"q-{unique}"
+        worker: CeleryWorker = celery_worker_factory(url, queues=[queue])
+        now = WallClock().now
+        app = producer(url)
+        app.send_task("t.add", (0, 0), queue=queue)  # in order: the stream carries task-sent events
+        await wait_for(lambda: per_task(series, "tasks_succeeded", now(), queue) == {"t.add": 1}, what="a first task")
+        quiet = producer(url)
+        quiet.conf.task_send_sent_event = False
+        sent_at = time.time()
+        uid = quiet.send_task("t.add", (1, 1), queue=queue).id
+        await wait_for(lambda: observer.stats()["tasks_held"] == 1, what="the task's worker events")
+        await asyncio.sleep(0.5)  # it runs in ms: its task-succeeded has come too
+        with quiet.events.default_dispatcher(hostname=f"producer@{unique}") as dispatcher:
+            dispatcher.send(
+                "task-sent",
+                uuid=uid,
+                root_id=uid,
+                parent_id=None,
+                name="t.add",
+                args="(1, 1)",
+                kwargs="{}",
+                retries=0,
+                eta=None,
+                expires=None,
+                queue=queue,
+                exchange="",
+                routing_key=queue,
+                timestamp=sent_at,  # Celery stamps it before it publishes
+            )
+        await wait_for(
+            lambda: per_task(series, "tasks_succeeded", now(), queue) == {"t.add": 2}, what="the late task-sent"
+        )
+        assert observer.stats()["tasks_reordered"] == 1
+        t = now()
+        for metric in ("tasks_sent", "tasks_received", "tasks_started", "tasks_succeeded"):
+            assert {k: v for k, v in series.sums(metric, 600, t).items() if k[0] == "t.add"} == {
+                ("t.add", queue, "" if metric == "tasks_sent" else worker.hostname): 2
+            }, metric
+        waits = series.distributions("task_queue_wait_seconds", 600, t)
+        assert {k: d.count for k, d in waits.items() if k[0] == "t.add"} == {("t.add", queue, worker.hostname): 2}
     finally:
         await source.stop()
 

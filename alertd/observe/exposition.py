@@ -169,6 +169,14 @@ class ObserverCollector(Collector):
             value=stats["tasks_redelivered"],
         )
         yield CounterMetricFamily(
+            "alertd_tasks_reordered",
+            "Tasks whose worker events came before their task-sent, applied in order once it came.",
+            value=stats["tasks_reordered"],
+        )
+        yield GaugeMetricFamily(
+            "alertd_tasks_held", "Tasks whose worker events wait for their task-sent.", value=stats["tasks_held"]
+        )
+        yield CounterMetricFamily(
             "alertd_workers_lost", "Worker processes lost without a goodbye.", value=stats["workers_lost"]
         )
         yield GaugeMetricFamily(

@@ -25,11 +25,12 @@ from alertd.observe.clocks import Clocks
 from alertd.observe.fields import FAR, exception_class, number, trim_traceback
 from alertd.observe.orphans import orphan_tasks
 from alertd.observe.queues import QueueTable
+from alertd.observe.reorder import SENT_GRACE, apply_ready
 from alertd.observe.series import DistributionView, Labels, SeriesStore
 from alertd.observe.snapshots import tasks_snapshot, workers_snapshot
-from alertd.observe.tasks import COUNTERS, FINAL_STATES, TASK_STATES, Task, TaskTable
+from alertd.observe.tasks import COUNTERS, FINAL_STATES, HELD, TASK_STATES, Task, TaskTable
 from alertd.observe.waiting import Gauges, queue_latency, task_gauges
-from alertd.observe.watchers import Watcher, Watchers
+from alertd.observe.watchers import Watcher, Watchers, enrich
 from alertd.observe.worker_gauges import gone_server, loss_details, worker_gauges
 from alertd.observe.workers import LOST_FORGET_AFTER, OFFLINE_FORGET_AFTER, SAMPLE_STALE_AFTER, Worker, WorkerTable
 from alertd.samples import BrokerSample, QueueSample, WorkerSample
@@ -77,6 +78,20 @@ GAUGES = (
     "task_waiting_p95_seconds",
     "task_last_succeeded_seconds",
 )
+STATS = (  # the counts of stats(), beside the table sizes
+    "events",
+    "malformed",
+    "duplicates",
+    "tasks_evicted",
+    "tasks_orphaned",
+    "tasks_redelivered",
+    "workers_evicted",
+    "workers_lost",
+    "task_names_evicted",
+    "orphans_evicted",
+    "queues_evicted",
+    "unknown_types",
+)
 _MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
@@ -100,6 +115,7 @@ class Observer:
         health: StreamHealth | None = None,
         max_task_names: int = 10_000,
         max_orphans: int = 10_000,
+        sent_grace: float = SENT_GRACE,
         max_senders: int = 10_000,
         max_queues: int = 1_000,
     ) -> None:
@@ -107,20 +123,7 @@ class Observer:
         self.health = health
         self.recent_starts = recent_starts
         self.started_at = clock.now()
-        self._stats = {
-            "events": 0,
-            "malformed": 0,
-            "duplicates": 0,
-            "tasks_evicted": 0,
-            "tasks_orphaned": 0,
-            "tasks_redelivered": 0,
-            "workers_evicted": 0,
-            "workers_lost": 0,
-            "task_names_evicted": 0,
-            "orphans_evicted": 0,
-            "queues_evicted": 0,
-            "unknown_types": 0,
-        }
+        self._stats = dict.fromkeys(STATS, 0)
         self._clocks = Clocks(max_senders)  # each sender's clock offset from ours (alertd.observe.clocks)
         self._workers = WorkerTable(
             clock,
@@ -143,6 +146,7 @@ class Observer:
             max_clock_skew=max_clock_skew,
             max_task_names=max_task_names,
             max_orphans=max_orphans,
+            sent_grace=sent_grace,
         )
         self._tasks.on_redelivered = self._workers.redelivered
         self._queues = QueueTable(self._stats, max_queues)
@@ -160,6 +164,9 @@ class Observer:
         self._tasks.series = store
 
     def _orphan(self, worker: str, now: float, keep_pid: int | None) -> list[tuple[Task, str]]:
+        if self._tasks.reorder.held:
+            self._tasks.reorder.release_worker(worker)
+            self._apply_held()
         return orphan_tasks(self._tasks, worker, now, keep_pid)
 
     # -- events ----------------------------------------------------------------------------
@@ -170,6 +177,8 @@ class Observer:
         on_task = self._tasks.on_event
         on_worker = self._workers.on_event
         watchers, watch_all = self._watchers.by_type, self._watchers.all  # changed in place only
+        reorder = self._tasks.reorder
+        now = None
         for event in events:
             stats["events"] += 1
             try:
@@ -194,12 +203,30 @@ class Observer:
                 else:
                     stats["unknown_types"] += 1
                     continue
+                if task is HELD:  # waits for its task-sent (alertd.observe.reorder)
+                    if reorder.ready:
+                        self._apply_held()
+                    continue
                 if watch_all or kind in watchers:
                     self._notify_watchers(kind, event, task)
             except _MALFORMED as e:
-                stats["malformed"] += 1
-                if stats["malformed"] <= 10 or stats["malformed"] % 1000 == 0:
-                    log.warning("malformed event skipped (%d so far): %s", stats["malformed"], e)
+                self._malformed(e)
+        if reorder.held and now is not None:
+            self.release_held(now)
+
+    def _malformed(self, e: Exception) -> None:
+        stats = self._stats
+        stats["malformed"] += 1
+        if stats["malformed"] <= 10 or stats["malformed"] % 1000 == 0:
+            log.warning("malformed event skipped (%d so far): %s", stats["malformed"], e)
+
+    def release_held(self, now: float) -> None:
+        """Apply the held events whose task-sent did not come within the grace by `now`."""
+        self._tasks.reorder.due(now)
+        self._apply_held()
+
+    def _apply_held(self) -> None:
+        apply_ready(self._tasks.reorder, self._tasks.on_event, self._notify_watchers, self._malformed, _MALFORMED)
 
     # -- watchers (event rules) ------------------------------------------------------------
 
@@ -208,25 +235,9 @@ class Observer:
         return self._watchers.watch(callback, types)
 
     def _notify_watchers(self, kind: str, event: dict[str, Any], task: Task | None) -> None:
-        if task is None and kind.startswith("task-"):
-            return  # a duplicate final event: already reported
-        self._watchers.notify(kind, self.enrich(event, task))
-
-    def enrich(self, event: dict[str, Any], task: Task | None = None) -> dict[str, Any]:
-        """The event plus task name, queue, worker and exception class joined from the task table."""
-        out = dict(event)
-        uuid = event.get("uuid")
-        if task is None and isinstance(uuid, str):
-            task = self._tasks.tasks.get(uuid)
-        out["task"] = event.get("name") or (task.name if task else "")
-        out["queue"] = event.get("queue") or (task.queue if task else "")
-        out["worker"] = event.get("hostname") or (task.worker if task else "")
-        if "exception" in event:
-            out["exception_repr"] = event.get("exception") or ""
-            out["exception"] = exception_class(event.get("exception"), event.get("traceback"))
-        if "traceback" in event:
-            out["traceback"] = trim_traceback(event.get("traceback"))
-        return out
+        if not (self._watchers.all or kind in self._watchers.by_type) or (task is None and kind.startswith("task-")):
+            return  # no rule asks, or a duplicate final event: already reported
+        self._watchers.notify(kind, enrich(event, task, self._tasks.tasks))
 
     # -- samples ---------------------------------------------------------------------------
 
@@ -254,6 +265,8 @@ class Observer:
 
     def gauges(self, now: float) -> Gauges:
         """Every gauge of the catalogue, keyed by metric name; label tuples in catalogue order."""
+        if self._tasks.reorder.held:
+            self.release_held(now)
         self._workers.sweep(now)
         g: Gauges = {name: {} for name in GAUGES}
         self._queues.gauges(g, now)
@@ -298,6 +311,8 @@ class Observer:
         return {
             **self._stats,
             "tasks_tracked": len(self._tasks.tasks),
+            "tasks_held": len(self._tasks.reorder.held),
+            "tasks_reordered": self._tasks.reorder.reordered,
             "workers_tracked": len(self._workers.workers),
             "senders_evicted": self._clocks.evicted,
         }

@@ -19,6 +19,7 @@ from typing import Any
 from alertd.observe.clocks import CLOCK_WINDOW, Clocks, note
 from alertd.observe.fields import FAR, eta_seconds, exception_class, number, text
 from alertd.observe.orphans import rejoin
+from alertd.observe.reorder import SENT_GRACE, Reorder
 from alertd.observe.series import SeriesStore
 
 FINAL_STATES = frozenset({"succeeded", "failed", "revoked", "rejected"})
@@ -73,6 +74,9 @@ class Task:
         self.retried = 0  # task-retried events seen
 
 
+HELD = Task()  # on_event's answer for an event held back (alertd.observe.reorder): apply `reorder.ready`
+
+
 class TaskTable:
     """Tasks in flight by uuid, least recently heard of first; counts every task event it is fed."""
 
@@ -87,6 +91,7 @@ class TaskTable:
         max_clock_skew: float,
         max_task_names: int = MAX_TASK_NAMES,
         max_orphans: int = ORPHANS_REMEMBERED,
+        sent_grace: float = SENT_GRACE,
     ) -> None:
         self.series = series
         self.max_tasks = max_tasks
@@ -106,6 +111,8 @@ class TaskTable:
         self.last_success: OrderedDict[str, float] = OrderedDict()
         # Called with the worker an orphaned task was lost with, when the task is received again.
         self.on_redelivered: Callable[[str], None] | None = None
+        # Worker events that came before their task's task-sent (alertd.observe.reorder).
+        self.reorder = Reorder(sent_grace, max_names=max_task_names)
 
     def on_event(self, state: str, e: dict[str, Any], now: float) -> Task | None:
         """One task event (state: "sent", "started", ...); the task, or None for a dropped duplicate."""
@@ -155,6 +162,20 @@ class TaskTable:
                 pid = p
         tasks = self.tasks
         task = tasks.get(uuid)
+        reorder = self.reorder
+        if reorder.held and uuid in reorder.held:
+            reorder.more(uuid, (state, e, now))
+            return HELD
+        if (
+            task is None
+            and state == "received"
+            and name
+            and reorder.holds(name)
+            and uuid not in self._finished
+            and uuid not in self.orphans
+        ):
+            reorder.hold(uuid, name, hostname or "", (state, e, now))
+            return HELD
         final = state in FINAL_STATES
         if task is None:
             if final and uuid in self._finished:
@@ -185,6 +206,8 @@ class TaskTable:
             task.name = name
         late = False
         if state == "sent":
+            if reorder.unsent or not reorder.sent_seen:
+                reorder.seen_sent(task.name)
             # The producer publishes task-sent on its own connection, so it may reach us after the
             # worker's task-received (or even task-started) for the same run: then it only fills in
             # the queue and the sent time and must not send the task back to waiting.

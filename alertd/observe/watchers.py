@@ -4,8 +4,13 @@ enriched event; a broken callback is logged and never stops ingestion."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from alertd.observe.fields import exception_class, trim_traceback
+
+if TYPE_CHECKING:
+    from alertd.observe.tasks import Task
 
 log = logging.getLogger("alertd.observe.observer")  # where these were logged before they moved here
 
@@ -48,3 +53,20 @@ class Watchers:
                 cb(enriched)
             except Exception:  # a broken rule must not stop ingestion
                 log.exception("event watcher failed")
+
+
+def enrich(event: dict[str, Any], task: Task | None, tasks: Mapping[str, Task]) -> dict[str, Any]:
+    """The event plus task name, queue, worker and exception class joined from the task table."""
+    out = dict(event)
+    uuid = event.get("uuid")
+    if task is None and isinstance(uuid, str):
+        task = tasks.get(uuid)
+    out["task"] = event.get("name") or (task.name if task else "")
+    out["queue"] = event.get("queue") or (task.queue if task else "")
+    out["worker"] = event.get("hostname") or (task.worker if task else "")
+    if "exception" in event:
+        out["exception_repr"] = event.get("exception") or ""
+        out["exception"] = exception_class(event.get("exception"), event.get("traceback"))
+    if "traceback" in event:
+        out["traceback"] = trim_traceback(event.get("traceback"))
+    return out
