@@ -15,10 +15,11 @@ import pytest
 from alertd.alert import Alert, AlertState
 from alertd.clock import VirtualClock, WallClock
 from alertd.config import load_config
+from alertd.notify.acked import tell_acknowledged
 from alertd.notify.service import Notifier
 from alertd.store.base import HistoryQuery
 from alertd.store.sqlite import SqliteStore
-from tests.notify_fixtures import Captured, Mailbox, Sink, through_backoffs
+from tests.notify_fixtures import Captured, Mailbox, Sink, body_of, through_backoffs
 from tests.waiting import T0
 
 SLACK_TOKEN = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
@@ -100,6 +101,39 @@ receivers:
     assert trigger["payload"]["custom_details"]["queue"] == "payments"
     await run_groups(n, clock, [resolved(a)], 61)
     resolve = https.json(1)
+    assert resolve["event_action"] == "resolve" and resolve["dedup_key"] == trigger["dedup_key"]
+
+
+async def test_an_ack_acknowledges_the_pagerduty_incident_instead_of_triggering_it_again(
+    store: SqliteStore, https: Captured
+) -> None:
+    # PagerDuty escalates by its own policy until its incident is acknowledged there.
+    clock = VirtualClock(start=T0)
+    cfg = load_config(
+        text=f"""
+receivers:
+  - name: pd
+    apprise: ["pagerduty://{PD_INTEGRATION}@{PD_API}?region=eu", "jsons://hooks.example/alertd"]
+    template: pagerduty
+    retries: 0
+{ROUTE % "pd"}"""
+    )
+    n = Notifier(cfg, store, clock)
+    a = firing()
+    await run_groups(n, clock, [a], 2)
+    (trigger_req,) = https.to("pagerduty")
+    trigger = json.loads(body_of(trigger_req))
+    assert trigger["event_action"] == "trigger"
+    assert await tell_acknowledged(n, {a.fingerprint}, "ana", "on it") == 1
+    (_, ack_req) = https.to("pagerduty")
+    ack = json.loads(body_of(ack_req))
+    assert ack_req.url == trigger_req.url == "https://events.eu.pagerduty.com/v2/enqueue"
+    assert ack == {"routing_key": PD_INTEGRATION, "event_action": "acknowledge", "dedup_key": trigger["dedup_key"]}
+    assert len(https.to("hooks.example")) == 2  # the receiver's other URL gets the notice itself
+    (entry,) = [e for e in await store.history(HistoryQuery()) if e.kind == "acknowledged"]
+    assert entry.outcome == "ok"
+    await run_groups(n, clock, [resolved(a)], 61)
+    resolve = json.loads(body_of(https.to("pagerduty")[-1]))
     assert resolve["event_action"] == "resolve" and resolve["dedup_key"] == trigger["dedup_key"]
 
 

@@ -55,6 +55,7 @@ async def tell_acknowledged(notifier: Notifier, fingerprints: Collection[str], b
                 params=message.params,
                 body_format=message.body_format,
                 update=update_for(receiver, message, entry, why),
+                acknowledge=True,  # PagerDuty: its incident acknowledged, not triggered again
             )
             if result.ok and receiver.api is not None and result.refs != entry.refs:
                 # the message was posted anew (deleted in Slack): later notices update that one

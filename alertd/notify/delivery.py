@@ -8,6 +8,7 @@ them; errors carry the redacted form (scheme and host only).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -22,8 +23,11 @@ import apprise
 
 from alertd.clock import Clock
 from alertd.config import ReceiverConfig
+from alertd.notify.pagerduty import acknowledge as pagerduty_acknowledge
+from alertd.notify.pagerduty import is_pagerduty
 from alertd.notify.slack_api import Sent, SlackApi, read_token
 from alertd.notify.template import Rendered
+from alertd.offloop import in_daemon_thread
 from alertd.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -174,8 +178,12 @@ async def deliver(
     body_format: str = "text",
     on_retry: Callable[[int, str, float], Awaitable[None]] | None = None,
     update: Update | None = None,
+    acknowledge: bool = False,
 ) -> DeliveryResult:
     """Send with retries and exponential backoff (on the injected clock). Never raises.
+
+    `acknowledge`: the message tells that the alerts were acked; a PagerDuty URL gets the
+    acknowledge event for its incident instead (alertd.notify.pagerduty).
 
     `on_retry(attempt, redacted_error, backoff)` is awaited before each retry so history shows
     every failed attempt, not only the last. `update` is for receivers with message refs
@@ -194,7 +202,8 @@ async def deliver(
         attempts = attempt + 1
         try:
             sent = await asyncio.wait_for(
-                _attempt(receiver, message, resolved, params or {}, body_format, update), timeout=cfg.timeout
+                _attempt(receiver, message, resolved, params or {}, body_format, update, acknowledge),
+                timeout=cfg.timeout,
             )
         except TimeoutError:
             sent = Sent(False, f"timed out after {cfg.timeout:g}s")
@@ -221,22 +230,41 @@ async def _attempt(
     params: dict[str, str],
     body_format: str,
     update: Update | None,
+    acknowledge: bool = False,
 ) -> Sent:
     if receiver.api is not None:
         u = update or Update({}, {})
         return await receiver.api.send(message, u.context, u.refs, u.told, receiver.config.timeout)
-    ok, error = await _send_once(receiver, message, resolved, params, body_format)
+    ok, error = await _send_once(receiver, message, resolved, params, body_format, acknowledge)
     return Sent(ok, error)
 
 
 async def _send_once(
-    receiver: Receiver, message: Rendered, resolved: bool, params: dict[str, str], body_format: str
+    receiver: Receiver,
+    message: Rendered,
+    resolved: bool,
+    params: dict[str, str],
+    body_format: str,
+    acknowledge: bool = False,
 ) -> tuple[bool, str]:
     ap = apprise.Apprise()
+    acks: list[str] = []
     for url in receiver.urls:
         if url.startswith(CONSOLE):
             continue
-        ap.add(_with_params(url, {**_timeouts(url, receiver.config.timeout), **params}))
+        full = _with_params(url, {**_timeouts(url, receiver.config.timeout), **params})
+        if acknowledge and is_pagerduty(url):
+            acks.append(full)
+        else:
+            ap.add(full)
+    for url in acks:
+        ok, error = await in_daemon_thread(
+            functools.partial(pagerduty_acknowledge, url, receiver.config.timeout), name="pagerduty-ack"
+        )
+        if not ok:
+            return False, error
+    if not len(ap):
+        return True, ""
     body, fmt = message.body, body_format
     if message.html is not None:
         body, fmt = message.html, apprise.NotifyFormat.HTML
