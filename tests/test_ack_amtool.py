@@ -50,3 +50,29 @@ def test_an_ack_is_an_active_silence_then_expired_once_its_alert_resolves(behind
     assert ok(amtool(t, "silence", "query", "--expired", "-q")).split() == [ack_id]
     acks = t.get_json("/api/alertd/v1/acks")["acks"]
     assert [(a["id"], a["ended"], a["fingerprints"]) for a in acks] == [(ack_id, "resolved", [fingerprint(CHARGE)])]
+
+
+def test_an_ack_updated_with_amtool_stays_an_ack_and_still_ends_by_itself(behind: ThreadedHarness) -> None:
+    # amtool (0.25 - 0.28) knows no silence annotations: its update posts the silence without
+    # them, and the ack's binding to its alerts went with them - a plain silence on the group,
+    # muting new failures too and never ending on the resolve.
+    t = behind
+    t.h.fail_task()
+    t.run(t.h.step(0.1))
+    t.run(t.h.step(1))
+    status, raw, _ = t.request(
+        "POST", "/api/alertd/v1/acks", json.dumps({"group": GROUP, "comment": "on it"}).encode(), token=SILENCE_TOKEN
+    )
+    assert status == 201, raw
+    ok(amtool(t, "silence", "update", json.loads(raw)["id"], "--comment=ACK: rolling back 4.2"))
+    [active] = query(t)
+    new_id = active["id"]
+    assert active["comment"] == "ACK: rolling back 4.2"
+    acks = t.get_json("/api/alertd/v1/acks")["acks"]
+    assert [(a["id"], a["state"], a["fingerprints"]) for a in acks if a["id"] == new_id] == [
+        (new_id, "active", [fingerprint(CHARGE)])
+    ]
+    t.h.clock.set(time.time() - 30)
+    t.run(t.h.step(0))  # resolved: the ack ends by itself
+    assert query(t) == []
+    assert [g["id"] for g in query(t, "--expired") if g["id"] == new_id] == [new_id]

@@ -126,7 +126,8 @@ async def post_silences(request: web.Request) -> web.Response:
     sid = body.get("id") or None
     if sid is not None and not isinstance(sid, str):
         raise BadRequest("id: expected a string")
-    annotations = parse_annotations(body.get("annotations"))
+    # absent (amtool knows none): an update keeps the silence's own, an ack's binding among them
+    annotations = parse_annotations(body["annotations"]) if body.get("annotations") is not None else None
     try:
         new_id = await ctx.silences.upsert(
             matchers,

@@ -226,7 +226,10 @@ class Silences:
         silence_id: str | None = None,
         annotations: Mapping[str, str] | None = None,
     ) -> str:
-        """Create or update; returns the (possibly new) ID. Raises SilenceError / NotFound."""
+        """Create or update; returns the (possibly new) ID. Raises SilenceError / NotFound.
+
+        `annotations` None on an update keeps the old silence's: clients that know no annotations
+        (amtool up to 0.28) post an update without them, and an ack would lose what makes it one."""
         now = self.clock.now()
         if not matchers:
             raise SilenceError("a silence needs at least one matcher")
@@ -239,12 +242,14 @@ class Silences:
         if ends_at <= now:
             raise SilenceError("endsAt is in the past")
         starts_at = max(starts_at, now) if silence_id is None else starts_at
-        new = Silence(
-            str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now, dict(annotations or {})
-        )
-        self._check_size("silence", new.to_doc())
         await self.refresh()
         old = self.get(silence_id) if silence_id is not None else None
+        if annotations is None:
+            annotations = old.annotations if old is not None else {}
+        new = Silence(
+            str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now, dict(annotations)
+        )
+        self._check_size("silence", new.to_doc())
         live = sum(1 for s in self._silences.values() if s.state(now) is not State.EXPIRED and s.id != silence_id)
         self._check_count("silences", live)
         if old is not None:
