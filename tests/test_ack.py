@@ -15,7 +15,7 @@ from alertd.ack.links import LinkRefused, sign, verify
 from alertd.alert import fingerprint
 from alertd.clock import VirtualClock
 from alertd.matchers import parse_matcher
-from alertd.silence.silences import ACK, ACK_FINGERPRINTS, Silences
+from alertd.silence.silences import ACK, ACK_FINGERPRINTS, SilenceError, Silences
 from alertd.store.open import open_store
 from tests.api_fixtures import (
     READ_TOKEN,
@@ -253,6 +253,39 @@ async def test_an_ack_whose_alerts_this_process_never_saw_is_kept_until_they_fir
         n = await paged(h, sink)
         assert (await h.get("/api/alertd/v1/acks"))["acks"][0]["ended"] == "resolved"
         assert n == 3  # the first page, the acknowledged notice, this one
+
+
+async def test_a_group_of_thousands_is_one_ack_and_an_update_without_annotations_keeps_it(tmp_path: Path) -> None:
+    # One fingerprint per alert in the ack's annotations: 2,500 alerts (two rules of 1,000
+    # series and more in one route's group) are ~42 KB, past silences.max_silence_bytes (32 KiB),
+    # which bounds what a client writes, not what alertd writes for it.
+    from alertd.ack.book import Acks
+    from alertd.alert import Alert, AlertState
+    from alertd.config.settings import SilencesConfig
+
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    await store.open()
+    clock = VirtualClock(start=T0)
+    silences = Silences(store, clock, max_silence_bytes=SilencesConfig().max_silence_bytes)
+    await silences.load()
+    alerts = [
+        Alert(labels={"alertname": "TaskFailed", "task": f"flood.t{i}"}, starts_at=T0, state=AlertState.FIRING)
+        for i in range(2500)
+    ]
+    ack = await Acks(silences, clock).ack(alerts, group=GROUP, group_labels={"alertname": "TaskFailed"}, by="ana")
+    assert len(ack.fingerprints) == 2500
+    s = silences.get(ack.id)
+    # an update as amtool posts one (no annotations): still the ack, its size not the client's
+    sid = await silences.upsert(
+        s.matchers, s.starts_at, s.ends_at, created_by="ana", comment="ACK: still", author="ana", silence_id=s.id
+    )
+    [again] = [a for a in Acks(silences, clock).all() if a.id == sid]
+    assert len(again.fingerprints) == 2500 and again.comment == "still"
+    with pytest.raises(SilenceError, match="max_silence_bytes"):  # a client's own annotations that size
+        await silences.upsert(
+            s.matchers, T0, T0 + 60, created_by="x", comment="x", author="x", annotations={"note": "x" * 40_000}
+        )
+    await store.close()
 
 
 # -- signed links --------------------------------------------------------------------------

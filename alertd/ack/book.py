@@ -83,6 +83,7 @@ class Acks:
             comment=model.COMMENT_PREFIX + comment if comment else model.NO_COMMENT,
             author=by,
             annotations=model.ack_annotations(group, firing),
+            internal=True,  # its fingerprints, one per alert: a big group's ack is still one ack
         )
         ack = Ack.of(self.silences.get(sid), now)
         assert ack is not None

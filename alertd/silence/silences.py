@@ -225,11 +225,14 @@ class Silences:
         author: str,
         silence_id: str | None = None,
         annotations: Mapping[str, str] | None = None,
+        internal: bool = False,
     ) -> str:
         """Create or update; returns the (possibly new) ID. Raises SilenceError / NotFound.
 
         `annotations` None on an update keeps the old silence's: clients that know no annotations
-        (amtool up to 0.28) post an update without them, and an ack would lose what makes it one."""
+        (amtool up to 0.28) post an update without them, and an ack would lose what makes it one.
+        `max_silence_bytes` bounds what a client writes: annotations alertd wrote (`internal`: an
+        ack's fingerprints, one per acked alert) or kept from the old silence do not count."""
         now = self.clock.now()
         if not matchers:
             raise SilenceError("a silence needs at least one matcher")
@@ -244,12 +247,14 @@ class Silences:
         starts_at = max(starts_at, now) if silence_id is None else starts_at
         await self.refresh()
         old = self.get(silence_id) if silence_id is not None else None
+        client_annotations = annotations is not None and not internal
         if annotations is None:
             annotations = old.annotations if old is not None else {}
         new = Silence(
             str(uuid.uuid4()), list(matchers), starts_at, ends_at, created_by, comment, now, dict(annotations)
         )
-        self._check_size("silence", new.to_doc())
+        doc = new.to_doc()
+        self._check_size("silence", doc if client_annotations else {**doc, "annotations": {}})
         live = sum(1 for s in self._silences.values() if s.state(now) is not State.EXPIRED and s.id != silence_id)
         self._check_count("silences", live)
         if old is not None:
