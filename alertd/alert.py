@@ -43,6 +43,11 @@ class Alert:
     value: float | None = None
     generator: str = ""  # rule that produced it: "<file>:<group>/<alert>"
     fingerprint: str = ""
+    # Since when the engine that made it knows the label set was not in an earlier episode: the
+    # end of the previous one it saw, or its own start. None when unknown (restored, or from the
+    # API). Replicas' clocks and lags differ, so an episode's start does not tell one replica
+    # whether another's page was about the same episode; this does (alertd.nflog).
+    quiet_since: float | None = None
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -67,6 +72,7 @@ class Alert:
             "value": self.value,
             "generator": self.generator,
             "fingerprint": self.fingerprint,
+            "quiet_since": self.quiet_since,
         }
 
     @classmethod
@@ -81,4 +87,5 @@ class Alert:
             value=d.get("value"),
             generator=d.get("generator", ""),
             fingerprint=d.get("fingerprint", ""),
+            quiet_since=d.get("quiet_since"),
         )

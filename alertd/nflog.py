@@ -27,6 +27,11 @@ KIND = "nflog"
 # Replicas evaluate on their own ticks, so the same episode can start up to a tick or two apart
 # on each. An episode told by another replica is the same one unless it started this much later.
 PEER_EPISODE_SKEW = 5.0
+# ...or unless this replica saw the label set's previous episode end after the told one began: a
+# replica lagging behind (a busy event loop, a slow start) starts the same episode many seconds
+# later than its peer, and the start alone would have it paged twice. `quiet` (an alert's
+# quiet_since) says since when this replica knows there was no earlier episode: before the told
+# episode began, the two are one.
 
 
 @dataclass
@@ -62,20 +67,34 @@ class Entry:
         return fp in self.firing or fp in self.maybe_firing
 
 
-def new_episodes(entry: Entry | None, firing: Mapping[str, float], *, replica: str) -> set[str]:
-    """Firing alerts (fingerprint -> starts_at) the receiver has not been told about in this episode."""
+def new_episodes(
+    entry: Entry | None,
+    firing: Mapping[str, float],
+    *,
+    replica: str,
+    quiet: Mapping[str, float | None] | None = None,
+) -> set[str]:
+    """Firing alerts (fingerprint -> starts_at) the receiver has not been told about in this episode.
+
+    `quiet`: per fingerprint, since when this replica knows it was in no earlier episode (None:
+    unknown); it decides, for an episode another replica told, whether ours is that one."""
     if entry is None:
         return set(firing)
-    skew = 0.0 if entry.replica == replica else PEER_EPISODE_SKEW
+    peer = entry.replica != replica
+    skew = PEER_EPISODE_SKEW if peer else 0.0
     told = set(entry.firing)
     out = set()
     for fp, starts_at in firing.items():
+        q = quiet.get(fp) if peer and quiet is not None else None
         if fp not in told:
-            if fp in entry.resolved_starts and starts_at <= entry.resolved_starts[fp] + skew:
+            told_start = entry.resolved_starts.get(fp)
+            if told_start is not None and (starts_at <= told_start + skew or (q is not None and q < told_start)):
                 continue  # that episode was told resolved by a replica that saw its end first
             out.add(fp)
-        elif fp in entry.starts and starts_at > entry.starts[fp] + skew:
-            out.add(fp)  # fired again after the episode that was told
+        elif fp in entry.starts:
+            told_start = entry.starts[fp]
+            if starts_at > told_start + skew and not (q is not None and q < told_start):
+                out.add(fp)  # fired again after the episode that was told
     return out
 
 
@@ -88,12 +107,14 @@ def dedup_reason(
     repeat_interval: float,
     send_resolved: bool,
     replica: str = "",
+    quiet: Mapping[str, float | None] | None = None,
 ) -> str | None:
     """Why this group needs a notification now (Alertmanager's reasons), or None when it does not.
 
-    `firing` maps each firing fingerprint to the start of its current episode.
+    `firing` maps each firing fingerprint to the start of its current episode (`quiet`: see
+    new_episodes).
     """
-    if new_episodes(entry, firing, replica=replica):
+    if new_episodes(entry, firing, replica=replica, quiet=quiet):
         return "first notification" if entry is None or not entry.firing else "new alerts in group"
     if entry is None:
         return None

@@ -121,8 +121,10 @@ class Pipeline:
         ]
 
 
-def pipeline(tmp_path: Path, store: SqliteStore, config_text: str, replica: str = "r1") -> Pipeline:
-    clock = VirtualClock(start=T0)
+def pipeline(
+    tmp_path: Path, store: SqliteStore, config_text: str, replica: str = "r1", clock: VirtualClock | None = None
+) -> Pipeline:
+    clock = clock or VirtualClock(start=T0)
     series = SeriesStore(bucket_seconds=5)
     observer = Observer(series, clock)
     rules = tmp_path / "rules.yaml"
@@ -386,6 +388,96 @@ async def test_two_replicas_never_page_a_group_twice_nor_miss_an_alert(
         await store.close()
 
 
+@pytest.mark.parametrize("lag", [8, 30])
+async def test_a_replica_far_behind_its_peer_pages_no_episode_twice(
+    tmp_path: Path, sink: Sink, store: SqliteStore, lag: int
+) -> None:
+    """The second replica's engine runs `lag` seconds behind (a busy loop, a slow start): it
+    starts each episode that much later than its peer, and ends it that much later. Both engines
+    were up before any of it (quiet_since). Each page tells something new; nothing twice."""
+    clock = VirtualClock(start=T0)
+    text = receiver_config(sink)
+    r1 = Notifier(load_config(text=text), store, clock, replica="r1")
+    r2 = Notifier(load_config(text=text), store, clock, replica="r2")
+    arrivals, end = [0, 3, 40], 80
+
+    def seen(delay: int) -> list[Alert]:
+        now, out = clock.now(), []
+        for i, at in enumerate(arrivals):
+            a = make_alert("QueueLong", queue=f"q{i}", starts_at=T0 + at + delay)
+            a.quiet_since = T0 - 600  # this engine has been watching since then
+            if now >= T0 + end + delay:
+                a = Alert(**{**a.__dict__, "state": AlertState.RESOLVED, "ends_at": T0 + end + delay})
+            if a.starts_at <= now:
+                out.append(a)
+        return out
+
+    for t in range(1, end + lag + 4 * GROUP_INTERVAL):
+        clock.set(T0 + t)
+        r1.put(seen(0))
+        r2.put(seen(lag))
+        await asyncio.gather(r1.flush_due(), r2.flush_due())
+    sent = list(reversed(await store.history(HistoryQuery(kind="sent", limit=1000))))
+    told: set[str] = set()
+    for e in sent[:-1]:
+        assert set(e.fingerprints) - told, (e.reason, sent)
+        told |= set(e.fingerprints)
+    assert told == {make_alert("QueueLong", queue=f"q{i}").fingerprint for i in range(len(arrivals))}
+    assert sent[-1].reason == "all resolved" and len(sink.requests) == len(sent)
+
+
+async def test_two_engines_one_far_behind_page_each_episode_once(
+    tmp_path: Path, sink: Sink, store: SqliteStore
+) -> None:
+    """Two replicas' engines on the same samples, the second's 12 s late (a busy event loop): it
+    starts and ends each episode 12 s after its peer did. Fire, resolve, fire again: each is told
+    once, whichever replica tells it."""
+    clock = VirtualClock(start=T0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    r1 = pipeline(tmp_path / "a", store, receiver_config(sink), "r1", clock)
+    r2 = pipeline(tmp_path / "b", store, receiver_config(sink), "r2", clock)
+    lag = 12
+    highs = [True] * 30 + [False] * 30 + [True] * 30 + [False] * 40
+    for t in range(len(highs) + lag):
+        clock.advance(1)
+        for p, i in ((r1, t), (r2, t - lag)):
+            high = 0 <= i < len(highs) and highs[i]
+            p.observer.on_queue_sample(QueueSample("q1", 500 if high else 0, 1, clock.now()))
+            p.engine.tick(clock.now())
+            p.notifier.put(p.engine.alerts())
+        await asyncio.gather(r1.notifier.flush_due(), r2.notifier.flush_due())
+    kinds = [m["type"] for m in sink_posts(sink, "/team")]
+    assert kinds == ["failure", "success", "failure", "success"], kinds
+
+
+def test_an_engine_knows_since_when_each_label_set_was_quiet(tmp_path: Path, sink: Sink, store: SqliteStore) -> None:
+    from alertd.rules import lifecycle
+
+    p = pipeline(tmp_path, store, receiver_config(sink))
+    started = p.clock.now()
+
+    def quiet() -> float | None:
+        (a,) = [a for a in p.engine.alerts() if a.state is AlertState.FIRING]
+        return a.quiet_since
+
+    for high in [True] * 3:
+        p.clock.advance(1)
+        p.observer.on_queue_sample(QueueSample("q1", 500 if high else 0, 1, p.clock.now()))
+        p.engine.tick(p.clock.now())
+    assert quiet() == started  # no earlier episode since the engine started
+    for high in [False] * 2 + [True] * 2:
+        p.clock.advance(1)
+        p.observer.on_queue_sample(QueueSample("q1", 500 if high else 0, 1, p.clock.now()))
+        p.engine.tick(p.clock.now())
+    assert quiet() == started + 4  # the previous episode ended at its first false second
+    (rt,) = p.engine.runtimes.values()
+    ends = dict(rt.last_ends)
+    for i in range(lifecycle.MAX_ENDS_KEPT):  # past the bound: the oldest end is forgotten, as a floor
+        lifecycle.note_end(rt, (f"other{i}",), started + 10 + i)
+    assert all(k not in rt.last_ends for k in ends) and rt.ends_forgotten == started + 4
+
+
 # -- the dedup decisions, table-driven -------------------------------------------------------
 
 
@@ -415,6 +507,31 @@ def test_dedup_reasons(
     log: Entry | None, firing: dict[str, float], resolved: set[str], replica: str, expected: str | None
 ) -> None:
     got = dedup_reason(log, firing, resolved, now=T0, repeat_interval=4 * 3600, send_resolved=True, replica=replica)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("log", "firing", "quiet", "replica", "expected"),
+    [
+        # a peer told a@T0; ours began 12 s later (we lag), and we saw no end since T0 - 100: the same
+        (entry(firing=["a"], starts={"a": T0}), {"a": T0 + 12}, {"a": T0 - 100}, "r2", None),
+        # ...but we saw an episode of a end after the told one began: ours is a later one
+        (entry(firing=["a"], starts={"a": T0}), {"a": T0 + 12}, {"a": T0 + 6}, "r2", "new alerts in group"),
+        # unknown (restored, from the API): the start decides, and a doubt pages
+        (entry(firing=["a"], starts={"a": T0}), {"a": T0 + 12}, {"a": None}, "r2", "new alerts in group"),
+        # the peer told a's episode resolved; we, behind, still see it fire: not news
+        (entry(firing=[], resolved_starts={"a": T0}), {"a": T0 + 12}, {"a": T0 - 100}, "r2", None),
+        (entry(firing=[], resolved_starts={"a": T0}), {"a": T0 + 12}, {"a": T0 + 6}, "r2", "first notification"),
+        # our own entries compare exact starts
+        (entry(firing=["a"], starts={"a": T0}), {"a": T0 + 12}, {"a": T0 - 100}, "r1", "new alerts in group"),
+    ],
+)
+def test_dedup_reasons_of_a_lagging_replica(
+    log: Entry, firing: dict[str, float], quiet: dict[str, float | None], replica: str, expected: str | None
+) -> None:
+    got = dedup_reason(
+        log, firing, set(), now=T0, repeat_interval=4 * 3600, send_resolved=True, replica=replica, quiet=quiet
+    )
     assert got == expected
 
 

@@ -79,6 +79,7 @@ class DedupStage:
             repeat_interval=group.route.repeat_interval,
             send_resolved=cfg.send_resolved,
             replica=self.replica,
+            quiet={a.fingerprint: a.quiet_since for a in to_fire},
         )
         if reason is None and entry is not None and entry.via and cfg.catch_up_after_fallback and to_fire:
             reason = CATCH_UP  # the fallback told someone; the receiver itself still has to hear it once

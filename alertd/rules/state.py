@@ -37,6 +37,9 @@ class SeriesState:
     # restored from before a restart and no data seen since: missing data is not a recovery yet
     restored: bool = False
     flapping: bool = False  # sticky for the episode: held until quiet for the flapping window
+    # since when this engine knows the label set was in no earlier episode (alertd.alert.Alert);
+    # not saved: a restored episode began before this engine was watching
+    quiet_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +92,10 @@ class RuleRuntime:
     event_keys_evicted: int = 0
     last_eviction: float | None = None
     resolved_evicted: int = 0  # resolved alerts dropped before their retention, past max_resolved
+    # when each label set's last episode ended, least recently first, bounded; the latest end
+    # forgotten is kept, so a label set not found here was quiet at least since then
+    last_ends: dict[tuple[str, ...], float] = field(default_factory=dict)
+    ends_forgotten: float = -math.inf
     unsubscribe: Callable[[], None] | None = None
     # metric rules: the store's incremental window per metric read (a ratio reads several),
     # grouped by this rule's matchers and `by`

@@ -31,6 +31,7 @@ def to_alert(rule: Rule, st: SeriesState, now: float) -> Alert:
         updated_at=now,
         value=st.value,
         generator=f"{rule.file}:{rule.line} {rule.group}/{rule.name}",
+        quiet_since=st.quiet_since,
     )
 
 
