@@ -27,8 +27,8 @@ def behind_fixture(tmp_path: Path) -> Iterator[ThreadedHarness]:
     t.close()
 
 
-def test_an_ack_is_an_active_silence_then_expired_once_its_alert_resolves(behind: ThreadedHarness) -> None:
-    t = behind
+def fail_and_ack(t: ThreadedHarness) -> str:
+    """A task fails, its page goes out, and its group is acked through the API: the ack's id."""
     t.h.fail_task()
     t.run(t.h.step(0.1))
     t.run(t.h.step(1))
@@ -36,7 +36,12 @@ def test_an_ack_is_an_active_silence_then_expired_once_its_alert_resolves(behind
         "POST", "/api/alertd/v1/acks", json.dumps({"group": GROUP, "comment": "on it"}).encode(), token=SILENCE_TOKEN
     )
     assert status == 201, raw
-    ack_id = json.loads(raw)["id"]
+    return str(json.loads(raw)["id"])
+
+
+def test_an_ack_is_an_active_silence_then_expired_once_its_alert_resolves(behind: ThreadedHarness) -> None:
+    t = behind
+    ack_id = fail_and_ack(t)
     [active] = query(t)
     assert active["id"] == ack_id and active["status"]["state"] == "active"
     # resolve_after 10m: at the wall clock's now, the failure is 11 minutes old
@@ -57,14 +62,7 @@ def test_an_ack_updated_with_amtool_stays_an_ack_and_still_ends_by_itself(behind
     # them, and the ack's binding to its alerts went with them - a plain silence on the group,
     # muting new failures too and never ending on the resolve.
     t = behind
-    t.h.fail_task()
-    t.run(t.h.step(0.1))
-    t.run(t.h.step(1))
-    status, raw, _ = t.request(
-        "POST", "/api/alertd/v1/acks", json.dumps({"group": GROUP, "comment": "on it"}).encode(), token=SILENCE_TOKEN
-    )
-    assert status == 201, raw
-    ok(amtool(t, "silence", "update", json.loads(raw)["id"], "--comment=ACK: rolling back 4.2"))
+    ok(amtool(t, "silence", "update", fail_and_ack(t), "--comment=ACK: rolling back 4.2"))
     [active] = query(t)
     new_id = active["id"]
     assert active["comment"] == "ACK: rolling back 4.2"

@@ -81,17 +81,20 @@ receivers:
     assert "• *billing.charge fails 12.0% of runs*" in attachment["text"]
 
 
+def pagerduty_notifier(store: SqliteStore, *urls: str) -> tuple[Notifier, VirtualClock]:
+    """A notifier whose one receiver `pd` has these Apprise URLs and the pagerduty template."""
+    clock = VirtualClock(start=T0)
+    cfg = load_config(
+        text=f"receivers: [{{name: pd, apprise: {json.dumps(list(urls))}, template: pagerduty, retries: 0}}]\n"
+        + ROUTE % "pd"
+    )
+    return Notifier(cfg, store, clock), clock
+
+
 async def test_pagerduty_plugin_triggers_then_resolves_with_a_stable_dedup_key(
     store: SqliteStore, https: Captured
 ) -> None:
-    clock = VirtualClock(start=T0)
-    cfg = load_config(
-        text=f"""
-receivers:
-  - {{name: pd, apprise: ["pagerduty://{PD_INTEGRATION}@{PD_API}"], template: pagerduty, retries: 0}}
-{ROUTE % "pd"}"""
-    )
-    n = Notifier(cfg, store, clock)
+    n, clock = pagerduty_notifier(store, f"pagerduty://{PD_INTEGRATION}@{PD_API}")
     a = firing()
     await run_groups(n, clock, [a], 2)
     trigger = https.json(0)
@@ -108,17 +111,7 @@ async def test_an_ack_acknowledges_the_pagerduty_incident_instead_of_triggering_
     store: SqliteStore, https: Captured
 ) -> None:
     # PagerDuty escalates by its own policy until its incident is acknowledged there.
-    clock = VirtualClock(start=T0)
-    cfg = load_config(
-        text=f"""
-receivers:
-  - name: pd
-    apprise: ["pagerduty://{PD_INTEGRATION}@{PD_API}?region=eu", "jsons://hooks.example/alertd"]
-    template: pagerduty
-    retries: 0
-{ROUTE % "pd"}"""
-    )
-    n = Notifier(cfg, store, clock)
+    n, clock = pagerduty_notifier(store, f"pagerduty://{PD_INTEGRATION}@{PD_API}?region=eu", "jsons://hooks.example/a")
     a = firing()
     await run_groups(n, clock, [a], 2)
     (trigger_req,) = https.to("pagerduty")
