@@ -471,11 +471,21 @@ def test_an_engine_knows_since_when_each_label_set_was_quiet(tmp_path: Path, sin
         p.observer.on_queue_sample(QueueSample("q1", 500 if high else 0, 1, p.clock.now()))
         p.engine.tick(p.clock.now())
     assert quiet() == started + 4  # the previous episode ended at its first false second
+    # a changed rule starts afresh: it knows of no end before its reload
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(RULE.replace("above: 100", "above: 200"))
+    p.clock.advance(1)
+    reloaded = p.clock.now()
+    p.engine.replace_rules(load_rules([changed]))
+    p.clock.advance(1)
+    p.observer.on_queue_sample(QueueSample("q1", 500, 1, p.clock.now()))
+    p.engine.tick(p.clock.now())
+    assert quiet() == reloaded
     (rt,) = p.engine.runtimes.values()
-    ends = dict(rt.last_ends)
-    for i in range(lifecycle.MAX_ENDS_KEPT):  # past the bound: the oldest end is forgotten, as a floor
-        lifecycle.note_end(rt, (f"other{i}",), started + 10 + i)
-    assert all(k not in rt.last_ends for k in ends) and rt.ends_forgotten == started + 4
+    for i in range(lifecycle.MAX_ENDS_KEPT + 2):  # past the bound: the oldest ends are forgotten, as a floor
+        lifecycle.note_end(rt, (f"other{i}",), reloaded + 10 + i)
+    assert len(rt.last_ends) == lifecycle.MAX_ENDS_KEPT and ("other1",) not in rt.last_ends
+    assert rt.ends_known_since == reloaded + 11
 
 
 # -- the dedup decisions, table-driven -------------------------------------------------------

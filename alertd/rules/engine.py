@@ -121,7 +121,7 @@ class Engine:
         for rule in rules.rules():
             rt = old.pop(rule.id, None)
             if rt is None:
-                rt = RuleRuntime(rule)
+                rt = RuleRuntime(rule, ends_known_since=self.clock.now())
                 if rule.kind == "event" and self.watch is not None:
                     rt.unsubscribe = self.watch(self._event_callback(rt), rule.events)
                 if rule.kind == "absent" and self.expect_task is not None and rule.spec.absent is not None:

@@ -68,7 +68,7 @@ class Lifecycle:
             if st is None:
                 labels = self.labels(rule, key, value)
                 st = rt.series[key] = SeriesState(labels=labels, active_since=now)
-                st.quiet_since = rt.last_ends.get(key, max(self.started_at, rt.ends_forgotten))
+                st.quiet_since = rt.last_ends.get(key, max(self.started_at, rt.ends_known_since))
                 # a label set that was flapping when its pending episode ended is still flapping
                 st.flapping = flap is not None and len(rt.drops.get(key, ())) >= flap.threshold
             st.value = value
@@ -167,11 +167,11 @@ MAX_ENDS_KEPT = 10_000  # label sets whose last episode's end a rule remembers
 
 
 def note_end(rt: RuleRuntime, key: tuple[str, ...], now: float) -> None:
-    """`key`'s episode ended now; past the bound the oldest end is forgotten, and remembered as
-    a floor: a label set not found was quiet at least since the latest end forgotten."""
+    """`key`'s episode ended now; past the bound the oldest end is forgotten, and kept as a
+    floor (ends_known_since): a label set not found was quiet at least since then."""
     ends = rt.last_ends
     ends.pop(key, None)
     ends[key] = now
     if len(ends) > MAX_ENDS_KEPT:
         oldest = next(iter(ends))
-        rt.ends_forgotten = max(rt.ends_forgotten, ends.pop(oldest))
+        rt.ends_known_since = max(rt.ends_known_since, ends.pop(oldest))

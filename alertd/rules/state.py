@@ -92,10 +92,11 @@ class RuleRuntime:
     event_keys_evicted: int = 0
     last_eviction: float | None = None
     resolved_evicted: int = 0  # resolved alerts dropped before their retention, past max_resolved
-    # when each label set's last episode ended, least recently first, bounded; the latest end
-    # forgotten is kept, so a label set not found here was quiet at least since then
+    # when each label set's last episode ended, least recently first, bounded; and since when
+    # this runtime knows of every end: its creation (a changed rule starts afresh), raised to the
+    # latest end forgotten past the bound. A label set not found was quiet at least since then.
     last_ends: dict[tuple[str, ...], float] = field(default_factory=dict)
-    ends_forgotten: float = -math.inf
+    ends_known_since: float = -math.inf
     unsubscribe: Callable[[], None] | None = None
     # metric rules: the store's incremental window per metric read (a ratio reads several),
     # grouped by this rule's matchers and `by`
