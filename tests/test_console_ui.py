@@ -158,10 +158,10 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     # -- overview, tasks, workers, queues, rules, health: real numbers
     # the failure tile is the ratio over the last sample step (3 buckets, 3 s here): tasks ran
     # at the start, so a slow run of the steps above left that step empty (a dash); run a few
-    # now, of a name no assertion below counts rows of (a fast task's worker events can beat the
-    # producer's task-sent to alertd, which then shows it twice: once without its queue)
-    for _ in range(2):
-        app.send_task("t.sleep", args=(0,), queue=queue)
+    # now. A fast task's worker events can beat the producer's task-sent to alertd: it still
+    # shows as one row, under its queue (alertd.observe.reorder; the strict locators below)
+    app.send_task("t.fail", queue=queue)
+    app.send_task("t.add", args=(9, 1), queue=queue)
     page.click('button[data-tab="overview"]')
     page.locator('.tile[data-key="workers_online"] .tile-value', has_text="1").wait_for(timeout=10_000)
     assert page.locator('.tile[data-key="firing"] .tile-value').inner_text() == "2"
