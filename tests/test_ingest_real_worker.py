@@ -23,6 +23,7 @@ from alertd.observe.reorder import SENT_GRACE
 from alertd.observe.series import SeriesStore
 from alertd.sources import open_event_source
 from alertd.sources.health import StreamHealth
+from alertd.sources.redis_events import event_channel_pattern
 from tests.conftest import CeleryWorker
 from tests.waiting import wait_for
 
@@ -237,13 +238,14 @@ async def test_malformed_messages_are_counted_and_skipped(redis_url: str, unique
     try:
         await source.wait_connected()
         r = redis.Redis.from_url(redis_url)
-        r.publish("/13.celeryev/task.succeeded", b"not json at all")
-        r.publish("/13.celeryev/task.succeeded", b'{"body": "!!!notbase64", "properties": {"body_encoding": "base64"}}')
+        channel = event_channel_pattern(redis_url, None).removesuffix("*")  # "/<db>.celeryev/"
+        r.publish(channel + "task.succeeded", b"not json at all")
+        r.publish(channel + "task.succeeded", b'{"body": "!!!notbase64", "properties": {"body_encoding": "base64"}}')
         good = (
             b'{"body": "eyJ0eXBlIjogIndvcmtlci1oZWFydGJlYXQiLCAiaG9zdG5hbWUiOiAiY2VsZXJ5QHgiLCAiZnJlcSI6IDJ9", '
             b'"content-type": "application/json", "properties": {"body_encoding": "base64"}}'
         )
-        r.publish("/13.celeryev/worker.heartbeat", good)
+        r.publish(channel + "worker.heartbeat", good)
         await wait_for(lambda: health.events >= 1, what="the good event")
         assert health.malformed == 2
         assert observer.gauges(WallClock().now())["worker_up"] == {("celery@x",): 1.0}
