@@ -87,5 +87,9 @@ class Alert:
             value=d.get("value"),
             generator=d.get("generator", ""),
             fingerprint=d.get("fingerprint", ""),
-            quiet_since=d.get("quiet_since"),
+            quiet_since=_number_or_none(d.get("quiet_since")),
         )
+
+
+def _number_or_none(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

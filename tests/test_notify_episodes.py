@@ -583,3 +583,11 @@ async def test_an_alert_paged_then_silenced_still_gets_its_resolved_notice_after
     assert "queue=b" in posts[1]["message"] and "queue=a" not in posts[1]["message"]
     assert len(posts) == 3 and "(some resolved)" in posts[2]["message"]
     assert "RESOLVED: QueueLong queue=a is resolved" in posts[2]["message"]
+
+
+def test_a_stored_alert_with_a_bad_quiet_since_loads_as_unknown() -> None:
+    a = make_alert("QueueLong", queue="q1")
+    a.quiet_since = T0 - 60
+    assert Alert.from_dict(a.to_dict()).quiet_since == T0 - 60
+    for bad in ("soon", True, None, [1]):
+        assert Alert.from_dict({**a.to_dict(), "quiet_since": bad}).quiet_since is None

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from alertd.clock import VirtualClock
 from alertd.observe.exposition import ObserverCollector
 from alertd.observe.observer import Observer
-from alertd.observe.reorder import SENT_GRACE
+from alertd.observe.reorder import MAX_EVENTS_HELD, SENT_GRACE
 from alertd.observe.series import SeriesStore
 from tests.observe_fixtures import (
     Events,
@@ -140,3 +140,15 @@ def test_held_tasks_are_bounded(series: SeriesStore, clock: VirtualClock, events
     observer.on_events([events.received(events.uuid(), "t.add", W) for _ in range(5)])
     assert observer.stats()["tasks_held"] == 3
     assert rows(series, "tasks_received", clock.now()) == {("t.add", "", W): 2}  # the oldest, as they came
+
+
+def test_a_held_task_flooding_custom_events_is_applied_as_it_came(
+    observer: Observer, series: SeriesStore, clock: VirtualClock, events: Events
+) -> None:
+    in_order_once(observer, events)
+    u = events.uuid()
+    observer.on_events([events.received(u, "t.add", W)])
+    progress = {**events.started(u), "type": "task-progress"}  # a custom event (send_event), in a loop
+    observer.on_events([dict(progress) for _ in range(MAX_EVENTS_HELD)])
+    assert observer.stats()["tasks_held"] == 0
+    assert rows(series, "tasks_received", clock.now()) == {("t.add", "", W): 1}

@@ -26,6 +26,7 @@ from typing import Any
 
 SENT_GRACE = 2.0  # seconds a task's worker events wait for its task-sent
 MAX_HELD = 10_000  # tasks held at once; beyond, the oldest is applied as it came
+MAX_EVENTS_HELD = 16  # events of one held task; beyond (custom events in a loop), it is applied as it came
 
 Held = tuple[str, dict[str, Any], float]  # (state, event, our receive time)
 
@@ -63,7 +64,11 @@ class Reorder:
         """Another event of a held task: a task-sent releases it (applied first unless it came
         after the grace), any other joins it."""
         if event[0] != "sent":
-            self.held[uuid][3].append(event)
+            events = self.held[uuid][3]
+            events.append(event)
+            if len(events) >= MAX_EVENTS_HELD:
+                del self.held[uuid]
+                self.ready.extend(events)
             return
         deadline, _name, _worker, events = self.held.pop(uuid)
         if event[2] < deadline:
