@@ -1,8 +1,8 @@
 """Worker events held back until their task-sent arrives, so that a task is labelled once.
 
-The producer publishes task-sent on its own connection after the task's message, so a worker
-can receive, start and even finish the task before that event reaches us (the first task a
-producer sends is the usual case: its event connection is opened lazily). Only task-sent
+The producer publishes task-sent after the task's message, and the event travels apart from it
+(on RabbitMQ through the event exchange to our queue), so a worker can receive, start and even
+finish the task before that event reaches us. Only task-sent
 carries the queue, so without this the first events of such a task were counted under an empty
 queue - its queue wait measured from the receipt, its row shown twice (with and without queue),
 its failures missing from the queue's rates - and nothing ever corrected them.
