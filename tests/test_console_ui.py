@@ -62,6 +62,11 @@ def open_page(chromium: Any, base: str, token: str, errors: list[str], path: str
     return page
 
 
+def sent_counted(daemon: Any, task: str) -> bool:
+    _, text = daemon.api.call("GET", "/metrics", token=READ_TOKEN)
+    return any(line.startswith("celery_task_sent_total{") and f'name="{task}"' in line for line in text.splitlines())
+
+
 def test_console_tabs_filters_cards_and_maintenance_window(
     tmp_path: Path,
     redis_url: str,
@@ -96,6 +101,10 @@ def test_console_tabs_filters_cards_and_maintenance_window(
     daemon = alertd_process(cfg, port)
     worker = celery_worker_factory(redis_url, extra_env={"ALERTD_TEST_KEYPREFIX": f"{unique}:"}, queues=[queue])
     app = producer(redis_url, f"{unique}:")
+    # A first task, and its task-sent seen: from then on a task whose worker events beat its own
+    # task-sent waits for it (alertd.observe.reorder), so each task below is one row
+    app.send_task("t.sleep", args=(0,), queue=queue)
+    wait_until(lambda: sent_counted(daemon, "t.sleep"), timeout=20, what="the first task-sent")
     for i in range(4):
         app.send_task("t.add", args=(i, 1), queue=queue)
     for _ in range(2):
