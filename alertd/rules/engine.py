@@ -141,10 +141,11 @@ class Engine:
     def _event_callback(self, rt: RuleRuntime) -> Callable[[dict[str, Any]], None]:
         rule = rt.rule
         matchers = rule.matchers
+        names = tuple({m.name for m in matchers})  # once per rule, not per event
         by = rule.spec.by
 
         def on_event(event: dict[str, Any]) -> None:
-            labels = {k: text(event.get(k)) for k in {m.name for m in matchers}}
+            labels = {k: text(event.get(k)) for k in names}
             if not matches_all(matchers, labels):
                 return
             key = tuple(text(event.get(b)) for b in by)
