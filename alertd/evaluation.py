@@ -106,6 +106,7 @@ class Evaluation:
             exchange=events.exchange,
             queue_ttl=events.queue_ttl,
             queue_expires=events.queue_expires,
+            decode=events.decode,
         )
         return source, Sampler(
             config.broker,

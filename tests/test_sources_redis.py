@@ -14,9 +14,16 @@ from celery import Celery
 from alertd.clock import VirtualClock, WallClock
 from alertd.sources import open_event_source
 from alertd.sources.health import StreamHealth
-from alertd.sources.redis_events import RedisEventSource, decode_message, event_channel_pattern
+from alertd.sources.redis_events import Decode, RedisEventSource, decode_message, event_channel_pattern
 from tests.conftest import free_port
 from tests.sources_fixtures import Batches, envelope, heartbeat, wait_for
+
+
+@pytest.fixture(params=["process", "inline"])
+def decode(request: pytest.FixtureRequest) -> Decode:
+    """Every test here runs on both decoders: the child process (the default with two CPUs) and the loop."""
+    decode: Decode = request.param
+    return decode
 
 
 def test_channel_pattern_follows_kombu_naming() -> None:
@@ -26,11 +33,12 @@ def test_channel_pattern_follows_kombu_naming() -> None:
 
 
 async def test_real_worker_events_including_task_multi_batches(
-    redis_url: str, unique: str, celery_worker_factory: Any
+    redis_url: str, unique: str, celery_worker_factory: Any, decode: Decode
 ) -> None:
     got, health = Batches(), StreamHealth()
-    source = open_event_source(redis_url, got, WallClock(), health)
+    source = open_event_source(redis_url, got, WallClock(), health, decode=decode)
     assert isinstance(source, RedisEventSource) and health.transport == "redis-fast"
+    assert source.decode_process == (decode == "process")
     # A second, plain subscriber shows which events the worker sent as task.multi batches.
     spy = aioredis.Redis.from_url(redis_url).pubsub()
     await spy.psubscribe(source.pattern)
@@ -68,11 +76,11 @@ async def test_real_worker_events_including_task_multi_batches(
 
 
 async def test_garbage_is_counted_and_skipped_while_good_events_flow(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_url: str, caplog: pytest.LogCaptureFixture, decode: Decode
 ) -> None:
     got, health = Batches(), StreamHealth()
     clock = VirtualClock(start=1_800_000_000.0)
-    source = open_event_source(redis_url, got, clock, health)
+    source = open_event_source(redis_url, got, clock, health, decode=decode)
     await source.start()
     await source.wait_connected()
     r = redis.Redis.from_url(redis_url)
@@ -102,11 +110,18 @@ async def test_garbage_is_counted_and_skipped_while_good_events_flow(
         r.close()
 
 
-async def test_global_keyprefix_is_honoured(redis_url: str, unique: str, celery_worker_factory: Any) -> None:
+async def test_global_keyprefix_is_honoured(
+    redis_url: str, unique: str, celery_worker_factory: Any, decode: Decode
+) -> None:
     prefix = f"pfx-{unique}:"
     got = Batches()
     source = open_event_source(
-        redis_url, got, WallClock(), StreamHealth(), transport_options={"global_keyprefix": prefix}
+        redis_url,
+        got,
+        WallClock(),
+        StreamHealth(),
+        transport_options={"global_keyprefix": prefix},
+        decode=decode,
     )
     await source.start()
     try:
@@ -121,10 +136,10 @@ async def test_global_keyprefix_is_honoured(redis_url: str, unique: str, celery_
         await source.stop()
 
 
-async def test_reconnects_by_itself_after_the_server_dies_mid_stream(redis_server: Any) -> None:
+async def test_reconnects_by_itself_after_the_server_dies_mid_stream(redis_server: Any, decode: Decode) -> None:
     url = redis_server.url
     got, health = Batches(), StreamHealth()
-    source = open_event_source(url, got, WallClock(), health, reconnect_max=0.5)
+    source = open_event_source(url, got, WallClock(), health, reconnect_max=0.5, decode=decode)
     assert isinstance(source, RedisEventSource)
     await source.start()
     publishing = True
@@ -164,13 +179,13 @@ async def test_reconnects_by_itself_after_the_server_dies_mid_stream(redis_serve
 
 
 async def test_an_unreachable_server_backs_off_and_never_shows_the_password(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, decode: Decode
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="alertd")
     clock = VirtualClock()
     health = StreamHealth()
     url = f"redis://:hunter2-pw@127.0.0.1:{free_port()}/0"
-    source = open_event_source(url, Batches(), clock, health, reconnect_max=4.0)
+    source = open_event_source(url, Batches(), clock, health, reconnect_max=4.0, decode=decode)
     await source.start()
     try:
         # Each failed attempt backs off on the (virtual) clock: 0.5, 1, 2, then capped at 4 s;

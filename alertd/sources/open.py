@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from alertd.clock import Clock
 from alertd.sources.health import StreamHealth
@@ -41,6 +41,7 @@ def open_event_source(
     exchange: str = "celeryev",
     queue_ttl: float | None = 5.0,
     queue_expires: float | None = 60.0,
+    decode: Literal["auto", "process", "inline"] = "auto",
 ) -> EventSource:
     """The Redis fast path for redis://, rediss:// and unix://, the AMQP one for amqp://, amqps:// and
     pyamqp://; Celery's receiver for any other broker, or for any broker when transport is "kombu"."""
@@ -60,6 +61,7 @@ def open_event_source(
             transport_options=transport_options,
             reconnect_max=reconnect_max,
             exchange=exchange,
+            decode=decode,
         )
     if fast and scheme in AMQP_SCHEMES:
         from alertd.sources.amqp_events import AmqpEventSource

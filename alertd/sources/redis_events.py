@@ -9,26 +9,27 @@ redis-py's), subscribes to `{global_keyprefix}/{db}.celeryev/*` over a lean RESP
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 from urllib.parse import urlsplit
-
-import orjson
 
 from alertd.clock import Clock
 from alertd.redact import redact_text, redact_url
+from alertd.sources.decode_process import DecoderChild, DecoderFailed, cpus
 from alertd.sources.health import StreamHealth
 from alertd.sources.probe import back_off
+from alertd.sources.redis_decode import Batch, decode_message, read_batches
 from alertd.sources.resp import Endpoint, PubSubConnection, RespError
+
+__all__ = ["RedisEventSource", "decode_message", "event_channel_pattern"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[dict[str, Any]]], None]
 
 FIRST_BACKOFF = 0.5
-HEALTH_CHECK_SECONDS = 5.0
+Decode = Literal["auto", "process", "inline"]
 
 
 def event_channel_pattern(broker_url: str, transport_options: dict[str, Any] | None, exchange: str = "celeryev") -> str:
@@ -37,31 +38,6 @@ def event_channel_pattern(broker_url: str, transport_options: dict[str, Any] | N
     db = int(path) if path.isdigit() else int((transport_options or {}).get("db", 0) or 0)
     prefix = str((transport_options or {}).get("global_keyprefix", "") or "")
     return f"{prefix}/{db}.{exchange}/*"
-
-
-def decode_message(data: bytes) -> list[dict[str, Any]]:
-    """kombu envelope → Celery event dicts (task.multi bodies hold a list). Raises ValueError."""
-    try:
-        envelope = orjson.loads(data)
-        body = envelope["body"]
-        props = envelope.get("properties") or {}
-        if props.get("body_encoding") == "base64":
-            body = binascii.a2b_base64(body)  # base64.b64decode(body, validate=False) without its wrapper
-        ctype = envelope.get("content-type", "application/json")
-        if ctype != "application/json":
-            raise ValueError(f"events must be JSON (Celery's default event_serializer), got {ctype}")
-        payload = orjson.loads(body)
-    except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error, AttributeError) as e:
-        raise ValueError(f"not a kombu event message: {e}") from None
-    if type(payload) is dict:  # what orjson makes: exactly dict and list
-        return [payload]
-    if type(payload) is list:
-        for event in payload:
-            if type(event) is not dict:
-                break
-        else:
-            return payload
-    raise ValueError("event body is neither an object nor a list of objects")
 
 
 class RedisEventSource:
@@ -77,7 +53,10 @@ class RedisEventSource:
         transport_options: dict[str, Any] | None = None,
         reconnect_max: float = 30.0,
         exchange: str = "celeryev",
+        decode: Decode = "auto",
     ) -> None:
+        """decode: where messages are decoded - "process", a child process (alertd.sources.decode_process),
+        "inline", on the event loop, "auto", the child when this process may use two CPUs or more."""
         self.url = broker_url
         self.handler = handler
         self.clock = clock
@@ -86,6 +65,8 @@ class RedisEventSource:
         self.reconnect_max = reconnect_max
         self.health.transport = "redis-fast"
         self.health.broker = redact_url(broker_url)
+        self.decode_process = decode == "process" or (decode == "auto" and cpus() >= 2)
+        self.decoder_pid: int | None = None  # the child process decoding now, if one does
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
@@ -109,63 +90,76 @@ class RedisEventSource:
         ep = Endpoint.from_url(self.url)
         where = (ep.host, ep.port, ep.path)
         while True:
-            conn: PubSubConnection | None = None
+            sub: DecoderChild | _Inline | None = None
             reachable = True
             try:
-                conn = await PubSubConnection.open(self.url)
-                await conn.psubscribe(self.pattern)
+                sub = await self._subscribe()
                 self.health.mark_connected(self.clock.now())
                 self._connected.set()
-                log.info("subscribed to %s on %s", self.pattern, self.health.broker)
+                self.decoder_pid = sub.proc.pid if isinstance(sub, DecoderChild) else None
+                decoded = f" (decoded by process {self.decoder_pid})" if self.decoder_pid else ""
+                log.info("subscribed to %s on %s%s", self.pattern, self.health.broker, decoded)
                 backoff = FIRST_BACKOFF
-                await self._consume(conn)
+                await self._consume(sub.batches())
             except asyncio.CancelledError:
                 raise
             except (OSError, ConnectionError, TimeoutError, ValueError) as e:
-                # RespError: the server answered and refused (AUTH, an unexpected reply); anything
-                # else is the network or a server not (yet) there, worth probing for its return.
-                reachable = isinstance(e, RespError | ValueError)
+                # RespError: the server answered and refused (AUTH, an unexpected reply), and
+                # DecoderFailed is our own child; anything else is the network or a server not
+                # (yet) there, worth probing for its return.
+                reachable = isinstance(e, RespError | ValueError | DecoderFailed)
                 error = redact_text(str(e) or type(e).__name__)
+                if isinstance(e, DecoderFailed):
+                    # Slower on the loop, but never blind for want of a second process.
+                    self.decode_process = False
+                    log.warning("%s; decoding events on the event loop from now on", error)
                 if self.health.connected:
                     log.warning("event stream lost (%s); reconnecting", error)
                 self._connected.clear()
                 self.health.mark_disconnected(self.clock.now(), error)
             finally:
-                if conn is not None:
-                    await conn.close()
+                self.decoder_pid = None
+                if sub is not None:
+                    await sub.close()
             log.debug("next attempt to subscribe in %gs%s", backoff, "" if reachable else " (probing)")
             await back_off(self.clock, backoff, None if reachable else where)
             backoff = min(backoff * 2, self.reconnect_max)
 
-    async def _consume(self, conn: PubSubConnection) -> None:
+    async def _subscribe(self) -> DecoderChild | _Inline:
+        if self.decode_process:
+            return await DecoderChild.spawn(self.url, self.pattern)
+        conn = await PubSubConnection.open(self.url)
+        try:
+            await conn.psubscribe(self.pattern)
+        except BaseException:
+            await conn.close()
+            raise
+        return _Inline(conn)
+
+    async def _consume(self, batches: AsyncIterator[Batch]) -> None:
         health = self.health
-        pinged = False
-        while True:
-            try:
-                # A pub/sub connection is idle whenever nothing happens; a PING after a quiet
-                # spell tells an idle server from a dead one (whose TCP connection may linger).
-                msgs = await conn.read(HEALTH_CHECK_SECONDS)
-            except TimeoutError:
-                if pinged:
-                    raise ConnectionError(f"no answer to PING within {HEALTH_CHECK_SECONDS:g}s") from None
-                conn.ping()
-                pinged = True
-                continue
-            pinged = False
-            if not msgs:
-                continue
-            batch: list[dict[str, Any]] = []
-            for channel, data in msgs:
-                try:
-                    batch.extend(decode_message(data))
-                except ValueError as e:
-                    self._malformed(channel, e)
-            health.messages += len(msgs)
+        async for messages, batch, bad in batches:
+            for channel, error in bad:
+                self._malformed(channel, error)
+            health.messages += messages
             if batch:
                 health.received(batch, self.clock.now())
                 self.handler(batch)
 
-    def _malformed(self, channel: bytes, e: ValueError) -> None:
+    def _malformed(self, channel: bytes, error: str) -> None:
         self.health.malformed += 1
         if self.health.malformed <= 10 or self.health.malformed % 1000 == 0:
-            log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, e)
+            log.warning("malformed message on %r skipped (%d so far): %s", channel, self.health.malformed, error)
+
+
+class _Inline:
+    """The connection read and decoded on the event loop itself."""
+
+    def __init__(self, conn: PubSubConnection) -> None:
+        self.conn = conn
+
+    def batches(self) -> AsyncIterator[Batch]:
+        return read_batches(self.conn)
+
+    async def close(self) -> None:
+        await self.conn.close()
