@@ -10,7 +10,9 @@ Consumers:
   celery        Celery's bare EventReceiver counting events (the baseline)
   celery-state  EventReceiver feeding celery.events.state.State (what Flower does)
   alertd        alertd's fast path feeding the observer while the default rule pack ticks every second
-  alertd-run    `alertd run` itself with the default rule pack, its API polled for the count
+  alertd-run    `alertd run` itself with the default rule pack, its API polled for the count (on 2+ CPUs
+                its Redis stream is decoded by a child process: each consumer is paused as a process group)
+  alertd-run-inline  the same with `events.decode: inline`, everything on the event loop
 
 Rounds interleave the consumers (as bench/ingest_amqp.py does), so a burst of other work on the
 machine lands on all of them rather than on one; the median of each is what the ratios use.
@@ -268,7 +270,14 @@ class Daemon:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its own process group: paused and resumed with its decoder process
         )
+
+    def pause(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stream(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/alertd/v1/health", timeout=5) as r:
@@ -290,11 +299,20 @@ class Daemon:
         raise SystemExit("alertd did not connect")
 
     def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        """The daemon's RSS with its children's (the Redis decoder process)."""
+        pids = [self.proc.pid]
+        try:
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        except OSError:
+            pass
+        total = 0.0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) / 1024
+            except OSError:
+                pass
+        return total
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -320,6 +338,7 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        start_new_session=True,  # paused and resumed as a group, with alertd's decoder process
     )
     assert proc.stdout is not None
     while proc.stdout.readline().strip() != "READY":
@@ -328,9 +347,9 @@ def run(mode: str, url: str, msgs: list[tuple[str, bytes]], expected: int) -> tu
     # Pause the consumer while publishing: Redis buffers the whole stream for it (output buffer
     # unlimited), so what is measured after SIGCONT is the consumer's own speed, not the
     # publisher's (on 2 CPUs the Python publisher is slower than alertd).
-    os.kill(proc.pid, signal.SIGSTOP)
+    os.killpg(proc.pid, signal.SIGSTOP)
     publish(url, msgs)
-    os.kill(proc.pid, signal.SIGCONT)
+    os.killpg(proc.pid, signal.SIGCONT)
     line = proc.stdout.readline().split()
     proc.wait(60)
     return int(line[1]), float(line[2]), float(line[3])
@@ -348,19 +367,19 @@ def publish(url: str, msgs: list[tuple[str, bytes]]) -> None:
 
 
 def run_daemon_drain(
-    url: str, tmp: Path, msgs: list[tuple[str, bytes]], expected: int, root: Path = ROOT
+    url: str, tmp: Path, msgs: list[tuple[str, bytes]], expected: int, root: Path = ROOT, extra: str = ""
 ) -> tuple[int, float, float]:
     """`alertd run`: paused, the stream published (Redis buffers it), resumed; done when its API counts it all."""
-    daemon = Daemon(url, tmp, root)
+    daemon = Daemon(url, tmp, root, extra)
     try:
         daemon.wait_connected()
         time.sleep(0.5)  # its first rule tick and sampler round are done: the drain is what is timed
         base = daemon.rss_mib()
         before = daemon.stream()["events"]
-        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        daemon.pause()
         publish(url, msgs)
         resumed = time.time()
-        os.kill(daemon.proc.pid, signal.SIGCONT)
+        daemon.resume()
         while (stream := daemon.stream())["events"] - before < expected:
             if stream["reconnects"] or not stream["connected"]:
                 raise SystemExit(f"alertd run lost its subscription during the drain: {stream['last_error']}")
@@ -421,6 +440,7 @@ LABELS = {
     "celery-state": "Celery EventReceiver + State (Flower's way)",
     "alertd": "alertd: fast path + observer + default rules",
     "alertd-run": "alertd run, default rules",
+    "alertd-run-inline": "alertd run, decoded on the loop (decode: inline)",
 }
 
 
@@ -431,7 +451,7 @@ def main() -> None:
         "--only",
         nargs="*",
         choices=list(LABELS),
-        default=["celery", "celery-state", "alertd", "alertd-run"],
+        default=["celery", "celery-state", "alertd", "alertd-run", "alertd-run-inline"],
         help="consumers to run",
     )
     ap.add_argument("--rounds", type=int, default=1, help="times each consumer drains the stream (median kept)")
@@ -497,6 +517,8 @@ def main() -> None:
             for mode in modes:
                 if mode == "alertd-run":
                     n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected)
+                elif mode == "alertd-run-inline":
+                    n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected, extra="events: {decode: inline}\n")
                 elif mode == "alertd-run-before":
                     n, secs, rss = run_daemon_drain(url, Path(tmp), msgs, expected, before)
                 else:
@@ -511,7 +533,7 @@ def main() -> None:
         if args.rounds > 1:
             for mode, rate in results.items():
                 print(f"median {LABELS[mode]:46s} {rate:>9,.0f} events/s")
-        for mode in ("alertd", "alertd-run", "alertd-run-before"):
+        for mode in ("alertd", "alertd-run", "alertd-run-inline", "alertd-run-before"):
             if mode in results and "celery" in results:
                 print(f"ratio {mode} / bare EventReceiver: {results[mode] / results['celery']:.2f}x")
         if "alertd-run" in results and "alertd-run-before" in results:

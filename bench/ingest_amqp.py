@@ -289,10 +289,10 @@ def run_daemon_drain(url: str, tmp: Path, frames: list[bytes], expected: int) ->
     try:
         daemon.wait_connected()
         base = daemon.rss_mib()
-        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        daemon.pause()
         asyncio.run(publish_all(url, frames))
         resumed = time.time()
-        os.kill(daemon.proc.pid, signal.SIGCONT)
+        daemon.resume()
         while (stream := daemon.stream())["events"] < expected:
             time.sleep(0.05)
         if stream["reconnects"]:
