@@ -158,7 +158,10 @@ def test_alertd_started_while_its_store_is_down_still_pages_and_takes_the_store_
 
         def not_ready() -> bool:
             try:
-                return readyz(port)[0] == 503
+                # Not ready for its store alone: subscribed to the events (else those published
+                # next would reach nobody, as Redis keeps nothing for a subscriber not there yet).
+                status, why = readyz(port)
+                return status == 503 and "event stream not connected" not in why
             except OSError:  # not listening yet
                 assert proc.poll() is None, (tmp_path / "alertd.log").read_text()[-3000:]
                 return False
