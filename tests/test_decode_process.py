@@ -138,7 +138,7 @@ async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
     try:
         await source.wait_connected()
         pid = source.decoder_pid
-        assert pid and _alive(pid)
+        assert pid and _alive(pid) and health.to_dict()["decoder"] == "process"
         # A service manager's SIGTERM to the whole group is for alertd to act on, not the child.
         os.kill(pid, signal.SIGTERM)
         r.publish(_channel(redis_url), envelope(heartbeat(seq=1)))
@@ -150,6 +150,7 @@ async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
         down, up = health.gaps[-1]
         assert up is not None and up >= down and "decoder process exited" in health.last_error
         assert source.decoder_pid is None and not source.decode_process  # the loop decodes now
+        assert health.to_dict()["decoder"] == "loop"
         assert any("decoding events on the event loop from now on" in m for m in caplog.messages)
         r.publish(_channel(redis_url), envelope(heartbeat(seq=2)))
         await wait_for(lambda: health.events == 2, what="events after the child's death")

@@ -152,7 +152,12 @@ def test_alertd_ingest_health(series: SeriesStore, clock: VirtualClock, events: 
     assert s[("alertd_events_malformed_total", ())] == 3.0 + 1.0  # the source's and the observer's
     assert s[("alertd_stream_connected", ())] == 1.0
     assert s[("alertd_stream_reconnects_total", ())] == 1.0
+    assert ("alertd_stream_decoder_process", ()) not in s  # a source says where it decodes; this one did not
     assert s[("alertd_last_event_timestamp_seconds", ())] == clock.now() + 2
+    health.decoder = "process"
+    assert scrape(observer, small, clock, health)[("alertd_stream_decoder_process", ())] == 1.0
+    health.decoder = "loop"  # the child failed: the loop decodes
+    assert scrape(observer, small, clock, health)[("alertd_stream_decoder_process", ())] == 0.0
     assert s[("alertd_tasks_tracked", ())] == 2.0
     assert s[("alertd_tasks_evicted_total", ())] == 1.0
     assert s[("alertd_workers_tracked", ())] == 1.0

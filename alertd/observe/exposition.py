@@ -153,6 +153,12 @@ class ObserverCollector(Collector):
             yield CounterMetricFamily(
                 "alertd_stream_reconnects", "Reconnections to the event stream.", value=h.reconnects
             )
+            if h.decoder:
+                yield GaugeMetricFamily(
+                    "alertd_stream_decoder_process",
+                    "1 while a child process decodes the event stream (Redis), 0 when alertd itself does.",
+                    value=float(h.decoder == "process"),
+                )
             if h.last_event_at is not None:
                 yield GaugeMetricFamily(
                     "alertd_last_event_timestamp_seconds", "When the newest event arrived.", value=h.last_event_at

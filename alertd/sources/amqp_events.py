@@ -134,6 +134,7 @@ class AmqpEventSource:
         self.connection_name = connection_name or f"alertd events ({socket.gethostname()}, pid {os.getpid()})"
         self.queue = ""  # the queue being consumed, once connected
         self.health.transport = "amqp-fast"
+        self.health.decoder = "loop"
         self.health.broker = ";".join(redact_url(u.strip()) for u in broker_url.split(";") if u.strip())
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()

@@ -15,6 +15,9 @@ from typing import Any
 class StreamHealth:
     broker: str = ""  # redacted URL (no password)
     transport: str = ""  # "redis-fast" | "amqp-fast" | "kombu" | "replay"
+    # where messages are decoded: "process" (Redis: a child, alertd.sources.decode_process),
+    # "loop" (the event loop), "thread" (kombu's receiver thread); "" for a replay
+    decoder: str = ""
     connected: bool = False
     connected_since: float | None = None
     last_event_at: float | None = None  # local receive time of the newest event
@@ -55,6 +58,7 @@ class StreamHealth:
         return {
             "broker": self.broker,
             "transport": self.transport,
+            "decoder": self.decoder,
             "connected": self.connected,
             "connected_since": self.connected_since,
             "last_event_at": self.last_event_at,

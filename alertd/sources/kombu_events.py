@@ -63,6 +63,7 @@ class KombuEventSource:
         self.queue_ttl = queue_ttl
         self.queue_expires = queue_expires
         self.health.transport = "kombu"
+        self.health.decoder = "thread"
         self.health.broker = redact_url(broker_url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

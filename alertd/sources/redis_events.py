@@ -66,6 +66,7 @@ class RedisEventSource:
         self.health.transport = "redis-fast"
         self.health.broker = redact_url(broker_url)
         self.decode_process = decode == "process" or (decode == "auto" and cpus() >= 2)
+        self.health.decoder = "process" if self.decode_process else "loop"
         self.decoder_pid: int | None = None  # the child process decoding now, if one does
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -97,6 +98,7 @@ class RedisEventSource:
                 self.health.mark_connected(self.clock.now())
                 self._connected.set()
                 self.decoder_pid = sub.proc.pid if isinstance(sub, DecoderChild) else None
+                self.health.decoder = "process" if self.decoder_pid else "loop"
                 decoded = f" (decoded by process {self.decoder_pid})" if self.decoder_pid else ""
                 log.info("subscribed to %s on %s%s", self.pattern, self.health.broker, decoded)
                 backoff = FIRST_BACKOFF
@@ -112,6 +114,7 @@ class RedisEventSource:
                 if isinstance(e, DecoderFailed):
                     # Slower on the loop, but never blind for want of a second process.
                     self.decode_process = False
+                    self.health.decoder = "loop"
                     log.warning("%s; decoding events on the event loop from now on", error)
                 if self.health.connected:
                     log.warning("event stream lost (%s); reconnecting", error)
