@@ -208,6 +208,8 @@ def test_the_child_dies_with_alertd_and_never_shows_the_password(redis_server: A
         alertd.stdin.flush()
         pid = int(alertd.stdout.readline())
         assert _alive(pid)
+        with open(f"/proc/{pid}/comm") as f:
+            assert f.read().strip() == "alertd-decoder"  # as top and pgrep name it
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             assert b"hunter2" not in f.read()
         with open(f"/proc/{pid}/environ", "rb") as f:

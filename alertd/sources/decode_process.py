@@ -229,7 +229,9 @@ def _die_with(parent: int) -> None:
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc.prctl(15, b"alertd-decoder")  # PR_SET_NAME: what top, ps -e and pgrep show
     if os.getppid() != parent:
         sys.exit(0)  # the parent died before the signal was asked for
 
