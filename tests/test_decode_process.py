@@ -7,6 +7,7 @@ visible gap after which alertd goes on reading, never blindness.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +129,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
-    redis_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+@contextlib.asynccontextmanager
+async def _source(redis_url: str) -> AsyncIterator[tuple[RedisEventSource, Batches, StreamHealth, redis.Redis]]:
+    """A source asked to decode in a child, connected; and a client to publish with."""
     got, health = Batches(), StreamHealth()
     source = open_event_source(redis_url, got, WallClock(), health, decode="process", reconnect_max=0.5)
     assert isinstance(source, RedisEventSource)
@@ -137,6 +139,16 @@ async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
     r = redis.Redis.from_url(redis_url)
     try:
         await source.wait_connected()
+        yield source, got, health, r
+    finally:
+        await source.stop()
+        r.close()
+
+
+async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _source(redis_url) as (source, got, health, r):
         pid = source.decoder_pid
         assert pid and _alive(pid) and health.to_dict()["decoder"] == "process"
         # A service manager's SIGTERM to the whole group is for alertd to act on, not the child.
@@ -155,9 +167,6 @@ async def test_a_decoder_killed_is_a_gap_then_the_loop_reads_on(
         r.publish(_channel(redis_url), envelope(heartbeat(seq=2)))
         await wait_for(lambda: health.events == 2, what="events after the child's death")
         assert [e["seq"] for e in got.events] == [1, 2]
-    finally:
-        await source.stop()
-        r.close()
     assert not _alive(pid)
 
 
@@ -231,20 +240,11 @@ async def test_a_child_that_cannot_start_leaves_the_loop_decoding(
 ) -> None:
     caplog.set_level(logging.WARNING)
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
-    got, health = Batches(), StreamHealth()
-    source = open_event_source(redis_url, got, WallClock(), health, decode="process")
-    assert isinstance(source, RedisEventSource)
-    await source.start()
-    r = redis.Redis.from_url(redis_url)
-    try:
-        await source.wait_connected(timeout=10)
+    async with _source(redis_url) as (source, _, health, r):
         assert not source.decode_process and source.decoder_pid is None
         assert any("decoder process could not start" in m for m in caplog.messages)
         r.publish(_channel(redis_url), envelope(heartbeat(seq=1)))
         await wait_for(lambda: health.events == 1, what="events decoded on the loop")
-    finally:
-        await source.stop()
-        r.close()
 
 
 async def test_a_decoder_that_stops_writing_is_replaced_by_the_loop(
@@ -252,14 +252,8 @@ async def test_a_decoder_that_stops_writing_is_replaced_by_the_loop(
 ) -> None:
     # A child that is alive but writes nothing (here stopped; in life a hang) would leave alertd
     # blind with a connected-looking stream: twice its silence limit and the loop takes over.
-    monkeypatch.setattr(decode_process, "SILENT_AFTER", 0.5)
-    got, health = Batches(), StreamHealth()
-    source = open_event_source(redis_url, got, WallClock(), health, decode="process", reconnect_max=0.5)
-    assert isinstance(source, RedisEventSource)
-    await source.start()
-    r = redis.Redis.from_url(redis_url)
-    try:
-        await source.wait_connected()
+    monkeypatch.setattr(decode_process, "SILENT_AFTER", 0.5)  # once subscribed: its start has its own limit
+    async with _source(redis_url) as (source, _, health, r):
         pid = source.decoder_pid
         assert pid
         os.kill(pid, signal.SIGSTOP)
@@ -268,6 +262,3 @@ async def test_a_decoder_that_stops_writing_is_replaced_by_the_loop(
         assert not _alive(pid)
         r.publish(_channel(redis_url), envelope(heartbeat(seq=1)))
         await wait_for(lambda: health.events == 1, what="events decoded on the loop")
-    finally:
-        await source.stop()
-        r.close()

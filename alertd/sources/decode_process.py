@@ -43,6 +43,7 @@ SUBSCRIBED, BATCH, PULSE, ERROR = b"S", b"B", b"P", b"E"
 PIPE_SIZE = 1 << 20  # the kernel's pipe buffer, asked for: a few reads of slack between the two
 READ_LIMIT = 1 << 22  # the parent's StreamReader buffer
 SILENT_AFTER = 3 * HEALTH_CHECK_SECONDS  # a child that writes nothing this long, twice, is stuck
+START_TIMEOUT = 15.0  # twice, for its first frame: it starts, connects and subscribes (10 s at most)
 MAX_FRAME = 1 << 30  # beyond any Redis message (proto-max-bulk-len is 512 MB): not a frame of ours
 # The child's first lines: the parent's sys.path (its virtualenv, a source checkout) before any
 # import of alertd, and site's own hooks (editable installs) left as they ran.
@@ -101,7 +102,7 @@ class DecoderChild:
             proc.stdin.write(orjson.dumps(config) + b"\n")
             await proc.stdin.drain()
             proc.stdin.close()
-            kind, payload = await child._frame()  # the child connects and subscribes within 10 s
+            kind, payload = await child._frame(START_TIMEOUT)
             if kind != SUBSCRIBED:
                 child._raise(kind, payload)
         except (BrokenPipeError, ConnectionResetError) as e:
@@ -112,19 +113,19 @@ class DecoderChild:
             raise
         return child
 
-    async def _frame(self) -> tuple[bytes, bytes]:
+    async def _frame(self, timeout: float) -> tuple[bytes, bytes]:
         stdout = self.proc.stdout
         assert stdout is not None
         try:
             try:
                 # Only the header is timed: a timeout inside a frame would lose its place in the pipe.
-                async with asyncio.timeout(SILENT_AFTER):
+                async with asyncio.timeout(timeout):
                     header = await stdout.readexactly(HEADER.size)
             except TimeoutError:
                 # The child writes at least every HEALTH_CHECK_SECONDS. Once more before giving
                 # up: after this process was suspended (SIGSTOP, a paused VM) the timer may
                 # fire before the data that is already there is read.
-                async with asyncio.timeout(SILENT_AFTER):
+                async with asyncio.timeout(timeout):
                     header = await stdout.readexactly(HEADER.size)
             kind, size = HEADER.unpack(header)
             if size > MAX_FRAME:
@@ -134,7 +135,7 @@ class DecoderChild:
             code = await self.proc.wait()
             raise DecoderFailed(f"the decoder process exited (code {code})") from None
         except TimeoutError:
-            raise DecoderFailed(f"the decoder process wrote nothing for {2 * SILENT_AFTER:g}s") from None
+            raise DecoderFailed(f"the decoder process wrote nothing for {2 * timeout:g}s") from None
 
     def _raise(self, kind: bytes, payload: bytes) -> None:
         if kind == ERROR:
@@ -145,7 +146,7 @@ class DecoderChild:
     async def batches(self) -> AsyncIterator[Batch]:
         loads = orjson.loads
         while True:
-            kind, payload = await self._frame()
+            kind, payload = await self._frame(SILENT_AFTER)
             if kind == BATCH:
                 messages, events, bad = loads(payload)
                 yield messages, events, [(channel.encode("latin-1"), why) for channel, why in bad]
