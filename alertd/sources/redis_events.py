@@ -3,7 +3,9 @@
 Redis keeps nothing for a pub/sub subscriber: a consumer that falls behind grows its output buffer
 until Redis drops it (32 MB by default). So this path skips kombu's per-message machinery (and
 redis-py's), subscribes to `{global_keyprefix}/{db}.celeryev/*` over a lean RESP reader
-(alertd.sources.resp), decodes kombu's envelope with orjson, and hands the loop whole batches.
+(alertd.sources.resp), decodes kombu's envelope with orjson (alertd.sources.redis_decode), and
+hands the loop whole batches. With two CPUs the connection and the decoding run in a child
+process (alertd.sources.decode_process), and the loop only parses each read's batch.
 """
 
 from __future__ import annotations
