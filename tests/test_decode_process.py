@@ -62,6 +62,28 @@ def test_what_the_child_writes_the_loop_reads_back_unchanged(
     assert [(c.encode("latin-1"), why) for c, why in malformed] == bad
 
 
+@pytest.mark.parametrize(
+    ("files", "want"),
+    [
+        ({}, 2),  # no cgroup files: the affinity
+        ({"cpu.max": "max 100000\n"}, 2),
+        ({"cpu.max": "150000 100000\n"}, 2),  # docker --cpus 1.5: the child pays
+        ({"cpu.max": "120000 100000\n"}, 1),  # --cpus 1.2: not worth a second process
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "garbage\n"}, 2),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # cgroup v1, no limit
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ],
+)
+def test_the_cpus_counted_are_those_alertd_may_use(tmp_path: Path, files: dict[str, str], want: int) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs to tell a quota from the affinity")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert decode_process.cpus(str(tmp_path)) == want
+
+
 def _channel(url: str, routing_key: str = "worker.heartbeat") -> str:
     return event_channel_pattern(url, None).replace("*", routing_key)
 

@@ -57,7 +57,7 @@ class EventsConfig(Section):
     # ("kombu", also what every broker other than Redis and RabbitMQ uses).
     transport: Literal["auto", "kombu"] = "auto"
     # Redis: where messages are decoded - a child process ("process"; "auto" when alertd may use
-    # two CPUs or more), or the event loop ("inline").
+    # two CPUs or more, by its affinity and CPU quota), or the event loop ("inline").
     decode: Literal["auto", "process", "inline"] = "auto"
     # As the Celery app sets them (event_exchange, event_queue_ttl, event_queue_expires).
     exchange: str = "celeryev"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import struct
@@ -54,12 +55,37 @@ BOOTSTRAP = (
 _NETWORK_ERRORS = (OSError, ConnectionError, TimeoutError, ValueError)
 
 
-def cpus() -> int:
-    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+def cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity (a container's cpuset, not the host's count),
+    and its cgroup's CPU quota if one is set (`docker --cpus 1.5` counts as 2, 1.2 as 1)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    return n if quota is None else max(1, min(n, math.floor(quota + 0.5)))
+
+
+def _cpu_quota(root: str) -> float | None:
+    """CPUs' worth of time the cgroup may use (cgroup v2 cpu.max, v1 cfs quota); None: no limit."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = next((line.split(":", 2)[2].strip() for line in f if line.startswith("0::")), "/")
+    except OSError:
+        own = "/"
+    for path in (f"{root}{own.rstrip('/')}/cpu.max", f"{root}/cpu.max"):
+        try:
+            with open(path) as f:
+                quota, period = f.read().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        except (OSError, ValueError, ZeroDivisionError):
+            continue
+    try:
+        with open(f"{root}/cpu/cpu.cfs_quota_us") as f, open(f"{root}/cpu/cpu.cfs_period_us") as g:
+            quota_us, period_us = int(f.read()), int(g.read())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
 
 
 # -- the parent's side ------------------------------------------------------------------------
