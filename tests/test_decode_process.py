@@ -48,7 +48,7 @@ _json = st.recursive(
 _events = st.lists(st.dictionaries(st.text(), _json, max_size=6), max_size=5)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(events=_events, channels=st.lists(st.binary(max_size=20), max_size=3))
 def test_what_the_child_writes_the_loop_reads_back_unchanged(
     events: list[dict[str, Any]], channels: list[bytes]
