@@ -7,9 +7,11 @@ visible gap after which alertd goes on reading, never blindness.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -284,3 +286,29 @@ async def test_a_decoder_that_stops_writing_is_replaced_by_the_loop(
         assert not _alive(pid)
         r.publish(_channel(redis_url), envelope(heartbeat(seq=1)))
         await wait_for(lambda: health.events == 1, what="events decoded on the loop")
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        (b"B\x03\x00\x00\x00abc", "a batch that does not parse"),
+        (b"B\x0b\x00\x00\x00[1, 2, 3, 4]", "a batch that does not parse"),
+        (b"E\x02\x00\x00\x00{}", "an error frame that does not parse"),
+        (b"X\x00\x00\x00\x00", "a frame of kind b'X'"),
+        (b"B\xff\xff\xff\xff", "a frame of 4294967295 bytes"),
+        (b"B\x10\x00\x00\x00[0, [], []", "exited"),  # cut short: the child died mid-frame
+    ],
+)
+async def test_a_child_that_writes_nonsense_is_a_decoder_failure(written: bytes, why: str) -> None:
+    # Whatever our own child writes that is not a frame of ours is its failure (the loop then
+    # takes over), never an error that would stop the source or pass for the broker's.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", f"import sys; sys.stdout.buffer.write({written!r})", stdout=asyncio.subprocess.PIPE
+    )
+    child = decode_process.DecoderChild(proc)
+    try:
+        with pytest.raises(decode_process.DecoderFailed, match=re.escape(why)):
+            async for _ in child.batches():
+                pass
+    finally:
+        await child.close()

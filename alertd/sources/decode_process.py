@@ -124,7 +124,7 @@ class DecoderChild:
         try:
             assert proc.stdin is not None
             # The child imports alertd from where this process did: the same sys.path.
-            config = {"url": url, "pattern": pattern, "parent": os.getpid(), "path": sys.path}
+            config = {"url": url, "pattern": pattern, "parent": os.getpid(), "path": [str(p) for p in sys.path]}
             proc.stdin.write(orjson.dumps(config) + b"\n")
             await proc.stdin.drain()
             proc.stdin.close()
@@ -165,8 +165,12 @@ class DecoderChild:
 
     def _raise(self, kind: bytes, payload: bytes) -> None:
         if kind == ERROR:
-            e = orjson.loads(payload)
-            raise (RespError if e.get("reachable") else ConnectionError)(str(e.get("error", "")))
+            try:
+                e = orjson.loads(payload)
+                error, reachable = str(e["error"]), bool(e["reachable"])
+            except (ValueError, TypeError, KeyError):
+                raise DecoderFailed("the decoder process sent an error frame that does not parse") from None
+            raise (RespError if reachable else ConnectionError)(error)
         raise DecoderFailed(f"the decoder process sent a frame of kind {kind!r}")
 
     async def batches(self) -> AsyncIterator[Batch]:
@@ -174,8 +178,13 @@ class DecoderChild:
         while True:
             kind, payload = await self._frame(SILENT_AFTER)
             if kind == BATCH:
-                messages, events, bad = loads(payload)
-                yield messages, events, [(channel.encode("latin-1"), why) for channel, why in bad]
+                try:
+                    messages, events, bad = loads(payload)
+                    malformed = [(channel.encode("latin-1"), why) for channel, why in bad]
+                except (ValueError, TypeError, AttributeError, UnicodeEncodeError):
+                    # Our own child wrote it: a bug there, not bad input. The loop takes over.
+                    raise DecoderFailed("the decoder process sent a batch that does not parse") from None
+                yield messages, events, malformed
             elif kind == PULSE:
                 yield 0, [], []
             else:
