@@ -9,10 +9,12 @@ loop then parses one compact array per read instead of a base64 envelope per mes
 the daemon drains 1.5x faster; bench/README.md).
 
 The parent keeps everything else: the receive time (on its clock), StreamHealth, the malformed
-count and its log lines, the back-off between attempts. A child lives for one connection: when it
-ends, for whatever reason, the parent marks the stream down (a gap) and starts another after its
-back-off, as it reconnects on the loop. A child whose parent is gone dies with it (Linux's
-parent-death signal, else the broken pipe of its next write, at the latest after a quiet spell).
+count and its log lines, the back-off between attempts. A child lives for one connection: when
+the connection ends, the parent marks the stream down (a gap) and starts another child after its
+back-off, as it reconnects on the loop; when the child itself fails (DecoderFailed: it died, could
+not start, fell silent, wrote what is not a frame), the loop decodes from then on. A child whose
+parent is gone dies with it (Linux's parent-death signal, else the broken pipe of its next write,
+at the latest after a quiet spell).
 
 The pipe carries frames: a kind byte, a 4-byte little-endian length, a payload:
   S  subscribed (no payload)
