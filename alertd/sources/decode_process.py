@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from alertd.sources.redis_decode import HEALTH_CHECK_SECONDS, Batch, read_batches
+from alertd.sources.redis_decode import HEALTH_CHECK_SECONDS, Batch, read_batches, server_answered
 from alertd.sources.resp import PubSubConnection, RespError
 
 HEADER = struct.Struct("<cI")
@@ -256,8 +256,7 @@ async def _serve(url: str, pattern: str) -> None:
 
 
 def _failed(e: BaseException) -> None:
-    # Classified as the loop's reader does: refused by the server, or the network (probed for).
-    error = {"error": str(e) or type(e).__name__, "reachable": isinstance(e, RespError | ValueError)}
+    error = {"error": str(e) or type(e).__name__, "reachable": server_answered(e)}
     with contextlib.suppress(BrokenPipeError):
         _send(ERROR, orjson.dumps(error))
 

@@ -9,9 +9,16 @@ from typing import Any
 
 import orjson
 
-from alertd.sources.resp import PubSubConnection
+from alertd.sources.resp import PubSubConnection, RespError
 
 HEALTH_CHECK_SECONDS = 5.0
+
+
+def server_answered(e: BaseException) -> bool:
+    """Whether a failed attempt reached a server that answered and refused (AUTH, an unexpected
+    reply) - retried after the back-off - rather than the network or a server not (yet) there,
+    whose return is probed for. One rule for the loop's reader and the decoder process."""
+    return isinstance(e, RespError | ValueError)
 
 
 def decode_message(data: bytes) -> list[dict[str, Any]]:

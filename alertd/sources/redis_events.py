@@ -21,8 +21,8 @@ from alertd.redact import redact_text, redact_url
 from alertd.sources.decode_process import DecoderChild, DecoderFailed, cpus
 from alertd.sources.health import StreamHealth
 from alertd.sources.probe import back_off
-from alertd.sources.redis_decode import Batch, decode_message, read_batches
-from alertd.sources.resp import Endpoint, PubSubConnection, RespError
+from alertd.sources.redis_decode import Batch, decode_message, read_batches, server_answered
+from alertd.sources.resp import Endpoint, PubSubConnection
 
 __all__ = ["RedisEventSource", "decode_message", "event_channel_pattern"]
 
@@ -108,10 +108,8 @@ class RedisEventSource:
             except asyncio.CancelledError:
                 raise
             except (OSError, ConnectionError, TimeoutError, ValueError) as e:
-                # RespError: the server answered and refused (AUTH, an unexpected reply), and
-                # DecoderFailed is our own child; anything else is the network or a server not
-                # (yet) there, worth probing for its return.
-                reachable = isinstance(e, RespError | ValueError | DecoderFailed)
+                # DecoderFailed is our own child, not the server: retried without probing.
+                reachable = server_answered(e) or isinstance(e, DecoderFailed)
                 error = redact_text(str(e) or type(e).__name__)
                 if isinstance(e, DecoderFailed):
                     # Slower on the loop, but never blind for want of a second process.
